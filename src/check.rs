@@ -1,0 +1,186 @@
+//! `sentinel-vip check`: validates the config against the live sentinels and
+//! EC2, one line per check, non-zero exit when any check failed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::config::{Config, Target};
+use crate::ec2::{Ec2, ErrorClass};
+use crate::plan::CurrentRoute;
+use crate::quorum::{self, Answer, Verdict};
+use crate::shutdown::Shutdown;
+use crate::targets::Targets;
+use crate::watch::{self, SentinelLink};
+
+#[derive(Default)]
+struct Report {
+    failed: usize,
+    warned: usize,
+}
+
+impl Report {
+    fn ok(&mut self, what: impl AsRef<str>) {
+        println!("ok    {}", what.as_ref());
+    }
+    fn warn(&mut self, what: impl AsRef<str>) {
+        self.warned += 1;
+        println!("warn  {}", what.as_ref());
+    }
+    fn fail(&mut self, what: impl AsRef<str>) {
+        self.failed += 1;
+        println!("FAIL  {}", what.as_ref());
+    }
+}
+
+/// Runs every check; returns the number of failed checks.
+pub async fn run(cfg: &Config, config_path: &str) -> usize {
+    let mut r = Report::default();
+    r.ok(format!(
+        "config {config_path}: {} sentinels, {} masters",
+        cfg.sentinels.len(),
+        cfg.masters.len()
+    ));
+    let (_trigger, shutdown) = Shutdown::new();
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let links = watch::spawn_watchers(&cfg.sentinels, cfg.sentinel_auth.as_ref(), "sentinel-vip-check", tx, &shutdown);
+    let up = futures::future::join_all(links.iter().map(|l| l.wait_connected(Duration::from_secs(3)))).await;
+    for (l, ok) in links.iter().zip(&up) {
+        if *ok {
+            r.ok(format!("sentinel {}: reachable", l.addr));
+        } else {
+            r.fail(format!("sentinel {}: unreachable (is it running, is the address/port right, auth?)", l.addr));
+        }
+    }
+    let ec2 = Ec2::new(&cfg.aws).await;
+    let tables: BTreeSet<_> = cfg.masters.values().flat_map(|m| m.route_tables.iter().cloned()).collect();
+    let cidrs: BTreeSet<_> = cfg.masters.values().map(|m| m.vip.0).collect();
+    let read = match ec2.read_tables(&tables, &cidrs).await {
+        Ok(read) => {
+            r.ok(format!("ec2: DescribeRouteTables answered for {} tables", tables.len()));
+            Some(read)
+        }
+        Err(e) => {
+            let hint = if e.class == ErrorClass::Permission {
+                " (grant ec2:DescribeRouteTables)"
+            } else {
+                ""
+            };
+            r.fail(format!("ec2: {e}{hint}"));
+            None
+        }
+    };
+    let targets = Targets::default();
+    for (name, m) in &cfg.masters {
+        let master = check_master(&mut r, &links, name).await;
+        let Some(read) = &read else { continue };
+        let target = match &master {
+            Some(addr) => match targets.resolve(&ec2, name, m, addr).await {
+                Ok(t) => {
+                    r.ok(format!("master {name}: {addr} maps to EC2 target {t}"));
+                    check_source_dest(&mut r, &ec2, name, &t).await;
+                    Some(t)
+                }
+                Err(e) => {
+                    r.fail(format!("master {name}: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        for t in &m.route_tables {
+            let Some(table) = read.get(t) else {
+                r.fail(format!("route table {t} (masters.{name}): not found in EC2"));
+                continue;
+            };
+            if let Some(vpc) = &table.vpc_id {
+                if let Ok(blocks) = ec2.vpc_cidrs(vpc).await {
+                    if blocks.iter().any(|b| b.contains(&m.vip.0.addr())) {
+                        r.warn(format!(
+                            "route table {t}: VIP {} lies inside VPC {vpc}'s CIDR; AWS refuses routes more specific than the local route in most set-ups: pick a VIP outside the VPC",
+                            m.vip
+                        ));
+                    }
+                }
+            }
+            let current = table.route(&m.vip.0);
+            let state = current.describe();
+            match (&current, &target) {
+                (CurrentRoute::Missing, _) => {
+                    r.ok(format!("route table {t}: no route for {} yet; it will be created", m.vip))
+                }
+                (c, Some(tg)) if c.points_at(tg) => {
+                    r.ok(format!("route table {t}: {} → {state} (the master's target)", m.vip))
+                }
+                _ => r.warn(format!(
+                    "route table {t}: {} → {state}, not the master's target; the daemon will repair it",
+                    m.vip
+                )),
+            }
+            if let CurrentRoute::Points { instance_id, eni_id, blackhole: false } = &current {
+                let cur = eni_id
+                    .clone()
+                    .and_then(|e| e.try_into().ok().map(Target::Eni))
+                    .or_else(|| instance_id.clone().and_then(|i| i.try_into().ok().map(Target::Instance)));
+                if let Some(cur) = cur {
+                    match ec2.probe_replace_permission(t, m.vip.0, &cur).await {
+                        Ok(()) => r.ok(format!("route table {t}: ec2:ReplaceRoute permitted")),
+                        Err(e) if e.class == ErrorClass::Permission => {
+                            r.fail(format!("route table {t}: missing permission ec2:ReplaceRoute ({e})"))
+                        }
+                        Err(e) => r.warn(format!("route table {t}: ReplaceRoute probe inconclusive: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    for l in &links {
+        l.close().await;
+    }
+    println!(
+        "{} checks failed, {} warnings",
+        r.failed, r.warned
+    );
+    r.failed
+}
+
+async fn check_master(r: &mut Report, links: &[SentinelLink], name: &str) -> Option<crate::event::Addr> {
+    let mut answers = Vec::new();
+    for l in links {
+        match l.master(name).await {
+            Ok(Some(v)) => {
+                r.ok(format!(
+                    "sentinel {}: monitors {name}, master {} (config-epoch {}, flags {})",
+                    l.addr, v.addr, v.config_epoch, v.flags
+                ));
+                answers.push(Answer::View(v));
+            }
+            Ok(None) => {
+                r.fail(format!("sentinel {}: does not monitor a master named {name}", l.addr));
+                answers.push(Answer::NotMonitored);
+            }
+            Err(_) => answers.push(Answer::Unreachable),
+        }
+    }
+    match quorum::decide(&answers, links.len()) {
+        Verdict::Master { addr, votes, config_epoch, .. } => {
+            r.ok(format!("master {name}: majority ({votes}/{}) says {addr} at config-epoch {config_epoch}", links.len()));
+            Some(addr)
+        }
+        Verdict::NoMajority { usable, needed, .. } => {
+            r.fail(format!("master {name}: no majority ({usable} usable answers, {needed} needed)"));
+            None
+        }
+    }
+}
+
+async fn check_source_dest(r: &mut Report, ec2: &Ec2, name: &str, t: &Target) {
+    let check = match t {
+        Target::Instance(i) => ec2.instance_source_dest_check(i).await.ok().flatten(),
+        Target::Eni(_) => None,
+    };
+    if check == Some(true) {
+        r.warn(format!(
+            "master {name}: source/dest check is ON for {t}; the node will drop packets for the VIP (disable it on every Redis node)"
+        ));
+    }
+}

@@ -1,0 +1,670 @@
+//! Configuration: YAML parsed once into validated types.
+//!
+//! Every value is checked while it is deserialised (newtypes with `try_from`), so
+//! an error carries the key path, the line and the reason, and the rest of the
+//! code never re-checks strings. Secrets are resolved here (from the environment
+//! or a file) and held in [`Secret`], whose `Debug`/`Display` never show the value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+/// Where the daemon looks for its config when neither `--config` nor
+/// `SENTINEL_VIP_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/sentinel-vip/config.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// serde_yaml_ng's message already names the key path, line and column.
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Every sentinel of the deployment; the majority is counted over this list.
+    #[serde(deserialize_with = "non_empty_sentinels")]
+    pub sentinels: Vec<SentinelAddr>,
+    #[serde(default)]
+    pub sentinel_auth: Option<SentinelAuth>,
+    #[serde(default)]
+    pub aws: AwsConfig,
+    #[serde(deserialize_with = "non_empty_masters")]
+    pub masters: BTreeMap<String, MasterConfig>,
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses config text; the error names the key, line and reason.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        serde_yaml_ng::from_str::<Config>(text).map_err(|e| e.to_string())
+    }
+
+    /// How many sentinels make a majority of the configured ones.
+    pub fn majority(&self) -> usize {
+        self.sentinels.len() / 2 + 1
+    }
+}
+
+fn non_empty_sentinels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SentinelAddr>, D::Error> {
+    let v = Vec::<SentinelAddr>::deserialize(d)?;
+    if v.is_empty() {
+        return Err(serde::de::Error::custom("list at least one sentinel (all of them, so that a majority can be counted)"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &v {
+        if !seen.insert(s.to_string()) {
+            return Err(serde::de::Error::custom(format!("sentinel {s} is listed twice")));
+        }
+    }
+    Ok(v)
+}
+
+fn non_empty_masters<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, MasterConfig>, D::Error> {
+    let v = BTreeMap::<String, MasterConfig>::deserialize(d)?;
+    if v.is_empty() {
+        return Err(serde::de::Error::custom("configure at least one master"));
+    }
+    Ok(v)
+}
+
+/// `host:port` of one sentinel, as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SentinelAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl TryFrom<String> for SentinelAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl FromStr for SentinelAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("sentinel address {s:?} must be host:port (e.g. 10.0.1.11:26379)"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("sentinel address {s:?}: port {port:?} is not a number from 1 to 65535"))?;
+        if host.is_empty() || port == 0 {
+            return Err(format!("sentinel address {s:?} must be host:port with a non-zero port"));
+        }
+        Ok(SentinelAddr {
+            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for SentinelAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A value that must never be printed: passwords, tokens, routing keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The only way to read the value: call sites are easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where a secret comes from: an environment variable or a file
+/// (e.g. `/run/credentials/sentinel-vip.service/...` with systemd `LoadCredential=`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSentinelAuth {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawSentinelAuth")]
+pub struct SentinelAuth {
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl TryFrom<RawSentinelAuth> for SentinelAuth {
+    type Error = String;
+    fn try_from(raw: RawSentinelAuth) -> Result<Self, String> {
+        let password = match (raw.password_env, raw.password_file) {
+            (Some(_), Some(_)) => return Err("set password_env or password_file, not both".into()),
+            (Some(var), None) => Some(secret_from_env(&var)?),
+            (None, Some(path)) => Some(secret_from_file(&path)?),
+            (None, None) => None,
+        };
+        Ok(SentinelAuth {
+            username: raw.username,
+            password,
+        })
+    }
+}
+
+/// Reads a secret from the environment variable `var`.
+pub fn secret_from_env(var: &str) -> Result<Secret, String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(Secret(v)),
+        Ok(_) => Err(format!("environment variable {var} is empty")),
+        Err(_) => Err(format!("environment variable {var} is not set")),
+    }
+}
+
+fn secret_from_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\n', '\r']).to_owned();
+    if value.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret(value))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Region; unset means the default chain (env, profile, IMDSv2).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint override: emulators, VPC interface endpoints.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Upper bound for one EC2 call including the SDK's retries (default 10s).
+    #[serde(default, with = "opt_duration")]
+    pub call_timeout: Option<Duration>,
+    /// Attempts per EC2 call for throttling, 5xx and network errors (default 5).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// One monitored master: its VIP and where the VIP's route lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterConfig {
+    pub vip: Vip,
+    #[serde(deserialize_with = "non_empty_tables")]
+    pub route_tables: Vec<RouteTableId>,
+    /// Redis address as Sentinel reports it (`ip:port` or `ip`) → EC2 target.
+    /// Omitted: the target is discovered by private IP.
+    #[serde(default)]
+    pub nodes: Option<BTreeMap<NodeKey, Target>>,
+}
+
+fn non_empty_tables<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RouteTableId>, D::Error> {
+    let v = Vec::<RouteTableId>::deserialize(d)?;
+    if v.is_empty() {
+        return Err(serde::de::Error::custom("list at least one route table (rtb-...)"));
+    }
+    let mut sorted = v.clone();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != v.len() {
+        return Err(serde::de::Error::custom("a route table is listed twice"));
+    }
+    Ok(v)
+}
+
+/// The VIP: an IPv4 CIDR, normally a /32 outside the VPC's CIDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Vip(pub Ipv4Net);
+
+impl TryFrom<String> for Vip {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let net: Ipv4Net = s
+            .parse()
+            .or_else(|_| s.parse::<std::net::Ipv4Addr>().map(Ipv4Net::from))
+            .map_err(|_| format!("{s:?} is not an IPv4 address or CIDR (e.g. 172.16.0.10/32)"))?;
+        if net.network() != net.addr() {
+            return Err(format!("{s:?} has host bits set; did you mean {}?", net.trunc()));
+        }
+        Ok(Vip(net))
+    }
+}
+
+impl fmt::Display for Vip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+macro_rules! aws_id {
+    ($name:ident, $prefix:literal, $what:literal) => {
+        #[doc = concat!("An EC2 ", $what, " id (`", $prefix, "...`).")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                let rest = s.strip_prefix($prefix).unwrap_or("");
+                if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(format!(concat!("{:?} is not a ", $what, " id (", $prefix, "...)"), s));
+                }
+                Ok($name(s))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+aws_id!(RouteTableId, "rtb-", "route table");
+aws_id!(InstanceId, "i-", "instance");
+aws_id!(EniId, "eni-", "network interface");
+
+/// Where the VIP route points: an instance or (preferred) an ENI.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "RawTarget")]
+pub enum Target {
+    Instance(InstanceId),
+    Eni(EniId),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    #[serde(default)]
+    instance_id: Option<InstanceId>,
+    #[serde(default)]
+    network_interface_id: Option<EniId>,
+}
+
+impl TryFrom<RawTarget> for Target {
+    type Error = String;
+    fn try_from(raw: RawTarget) -> Result<Self, String> {
+        match (raw.instance_id, raw.network_interface_id) {
+            (Some(i), None) => Ok(Target::Instance(i)),
+            (None, Some(e)) => Ok(Target::Eni(e)),
+            _ => Err("give exactly one of instance_id or network_interface_id".into()),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Instance(i) => i.fmt(f),
+            Target::Eni(e) => e.fmt(f),
+        }
+    }
+}
+
+/// A `nodes` key: `ip:port` matches that exact address, `ip` any port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NodeKey {
+    pub ip: String,
+    pub port: Option<u16>,
+}
+
+impl TryFrom<String> for NodeKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.rsplit_once(':') {
+            Some((ip, port)) if !ip.contains(':') => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("node {s:?}: port {port:?} is not a number"))?;
+                if ip.is_empty() {
+                    return Err(format!("node {s:?}: missing address before ':'"));
+                }
+                Ok(NodeKey {
+                    ip: ip.to_owned(),
+                    port: Some(port),
+                })
+            }
+            _ if s.trim().is_empty() => Err("empty node address".into()),
+            _ => Ok(NodeKey { ip: s, port: None }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// How often the sentinels' majority view is re-read and drift repaired.
+    #[serde(default = "default_reconcile_interval", with = "duration")]
+    pub interval: Duration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            interval: default_reconcile_interval(),
+        }
+    }
+}
+
+fn default_reconcile_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Loopback address for /metrics, /healthz, /readyz, /status; unset = off.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Alert folding and the webhook sinks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// How long a new incident is held so that a quick failover sends one message.
+    #[serde(default = "default_group_wait", with = "duration")]
+    pub group_wait: Duration,
+    /// How often a still-open incident is repeated.
+    #[serde(default = "default_repeat_interval", with = "duration")]
+    pub repeat_interval: Duration,
+    /// The sentinel this watcher runs beside (several watchers: one speaks).
+    #[serde(default)]
+    pub local_sentinel: Option<SentinelAddr>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            group_wait: default_group_wait(),
+            repeat_interval: default_repeat_interval(),
+            local_sentinel: None,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+fn default_group_wait() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_repeat_interval() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Generic,
+    Slack,
+    Discord,
+    Teams,
+    Pagerduty,
+}
+
+impl SinkKind {
+    /// Chat sinks have no idempotency key: only the designated watcher posts.
+    pub fn is_chat(self) -> bool {
+        matches!(self, SinkKind::Slack | SinkKind::Discord | SinkKind::Teams)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    name: String,
+    kind: SinkKind,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    url_env: Option<String>,
+    #[serde(default)]
+    secret_env: Option<String>,
+    #[serde(default)]
+    routing_key_env: Option<String>,
+}
+
+/// One webhook sink; the URL is a secret (Slack/Discord/Teams URLs carry tokens).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawWebhook")]
+pub struct WebhookConfig {
+    pub name: String,
+    pub kind: SinkKind,
+    pub url: Secret,
+    pub secret: Option<Secret>,
+    pub routing_key: Option<Secret>,
+}
+
+impl TryFrom<RawWebhook> for WebhookConfig {
+    type Error = String;
+    fn try_from(raw: RawWebhook) -> Result<Self, String> {
+        let url = match (raw.url, raw.url_env) {
+            (Some(u), None) => Secret(u),
+            (None, Some(var)) => secret_from_env(&var)?,
+            (None, None) if raw.kind == SinkKind::Pagerduty => {
+                Secret("https://events.pagerduty.com/v2/enqueue".into())
+            }
+            (None, None) => return Err(format!("webhook {}: set url or url_env", raw.name)),
+            (Some(_), Some(_)) => return Err(format!("webhook {}: set url or url_env, not both", raw.name)),
+        };
+        if !(url.0.starts_with("http://") || url.0.starts_with("https://")) {
+            return Err(format!("webhook {}: url must start with http:// or https://", raw.name));
+        }
+        let secret = raw.secret_env.as_deref().map(secret_from_env).transpose()?;
+        let routing_key = raw.routing_key_env.as_deref().map(secret_from_env).transpose()?;
+        if raw.kind == SinkKind::Pagerduty && routing_key.is_none() {
+            return Err(format!("webhook {}: kind pagerduty needs routing_key_env", raw.name));
+        }
+        Ok(WebhookConfig {
+            name: raw.name,
+            kind: raw.kind,
+            url,
+            secret,
+            routing_key,
+        })
+    }
+}
+
+mod duration {
+    use serde::Deserialize;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        let v = humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like 30s or 5m: {e}")))?;
+        if v.is_zero() {
+            return Err(serde::de::Error::custom("duration must be greater than zero"));
+        }
+        Ok(v)
+    }
+}
+
+mod opt_duration {
+    use serde::Deserialize;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "super::duration")] Duration);
+        Option::<W>::deserialize(d).map(|o| o.map(|w| w.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+sentinels: ["127.0.0.2:26379", "127.0.0.3:26379", "127.0.0.4:26379"]
+aws:
+  region: us-east-1
+  endpoint_url: http://127.0.0.1:5000
+masters:
+  mymaster:
+    vip: 172.16.0.10/32
+    route_tables: [rtb-0123, rtb-4567]
+    nodes:
+      "10.0.1.11:6379": { instance_id: i-0aaa }
+      "10.0.1.12": { network_interface_id: eni-0bbb }
+reconcile:
+  interval: 30s
+http:
+  listen: 127.0.0.1:9839
+log:
+  format: json
+"#;
+
+    #[test]
+    fn example_config_parses() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.sentinels.len(), 3);
+        assert_eq!(c.majority(), 2);
+        let m = &c.masters["mymaster"];
+        assert_eq!(m.vip.to_string(), "172.16.0.10/32");
+        assert_eq!(m.route_tables[1].as_str(), "rtb-4567");
+        assert_eq!(c.reconcile.interval, Duration::from_secs(30));
+        assert_eq!(c.log.format, LogFormat::Json);
+        let nodes = m.nodes.as_ref().unwrap();
+        assert!(nodes.values().any(|t| matches!(t, Target::Eni(e) if e.as_str() == "eni-0bbb")));
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let text = include_str!("../config.example.yaml");
+        Config::parse(text).unwrap();
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line() {
+        let e = err(&GOOD.replace("  interval: 30s", "  intervall: 30s"));
+        assert!(e.contains("intervall"), "{e}");
+        assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn bad_vip_names_key_and_reason() {
+        let e = err(&GOOD.replace("172.16.0.10/32", "172.16.0.300/32"));
+        assert!(e.contains("masters") && e.contains("vip"), "{e}");
+        assert!(e.contains("not an IPv4"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
+    }
+
+    #[test]
+    fn bad_route_table_duration_and_target_are_refused() {
+        assert!(err(&GOOD.replace("rtb-4567", "rt-4567")).contains("route table id"));
+        assert!(err(&GOOD.replace("30s", "thirty")).contains("duration"));
+        let both = GOOD.replace("{ instance_id: i-0aaa }", "{ instance_id: i-0aaa, network_interface_id: eni-1 }");
+        assert!(err(&both).contains("exactly one"));
+        assert!(err(&GOOD.replace("\"127.0.0.2:26379\", ", "\"127.0.0.3:26379\", ")).contains("twice"));
+    }
+
+    #[test]
+    fn empty_lists_are_refused() {
+        assert!(err(&GOOD.replace(
+            r#"["127.0.0.2:26379", "127.0.0.3:26379", "127.0.0.4:26379"]"#,
+            "[]"
+        ))
+        .contains("at least one sentinel"));
+        assert!(err(&GOOD.replace("[rtb-0123, rtb-4567]", "[]")).contains("at least one route table"));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        std::env::set_var("SV_TEST_PW", "hunter2-secret");
+        let text = GOOD.replace("aws:", "sentinel_auth:\n  password_env: SV_TEST_PW\naws:");
+        let c = Config::parse(&text).unwrap();
+        let auth = c.sentinel_auth.as_ref().unwrap();
+        assert_eq!(auth.password.as_ref().unwrap().expose(), "hunter2-secret");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn missing_secret_env_is_an_error_naming_the_variable() {
+        let text = GOOD.replace("aws:", "sentinel_auth:\n  password_env: SV_TEST_MISSING_VAR\naws:");
+        assert!(err(&text).contains("SV_TEST_MISSING_VAR"));
+    }
+}

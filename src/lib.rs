@@ -1,0 +1,21 @@
+//! sentinel-vip: keeps a Redis master reachable at one VPC address.
+//!
+//! watch (sentinel I/O) → decide (controller over pure event/quorum/plan
+//! logic) → act (EC2 route writes, alerts). See ARCHITECTURE.md.
+
+pub mod alerts;
+pub mod check;
+pub mod config;
+pub mod controller;
+pub mod daemon;
+pub mod ec2;
+pub mod event;
+pub mod plan;
+pub mod quorum;
+pub mod shutdown;
+pub mod status;
+pub mod targets;
+pub mod watch;
+pub mod http;
+pub mod metrics;
+pub mod notify;

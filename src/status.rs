@@ -1,0 +1,97 @@
+//! A shared snapshot of what the daemon believes, for `/status`, `/readyz`,
+//! `/metrics` and systemd's `STATUS=`. Written by the controller, read by others.
+
+use std::sync::{Arc, RwLock};
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableStatus {
+    pub id: String,
+    /// The route's current target id, `missing`, or `unknown` before the first read.
+    pub route: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MasterStatus {
+    pub name: String,
+    pub vip: String,
+    /// The master a majority of sentinels named at the last read.
+    pub majority: Option<String>,
+    pub config_epoch: Option<u64>,
+    /// The master the VIP route was last verified to point at.
+    pub applied: Option<String>,
+    /// A route write in flight towards this master.
+    pub writing: Option<String>,
+    pub no_majority: bool,
+    pub last_error: Option<String>,
+    pub tables: Vec<TableStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub sentinels_configured: usize,
+    pub sentinels_connected: usize,
+    pub sentinels_answering: usize,
+    pub reconciles: u64,
+    pub last_reconcile_ok: bool,
+    pub last_reconcile_ms: f64,
+    pub last_reconcile_unix: f64,
+    pub masters: Vec<MasterStatus>,
+    /// Last time the controller loop went round (for the watchdog and /healthz).
+    #[serde(skip)]
+    pub heartbeat: Option<Instant>,
+}
+
+impl Status {
+    /// Ready: a majority of sentinels connected and the last reconcile succeeded.
+    pub fn ready(&self) -> bool {
+        self.sentinels_connected > self.sentinels_configured / 2 && self.last_reconcile_ok
+    }
+
+    /// One line for systemd's `STATUS=` and logs.
+    pub fn summary(&self) -> String {
+        let ok = self.masters.iter().filter(|m| m.last_error.is_none() && !m.no_majority).count();
+        format!(
+            "{} masters ({} healthy), sentinels {}/{} connected, last reconcile {}",
+            self.masters.len(),
+            ok,
+            self.sentinels_connected,
+            self.sentinels_configured,
+            if self.reconciles == 0 {
+                "pending".to_owned()
+            } else if self.last_reconcile_ok {
+                format!("ok in {:.1} ms", self.last_reconcile_ms)
+            } else {
+                "FAILED".to_owned()
+            }
+        )
+    }
+}
+
+/// Cheaply clonable handle on the snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct SharedStatus(Arc<RwLock<Status>>);
+
+impl SharedStatus {
+    pub fn new(sentinels_configured: usize) -> SharedStatus {
+        SharedStatus(Arc::new(RwLock::new(Status {
+            version: env!("CARGO_PKG_VERSION"),
+            sentinels_configured,
+            ..Default::default()
+        })))
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut s) = self.0.write() {
+            f(&mut s);
+        }
+    }
+
+    pub fn get(&self) -> Status {
+        self.0.read().map(|s| s.clone()).unwrap_or_default()
+    }
+}
