@@ -275,9 +275,9 @@ impl TryFrom<String> for Vip {
         let net: Ipv4Net = s
             .parse()
             .or_else(|_| s.parse::<std::net::Ipv4Addr>().map(Ipv4Net::from))
-            .map_err(|_| format!("{s:?} is not an IPv4 address or CIDR (e.g. 172.16.0.10/32)"))?;
+            .map_err(|_| format!("vip {s:?} is not an IPv4 address or CIDR (e.g. 172.16.0.10/32)"))?;
         if net.network() != net.addr() {
-            return Err(format!("{s:?} has host bits set; did you mean {}?", net.trunc()));
+            return Err(format!("vip {s:?} has host bits set; did you mean {}?", net.trunc()));
         }
         Ok(Vip(net))
     }
@@ -630,7 +630,7 @@ log:
         let e = err(&GOOD.replace("172.16.0.10/32", "172.16.0.300/32"));
         assert!(e.contains("masters") && e.contains("vip"), "{e}");
         assert!(e.contains("not an IPv4"), "{e}");
-        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("line 8"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,516 @@
+//! The test rig: real redis-server master + 2 replicas + 3 sentinels on loopback
+//! addresses, moto_server as the EC2 API, and the daemon as a real process.
+//!
+//! Missing tools are a test failure naming the setup command, never a skip.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::Client;
+
+pub const SETUP: &str = "run `scripts/setup.sh` (apt: redis-server redis-tools; a venv .venv with moto[server])";
+pub const MASTER: &str = "mymaster";
+pub const VIP: &str = "172.16.0.10/32";
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    // 0.0.0.0 so the port is free on every 127.0.0.x address.
+    TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+    })
+}
+
+fn tool(name: &str) -> PathBuf {
+    which(name).unwrap_or_else(|| panic!("{name} not found on PATH: {SETUP}"))
+}
+
+fn moto_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.is_file() {
+        return venv;
+    }
+    which("moto_server").unwrap_or_else(|| panic!("moto_server not found (.venv/bin, PATH or $MOTO_SERVER): {SETUP}"))
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_port(host: &str, port: u16, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect((host, port)).is_err() {
+        if Instant::now() > deadline {
+            panic!("{what} did not listen on {host}:{port} within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `redis-cli` against host:port; returns stdout.
+pub fn cli(host: &str, port: u16, args: &[&str]) -> String {
+    let out = Command::new(tool("redis-cli"))
+        .args(["-h", host, "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub struct Moto {
+    pub proc: Proc,
+    pub port: u16,
+    pub url: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(moto_path())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto_server: {e}; {SETUP}"));
+        wait_port("127.0.0.1", port, Duration::from_secs(30), "moto_server");
+        Moto {
+            proc: Proc { child, name: "moto".into() },
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// EC2 objects made in moto for the rig.
+pub struct Vpc {
+    pub client: Client,
+    pub tables: Vec<String>,
+    /// One ENI per Redis node (index = node index).
+    pub enis: Vec<String>,
+}
+
+pub async fn ec2_client(url: &str) -> Client {
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .load()
+        .await;
+    Client::new(&conf)
+}
+
+impl Vpc {
+    pub async fn create(url: &str, tables: usize, nodes: usize) -> Vpc {
+        let client = ec2_client(url).await;
+        let vpc = client.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("CreateVpc");
+        let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_owned();
+        let subnet = client
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block("10.0.1.0/24")
+            .send()
+            .await
+            .expect("CreateSubnet");
+        let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_owned();
+        let mut table_ids = Vec::new();
+        for _ in 0..tables {
+            let t = client.create_route_table().vpc_id(&vpc_id).send().await.expect("CreateRouteTable");
+            table_ids.push(t.route_table().and_then(|t| t.route_table_id()).expect("rtb id").to_owned());
+        }
+        let mut enis = Vec::new();
+        for i in 0..nodes {
+            let e = client
+                .create_network_interface()
+                .subnet_id(&subnet_id)
+                .private_ip_address(format!("10.0.1.{}", 11 + i))
+                .send()
+                .await
+                .expect("CreateNetworkInterface");
+            enis.push(e.network_interface().and_then(|n| n.network_interface_id()).expect("eni").to_owned());
+        }
+        Vpc {
+            client,
+            tables: table_ids,
+            enis,
+        }
+    }
+
+    /// The VIP route's target (ENI id, or instance id) per table.
+    pub async fn vip_targets(&self) -> Vec<Option<String>> {
+        let out = self
+            .client
+            .describe_route_tables()
+            .filters(Filter::builder().name("route-table-id").set_values(Some(self.tables.clone())).build())
+            .send()
+            .await
+            .expect("DescribeRouteTables");
+        let by_id: HashMap<String, Option<String>> = out
+            .route_tables()
+            .iter()
+            .map(|t| {
+                let target = t
+                    .routes()
+                    .iter()
+                    .find(|r| r.destination_cidr_block() == Some(VIP))
+                    .and_then(|r| r.network_interface_id().or(r.instance_id()).map(str::to_owned));
+                (t.route_table_id().unwrap_or_default().to_owned(), target)
+            })
+            .collect();
+        self.tables.iter().map(|t| by_id.get(t).cloned().flatten()).collect()
+    }
+
+    /// Waits until every table's VIP route points at `eni`.
+    pub async fn wait_all_point_at(&self, eni: &str, within: Duration) {
+        let want = Some(eni.to_owned());
+        eventually(&format!("every route table's VIP route to point at {eni}"), within, || async {
+            let t = self.vip_targets().await;
+            t.iter().all(|x| *x == want).then_some(())
+        })
+        .await
+    }
+
+    pub async fn set_route(&self, table: usize, eni: &str) {
+        let r = self
+            .client
+            .replace_route()
+            .route_table_id(&self.tables[table])
+            .destination_cidr_block(VIP)
+            .network_interface_id(eni)
+            .send()
+            .await;
+        if r.is_err() {
+            self.client
+                .create_route()
+                .route_table_id(&self.tables[table])
+                .destination_cidr_block(VIP)
+                .network_interface_id(eni)
+                .send()
+                .await
+                .expect("CreateRoute");
+        }
+    }
+}
+
+/// Redis master + replicas + sentinels on 127.0.0.2.. .
+pub struct Redis {
+    pub dir: tempfile::TempDir,
+    pub redis_port: u16,
+    pub sentinel_port: u16,
+    pub hosts: Vec<String>,
+    pub servers: Vec<Option<Proc>>,
+    pub sentinels: Vec<Option<Proc>>,
+}
+
+impl Redis {
+    /// `nodes` redis servers (first is master) and `sentinels` sentinels.
+    pub fn start(nodes: usize, sentinels: usize) -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redis_port = free_port();
+        let sentinel_port = free_port();
+        let hosts: Vec<String> = (0..nodes.max(sentinels)).map(|i| format!("127.0.0.{}", 2 + i)).collect();
+        let mut r = Redis {
+            dir,
+            redis_port,
+            sentinel_port,
+            hosts,
+            servers: Vec::new(),
+            sentinels: Vec::new(),
+        };
+        for i in 0..nodes {
+            let p = r.spawn_server(i);
+            r.servers.push(Some(p));
+        }
+        for i in 0..nodes {
+            wait_port(&r.hosts[i], redis_port, Duration::from_secs(10), "redis-server");
+        }
+        for i in 0..sentinels {
+            let p = r.spawn_sentinel(i);
+            r.sentinels.push(Some(p));
+        }
+        for i in 0..sentinels {
+            wait_port(&r.hosts[i], sentinel_port, Duration::from_secs(10), "redis-sentinel");
+        }
+        r
+    }
+
+    fn spawn_server(&self, i: usize) -> Proc {
+        let host = &self.hosts[i];
+        let dir = self.dir.path().join(format!("redis-{i}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut cmd = Command::new(tool("redis-server"));
+        cmd.args(["--bind", host, "--port", &self.redis_port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--replica-announce-ip", host])
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--logfile", "redis.log"]);
+        if i > 0 {
+            cmd.args(["--replicaof", &self.hosts[0], &self.redis_port.to_string()]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("redis-server: {e}; {SETUP}"));
+        Proc { child, name: format!("redis-{i}") }
+    }
+
+    fn spawn_sentinel(&self, i: usize) -> Proc {
+        let host = &self.hosts[i];
+        let conf = self.dir.path().join(format!("sentinel-{i}.conf"));
+        if !conf.exists() {
+            let text = format!(
+                "bind {host}\nport {sp}\nprotected-mode no\ndir {dir}\nlogfile sentinel-{i}.log\nsentinel announce-ip {host}\n\
+                 sentinel monitor {MASTER} {mh} {rp} 2\n\
+                 sentinel down-after-milliseconds {MASTER} 1000\n\
+                 sentinel failover-timeout {MASTER} 4000\n\
+                 sentinel parallel-syncs {MASTER} 2\n",
+                sp = self.sentinel_port,
+                dir = self.dir.path().display(),
+                mh = self.hosts[0],
+                rp = self.redis_port,
+            );
+            std::fs::write(&conf, text).expect("write sentinel conf");
+        }
+        let child = Command::new(tool("redis-server"))
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server --sentinel: {e}; {SETUP}"));
+        Proc { child, name: format!("sentinel-{i}") }
+    }
+
+    pub fn sentinel_addrs(&self) -> Vec<String> {
+        (0..self.sentinels.len()).map(|i| format!("{}:{}", self.hosts[i], self.sentinel_port)).collect()
+    }
+
+    /// The master as sentinel `i` sees it ("ip:port").
+    pub fn master_seen_by(&self, i: usize) -> Option<String> {
+        let out = cli(&self.hosts[i], self.sentinel_port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER]);
+        let mut lines = out.lines();
+        Some(format!("{}:{}", lines.next()?.trim(), lines.next()?.trim())).filter(|s| s.len() > 3)
+    }
+
+    /// The node index of the master per sentinel 0.. majority.
+    pub fn master_index(&self) -> Option<usize> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for i in 0..self.sentinels.len() {
+            if self.sentinels[i].is_some() {
+                if let Some(m) = self.master_seen_by(i) {
+                    *counts.entry(m).or_default() += 1;
+                }
+            }
+        }
+        let (addr, n) = counts.into_iter().max_by_key(|(_, n)| *n)?;
+        if n * 2 <= self.sentinels.len() {
+            return None;
+        }
+        let host = addr.split(':').next()?.to_owned();
+        self.hosts.iter().position(|h| *h == host)
+    }
+
+    /// Waits until all sentinels know every replica (so a failover can pick one).
+    pub async fn wait_ready_for_failover(&self, replicas: usize) {
+        eventually("sentinels to see the replicas and each other", Duration::from_secs(30), || async {
+            (0..self.sentinels.len())
+                .filter(|i| self.sentinels[*i].is_some())
+                .all(|i| {
+                    let info = cli(&self.hosts[i], self.sentinel_port, &["SENTINEL", "MASTER", MASTER]);
+                    let lines: Vec<&str> = info.lines().collect();
+                    let field = |k: &str| lines.iter().position(|l| *l == k).and_then(|p| lines.get(p + 1)).and_then(|v| v.parse::<usize>().ok());
+                    field("num-slaves") >= Some(replicas) && field("num-other-sentinels") >= Some(self.sentinels.len() - 1)
+                })
+                .then_some(())
+        })
+        .await
+    }
+
+    /// `SENTINEL FAILOVER` (retried while sentinel says no good replica yet);
+    /// waits for the majority to name a new master; returns its node index.
+    pub async fn failover(&self) -> usize {
+        let before = self.master_index();
+        eventually("SENTINEL FAILOVER to be accepted", Duration::from_secs(60), || async {
+            let out = cli(&self.hosts[0], self.sentinel_port, &["SENTINEL", "FAILOVER", MASTER]);
+            (out == "OK").then_some(())
+        })
+        .await;
+        eventually("sentinels to agree on a new master", Duration::from_secs(60), || async {
+            self.master_index().filter(|m| Some(*m) != before)
+        })
+        .await
+    }
+
+    pub fn kill_server(&mut self, i: usize) {
+        self.servers[i] = None;
+    }
+
+    pub fn kill_sentinel(&mut self, i: usize) {
+        self.sentinels[i] = None;
+    }
+
+    pub fn restart_sentinel(&mut self, i: usize) {
+        let p = self.spawn_sentinel(i);
+        self.sentinels[i] = Some(p);
+        wait_port(&self.hosts[i], self.sentinel_port, Duration::from_secs(10), "redis-sentinel");
+    }
+
+    pub fn restart_server(&mut self, i: usize) {
+        let p = self.spawn_server(i);
+        self.servers[i] = Some(p);
+    }
+}
+
+/// The daemon as a real process with a generated config.
+pub struct Daemon {
+    pub proc: Option<Proc>,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sentinel-vip")
+}
+
+/// Config YAML for the rig; `extra` is appended verbatim.
+pub fn config_yaml(redis: &Redis, moto: &Moto, vpc: &Vpc, interval: &str, extra: &str) -> String {
+    let sentinels: Vec<String> = redis.sentinel_addrs().iter().map(|s| format!("\"{s}\"")).collect();
+    let mut nodes = String::new();
+    for (i, eni) in vpc.enis.iter().enumerate() {
+        nodes.push_str(&format!(
+            "      \"{}:{}\": {{ network_interface_id: {eni} }}\n",
+            redis.hosts[i], redis.redis_port
+        ));
+    }
+    format!(
+        "sentinels: [{}]\naws:\n  region: us-east-1\n  endpoint_url: {}\nmasters:\n  {MASTER}:\n    vip: {VIP}\n    route_tables: [{}]\n    nodes:\n{nodes}reconcile:\n  interval: {interval}\n{extra}",
+        sentinels.join(", "),
+        moto.url,
+        vpc.tables.join(", "),
+    )
+}
+
+impl Daemon {
+    pub fn start(dir: &Path, yaml: &str) -> Daemon {
+        let config = dir.join(format!("sentinel-vip-{}.yaml", free_port()));
+        std::fs::write(&config, yaml).expect("write config");
+        let log = config.with_extension("log");
+        let mut d = Daemon {
+            proc: None,
+            config,
+            log,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn spawn(&mut self) {
+        let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("SENTINEL_VIP_LOG", "info,sentinel_vip=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("start sentinel-vip");
+        self.proc = Some(Proc { child, name: "sentinel-vip".into() });
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.proc.as_ref().map(|p| p.child.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+    }
+
+    /// Waits until the log contains `needle`.
+    pub async fn wait_log(&self, needle: &str, within: Duration) {
+        eventually(&format!("daemon log to contain {needle:?}"), within, || async {
+            self.logs().contains(needle).then_some(())
+        })
+        .await
+    }
+
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+}
+
+/// The full rig used by most tests.
+pub struct Rig {
+    pub moto: Moto,
+    pub vpc: Vpc,
+    pub redis: Redis,
+}
+
+impl Rig {
+    pub async fn start(tables: usize) -> Rig {
+        let moto = Moto::start();
+        let vpc = Vpc::create(&moto.url, tables, 3).await;
+        let redis = Redis::start(3, 3);
+        Rig { moto, vpc, redis }
+    }
+
+    pub fn config(&self, interval: &str, extra: &str) -> String {
+        config_yaml(&self.redis, &self.moto, &self.vpc, interval, extra)
+    }
+
+    pub fn start_daemon(&self, interval: &str, extra: &str) -> Daemon {
+        Daemon::start(self.redis.dir.path(), &self.config(interval, extra))
+    }
+
+    /// Dumps daemon logs to stderr (shown by the test harness on failure).
+    pub fn dump(&self, d: &Daemon) {
+        eprintln!("---- daemon log ----\n{}", d.logs());
+    }
+}
