@@ -42,21 +42,42 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
     ));
     let (_trigger, shutdown) = Shutdown::new();
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
-    let links = watch::spawn_watchers(&cfg.sentinels, cfg.sentinel_auth.as_ref(), "sentinel-vip-check", tx, &shutdown);
-    let up = futures::future::join_all(links.iter().map(|l| l.wait_connected(Duration::from_secs(3)))).await;
+    let links = watch::spawn_watchers(
+        &cfg.sentinels,
+        cfg.sentinel_auth.as_ref(),
+        "sentinel-vip-check",
+        tx,
+        &shutdown,
+    );
+    let up = futures::future::join_all(
+        links
+            .iter()
+            .map(|l| l.wait_connected(Duration::from_secs(3))),
+    )
+    .await;
     for (l, ok) in links.iter().zip(&up) {
         if *ok {
             r.ok(format!("sentinel {}: reachable", l.addr));
         } else {
-            r.fail(format!("sentinel {}: unreachable (is it running, is the address/port right, auth?)", l.addr));
+            r.fail(format!(
+                "sentinel {}: unreachable (is it running, is the address/port right, auth?)",
+                l.addr
+            ));
         }
     }
     let ec2 = Ec2::new(&cfg.aws).await;
-    let tables: BTreeSet<_> = cfg.masters.values().flat_map(|m| m.route_tables.iter().cloned()).collect();
+    let tables: BTreeSet<_> = cfg
+        .masters
+        .values()
+        .flat_map(|m| m.route_tables.iter().cloned())
+        .collect();
     let cidrs: BTreeSet<_> = cfg.masters.values().map(|m| m.vip.0).collect();
     let read = match ec2.read_tables(&tables, &cidrs).await {
         Ok(read) => {
-            r.ok(format!("ec2: DescribeRouteTables answered for {} tables", tables.len()));
+            r.ok(format!(
+                "ec2: DescribeRouteTables answered for {} tables",
+                tables.len()
+            ));
             Some(read)
         }
         Err(e) => {
@@ -89,7 +110,9 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
         };
         for t in &m.route_tables {
             let Some(table) = read.get(t) else {
-                r.fail(format!("route table {t} (masters.{name}): not found in EC2"));
+                r.fail(format!(
+                    "route table {t} (masters.{name}): not found in EC2"
+                ));
                 continue;
             };
             if let Some(vpc) = &table.vpc_id {
@@ -116,18 +139,29 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
                     m.vip
                 )),
             }
-            if let CurrentRoute::Points { instance_id, eni_id, blackhole: false } = &current {
+            if let CurrentRoute::Points {
+                instance_id,
+                eni_id,
+                blackhole: false,
+            } = &current
+            {
                 let cur = eni_id
                     .clone()
                     .and_then(|e| e.try_into().ok().map(Target::Eni))
-                    .or_else(|| instance_id.clone().and_then(|i| i.try_into().ok().map(Target::Instance)));
+                    .or_else(|| {
+                        instance_id
+                            .clone()
+                            .and_then(|i| i.try_into().ok().map(Target::Instance))
+                    });
                 if let Some(cur) = cur {
                     match ec2.probe_replace_permission(t, m.vip.0, &cur).await {
                         Ok(()) => r.ok(format!("route table {t}: ec2:ReplaceRoute permitted")),
-                        Err(e) if e.class == ErrorClass::Permission => {
-                            r.fail(format!("route table {t}: missing permission ec2:ReplaceRoute ({e})"))
-                        }
-                        Err(e) => r.warn(format!("route table {t}: ReplaceRoute probe inconclusive: {e}")),
+                        Err(e) if e.class == ErrorClass::Permission => r.fail(format!(
+                            "route table {t}: missing permission ec2:ReplaceRoute ({e})"
+                        )),
+                        Err(e) => r.warn(format!(
+                            "route table {t}: ReplaceRoute probe inconclusive: {e}"
+                        )),
                     }
                 }
             }
@@ -136,14 +170,15 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
     for l in &links {
         l.close().await;
     }
-    println!(
-        "{} checks failed, {} warnings",
-        r.failed, r.warned
-    );
+    println!("{} checks failed, {} warnings", r.failed, r.warned);
     r.failed
 }
 
-async fn check_master(r: &mut Report, links: &[SentinelLink], name: &str) -> Option<crate::event::Addr> {
+async fn check_master(
+    r: &mut Report,
+    links: &[SentinelLink],
+    name: &str,
+) -> Option<crate::event::Addr> {
     let mut answers = Vec::new();
     for l in links {
         match l.master(name).await {
@@ -155,19 +190,32 @@ async fn check_master(r: &mut Report, links: &[SentinelLink], name: &str) -> Opt
                 answers.push(Answer::View(v));
             }
             Ok(None) => {
-                r.fail(format!("sentinel {}: does not monitor a master named {name}", l.addr));
+                r.fail(format!(
+                    "sentinel {}: does not monitor a master named {name}",
+                    l.addr
+                ));
                 answers.push(Answer::NotMonitored);
             }
             Err(_) => answers.push(Answer::Unreachable),
         }
     }
     match quorum::decide(&answers, links.len()) {
-        Verdict::Master { addr, votes, config_epoch, .. } => {
-            r.ok(format!("master {name}: majority ({votes}/{}) says {addr} at config-epoch {config_epoch}", links.len()));
+        Verdict::Master {
+            addr,
+            votes,
+            config_epoch,
+            ..
+        } => {
+            r.ok(format!(
+                "master {name}: majority ({votes}/{}) says {addr} at config-epoch {config_epoch}",
+                links.len()
+            ));
             Some(addr)
         }
         Verdict::NoMajority { usable, needed, .. } => {
-            r.fail(format!("master {name}: no majority ({usable} usable answers, {needed} needed)"));
+            r.fail(format!(
+                "master {name}: no majority ({usable} usable answers, {needed} needed)"
+            ));
             None
         }
     }

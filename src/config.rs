@@ -78,15 +78,21 @@ impl Config {
     }
 }
 
-fn non_empty_sentinels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SentinelAddr>, D::Error> {
+fn non_empty_sentinels<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<SentinelAddr>, D::Error> {
     let v = Vec::<SentinelAddr>::deserialize(d)?;
     if v.is_empty() {
-        return Err(serde::de::Error::custom("list at least one sentinel (all of them, so that a majority can be counted)"));
+        return Err(serde::de::Error::custom(
+            "list at least one sentinel (all of them, so that a majority can be counted)",
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for s in &v {
         if !seen.insert(s.to_string()) {
-            return Err(serde::de::Error::custom(format!("sentinel {s} is listed twice")));
+            return Err(serde::de::Error::custom(format!(
+                "sentinel {s} is listed twice"
+            )));
         }
     }
     Ok(v)
@@ -120,17 +126,22 @@ impl TryFrom<String> for SentinelAddr {
 impl FromStr for SentinelAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (host, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("sentinel address {s:?} must be host:port (e.g. 10.0.1.11:26379)"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("sentinel address {s:?}: port {port:?} is not a number from 1 to 65535"))?;
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+            format!("sentinel address {s:?} must be host:port (e.g. 10.0.1.11:26379)")
+        })?;
+        let port: u16 = port.parse().map_err(|_| {
+            format!("sentinel address {s:?}: port {port:?} is not a number from 1 to 65535")
+        })?;
         if host.is_empty() || port == 0 {
-            return Err(format!("sentinel address {s:?} must be host:port with a non-zero port"));
+            return Err(format!(
+                "sentinel address {s:?} must be host:port with a non-zero port"
+            ));
         }
         Ok(SentinelAddr {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port,
         })
     }
@@ -212,7 +223,8 @@ pub fn secret_from_env(var: &str) -> Result<Secret, String> {
 }
 
 fn secret_from_file(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value = text.trim_end_matches(['\n', '\r']).to_owned();
     if value.is_empty() {
         return Err(format!("{} is empty", path.display()));
@@ -253,7 +265,9 @@ pub struct MasterConfig {
 fn non_empty_tables<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RouteTableId>, D::Error> {
     let v = Vec::<RouteTableId>::deserialize(d)?;
     if v.is_empty() {
-        return Err(serde::de::Error::custom("list at least one route table (rtb-...)"));
+        return Err(serde::de::Error::custom(
+            "list at least one route table (rtb-...)",
+        ));
     }
     let mut sorted = v.clone();
     sorted.sort();
@@ -275,9 +289,14 @@ impl TryFrom<String> for Vip {
         let net: Ipv4Net = s
             .parse()
             .or_else(|_| s.parse::<std::net::Ipv4Addr>().map(Ipv4Net::from))
-            .map_err(|_| format!("vip {s:?} is not an IPv4 address or CIDR (e.g. 172.16.0.10/32)"))?;
+            .map_err(|_| {
+                format!("vip {s:?} is not an IPv4 address or CIDR (e.g. 172.16.0.10/32)")
+            })?;
         if net.network() != net.addr() {
-            return Err(format!("vip {s:?} has host bits set; did you mean {}?", net.trunc()));
+            return Err(format!(
+                "vip {s:?} has host bits set; did you mean {}?",
+                net.trunc()
+            ));
         }
         Ok(Vip(net))
     }
@@ -307,7 +326,10 @@ macro_rules! aws_id {
             fn try_from(s: String) -> Result<Self, String> {
                 let rest = s.strip_prefix($prefix).unwrap_or("");
                 if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_alphanumeric()) {
-                    return Err(format!(concat!("{:?} is not a ", $what, " id (", $prefix, "...)"), s));
+                    return Err(format!(
+                        concat!("{:?} is not a ", $what, " id (", $prefix, "...)"),
+                        s
+                    ));
                 }
                 Ok($name(s))
             }
@@ -524,15 +546,30 @@ impl TryFrom<RawWebhook> for WebhookConfig {
                 Secret("https://events.pagerduty.com/v2/enqueue".into())
             }
             (None, None) => return Err(format!("webhook {}: set url or url_env", raw.name)),
-            (Some(_), Some(_)) => return Err(format!("webhook {}: set url or url_env, not both", raw.name)),
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "webhook {}: set url or url_env, not both",
+                    raw.name
+                ))
+            }
         };
         if !(url.0.starts_with("http://") || url.0.starts_with("https://")) {
-            return Err(format!("webhook {}: url must start with http:// or https://", raw.name));
+            return Err(format!(
+                "webhook {}: url must start with http:// or https://",
+                raw.name
+            ));
         }
         let secret = raw.secret_env.as_deref().map(secret_from_env).transpose()?;
-        let routing_key = raw.routing_key_env.as_deref().map(secret_from_env).transpose()?;
+        let routing_key = raw
+            .routing_key_env
+            .as_deref()
+            .map(secret_from_env)
+            .transpose()?;
         if raw.kind == SinkKind::Pagerduty && routing_key.is_none() {
-            return Err(format!("webhook {}: kind pagerduty needs routing_key_env", raw.name));
+            return Err(format!(
+                "webhook {}: kind pagerduty needs routing_key_env",
+                raw.name
+            ));
         }
         Ok(WebhookConfig {
             name: raw.name,
@@ -550,10 +587,13 @@ mod duration {
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        let v = humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like 30s or 5m: {e}")))?;
+        let v = humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!("{s:?} is not a duration like 30s or 5m: {e}"))
+        })?;
         if v.is_zero() {
-            return Err(serde::de::Error::custom("duration must be greater than zero"));
+            return Err(serde::de::Error::custom(
+                "duration must be greater than zero",
+            ));
         }
         Ok(v)
     }
@@ -563,7 +603,9 @@ mod opt_duration {
     use serde::Deserialize;
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         #[derive(Deserialize)]
         struct W(#[serde(with = "super::duration")] Duration);
         Option::<W>::deserialize(d).map(|o| o.map(|w| w.0))
@@ -605,7 +647,9 @@ log:
         assert_eq!(c.reconcile.interval, Duration::from_secs(30));
         assert_eq!(c.log.format, LogFormat::Json);
         let nodes = m.nodes.as_ref().unwrap();
-        assert!(nodes.values().any(|t| matches!(t, Target::Eni(e) if e.as_str() == "eni-0bbb")));
+        assert!(nodes
+            .values()
+            .any(|t| matches!(t, Target::Eni(e) if e.as_str() == "eni-0bbb")));
     }
 
     #[test]
@@ -637,9 +681,14 @@ log:
     fn bad_route_table_duration_and_target_are_refused() {
         assert!(err(&GOOD.replace("rtb-4567", "rt-4567")).contains("route table id"));
         assert!(err(&GOOD.replace("30s", "thirty")).contains("duration"));
-        let both = GOOD.replace("{ instance_id: i-0aaa }", "{ instance_id: i-0aaa, network_interface_id: eni-1 }");
+        let both = GOOD.replace(
+            "{ instance_id: i-0aaa }",
+            "{ instance_id: i-0aaa, network_interface_id: eni-1 }",
+        );
         assert!(err(&both).contains("exactly one"));
-        assert!(err(&GOOD.replace("\"127.0.0.2:26379\", ", "\"127.0.0.3:26379\", ")).contains("twice"));
+        assert!(
+            err(&GOOD.replace("\"127.0.0.2:26379\", ", "\"127.0.0.3:26379\", ")).contains("twice")
+        );
     }
 
     #[test]
@@ -649,7 +698,9 @@ log:
             "[]"
         ))
         .contains("at least one sentinel"));
-        assert!(err(&GOOD.replace("[rtb-0123, rtb-4567]", "[]")).contains("at least one route table"));
+        assert!(
+            err(&GOOD.replace("[rtb-0123, rtb-4567]", "[]")).contains("at least one route table")
+        );
     }
 
     #[test]
@@ -664,7 +715,10 @@ log:
 
     #[test]
     fn missing_secret_env_is_an_error_naming_the_variable() {
-        let text = GOOD.replace("aws:", "sentinel_auth:\n  password_env: SV_TEST_MISSING_VAR\naws:");
+        let text = GOOD.replace(
+            "aws:",
+            "sentinel_auth:\n  password_env: SV_TEST_MISSING_VAR\naws:",
+        );
         assert!(err(&text).contains("SV_TEST_MISSING_VAR"));
     }
 }

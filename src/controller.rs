@@ -102,15 +102,21 @@ pub struct WriteOutcome {
 impl WriteOutcome {
     /// Every table answered and reads back pointing at the target.
     pub fn ok(&self) -> bool {
-        let Ok(target) = &self.target else { return false };
+        let Ok(target) = &self.target else {
+            return false;
+        };
         self.tables.iter().all(|(_, r)| r.is_ok())
-            && self
-                .verified
-                .as_ref()
-                .is_some_and(|v| self.tables.iter().all(|(t, _)| v.get(t).is_some_and(|r| r.points_at(target))))
+            && self.verified.as_ref().is_some_and(|v| {
+                self.tables
+                    .iter()
+                    .all(|(t, _)| v.get(t).is_some_and(|r| r.points_at(target)))
+            })
     }
     pub fn written(&self) -> usize {
-        self.tables.iter().filter(|(_, r)| matches!(r, Ok(true))).count()
+        self.tables
+            .iter()
+            .filter(|(_, r)| matches!(r, Ok(true)))
+            .count()
     }
 }
 
@@ -148,6 +154,7 @@ pub struct Controller {
     alerts: Option<mpsc::Sender<AlertInput>>,
     status: SharedStatus,
     last_reconcile_ok: bool,
+    ec2_down: bool,
 }
 
 impl Controller {
@@ -197,6 +204,7 @@ impl Controller {
             alerts,
             status,
             last_reconcile_ok: false,
+            ec2_down: false,
         }
     }
 
@@ -243,7 +251,11 @@ impl Controller {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Watch(WatchMsg::Event { sentinel, event, at }) => self.on_event(sentinel, event, at),
+            Input::Watch(WatchMsg::Event {
+                sentinel,
+                event,
+                at,
+            }) => self.on_event(sentinel, event, at),
             Input::Watch(WatchMsg::Connected(id)) => {
                 self.set_connected(id, true);
                 self.start_reconcile("sentinel connected");
@@ -270,13 +282,24 @@ impl Controller {
                 event: event.clone(),
             });
         }
-        let Event::SwitchMaster { master, old, new } = event else { return };
+        let Event::SwitchMaster { master, old, new } = event else {
+            return;
+        };
         let Some(st) = self.masters.get_mut(&master) else {
             debug!(%master, "ignored +switch-master for a master not in the config");
             return;
         };
-        let sentinel_addr = self.links.get(sentinel).map(|l| l.addr.to_string()).unwrap_or_default();
-        let heading_to = st.queued.as_ref().map(|q| &q.0).or(st.in_flight.as_ref()).or(st.applied.as_ref());
+        let sentinel_addr = self
+            .links
+            .get(sentinel)
+            .map(|l| l.addr.to_string())
+            .unwrap_or_default();
+        let heading_to = st
+            .queued
+            .as_ref()
+            .map(|q| &q.0)
+            .or(st.in_flight.as_ref())
+            .or(st.applied.as_ref());
         if heading_to == Some(&new) {
             debug!(%master, %new, sentinel = %sentinel_addr, "duplicate +switch-master: VIP already there or on its way");
             return;
@@ -305,7 +328,9 @@ impl Controller {
 
     /// Starts (or queues) a route write for `master` towards `addr`.
     fn dispatch(&mut self, master: &str, addr: Addr, cause: Cause, at: Instant) {
-        let Some(st) = self.masters.get_mut(master) else { return };
+        let Some(st) = self.masters.get_mut(master) else {
+            return;
+        };
         if st.in_flight.is_some() {
             st.queued = Some((addr, cause, at));
             return;
@@ -332,9 +357,13 @@ impl Controller {
         log_write(&w);
         let ok = w.ok();
         if let Some(a) = &self.alerts {
-            let _ = a.try_send(AlertInput::Route(crate::alerts::RouteReport::from_outcome(&w)));
+            let _ = a.try_send(AlertInput::Route(crate::alerts::RouteReport::from_outcome(
+                &w,
+            )));
         }
-        let Some(st) = self.masters.get_mut(&w.master) else { return };
+        let Some(st) = self.masters.get_mut(&w.master) else {
+            return;
+        };
         st.in_flight = None;
         if let Some(v) = &w.verified {
             for (t, r) in v {
@@ -377,8 +406,11 @@ impl Controller {
         let links = self.links.clone();
         let ec2 = self.ec2.clone();
         let names: Vec<String> = self.masters.keys().cloned().collect();
-        let tables: BTreeSet<RouteTableId> =
-            self.masters.values().flat_map(|m| m.cfg.route_tables.iter().cloned()).collect();
+        let tables: BTreeSet<RouteTableId> = self
+            .masters
+            .values()
+            .flat_map(|m| m.cfg.route_tables.iter().cloned())
+            .collect();
         let cidrs: BTreeSet<Ipv4Net> = self.masters.values().map(|m| m.cfg.vip.0).collect();
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -393,17 +425,35 @@ impl Controller {
         let mut ok = o.tables.is_ok();
         if let Err(e) = &o.tables {
             error!(error = %e, "cannot read the route tables; routes left as they are, retrying at next reconcile");
+        }
+        if o.tables.is_ok() == self.ec2_down {
+            self.ec2_down = !self.ec2_down;
             if let Some(a) = &self.alerts {
-                let _ = a.try_send(AlertInput::Ec2Unreachable(e.to_string()));
+                let detail = o
+                    .tables
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                let _ = a.try_send(AlertInput::Ec2 {
+                    ok: !self.ec2_down,
+                    detail,
+                });
             }
         }
         let configured = self.links.len();
         let names: Vec<String> = self.masters.keys().cloned().collect();
         for name in names {
-            let Some(st) = self.masters.get_mut(&name) else { continue };
-            if st.changed_seq >= o.seq || st.in_flight.is_some() {
+            let Some(st) = self.masters.get_mut(&name) else {
+                continue;
+            };
+            if st.changed_seq >= o.seq {
                 // The read may predate a switch applied since: judge with a fresh one.
                 again = true;
+                continue;
+            }
+            if st.in_flight.is_some() {
+                // The write reads its own result back; the next reconcile judges it.
                 continue;
             }
             if let Ok(tables) = &o.tables {
@@ -419,11 +469,15 @@ impl Controller {
                     }
                 }
             }
-            let verdict = o.verdicts.get(&name).cloned().unwrap_or(Verdict::NoMajority {
-                usable: 0,
-                best: None,
-                needed: configured / 2 + 1,
-            });
+            let verdict = o
+                .verdicts
+                .get(&name)
+                .cloned()
+                .unwrap_or(Verdict::NoMajority {
+                    usable: 0,
+                    best: None,
+                    needed: configured / 2 + 1,
+                });
             match verdict {
                 Verdict::Master {
                     addr,
@@ -441,7 +495,11 @@ impl Controller {
                         info!(master = %name, %addr, votes, "sentinel majority is back");
                         st.no_majority_logged = false;
                         if let Some(a) = &self.alerts {
-                            let _ = a.try_send(AlertInput::Majority { master: name.clone(), ok: true, detail: format!("{votes} sentinels agree on {addr}") });
+                            let _ = a.try_send(AlertInput::Majority {
+                                master: name.clone(),
+                                ok: true,
+                                detail: format!("{votes} sentinels agree on {addr}"),
+                            });
                         }
                     }
                     st.majority = Some((addr.clone(), config_epoch));
@@ -454,7 +512,10 @@ impl Controller {
                                 .cfg
                                 .route_tables
                                 .iter()
-                                .filter(|t| st.routes.get(*t).map(|r| plan(r, &target)) != Some(RouteAction::Keep))
+                                .filter(|t| {
+                                    st.routes.get(*t).map(|r| plan(r, &target))
+                                        != Some(RouteAction::Keep)
+                                })
                                 .collect();
                             if wrong.is_empty() {
                                 if st.applied.as_ref() != Some(&addr) {
@@ -466,7 +527,15 @@ impl Controller {
                             } else {
                                 let found: Vec<String> = wrong
                                     .iter()
-                                    .map(|t| format!("{t}={}", st.routes.get(*t).map(|r| r.describe()).unwrap_or("unknown".into())))
+                                    .map(|t| {
+                                        format!(
+                                            "{t}={}",
+                                            st.routes
+                                                .get(*t)
+                                                .map(|r| r.describe())
+                                                .unwrap_or("unknown".into())
+                                        )
+                                    })
                                     .collect();
                                 warn!(master = %name, %addr, %target, routes = %found.join(","), "VIP route drifted from the majority's master; repairing");
                                 self.dispatch(&name, addr, Cause::Reconcile, Instant::now());
@@ -480,10 +549,16 @@ impl Controller {
                         None => self.dispatch(&name, addr, Cause::Reconcile, Instant::now()),
                     }
                 }
-                Verdict::NoMajority { usable, best, needed } => {
+                Verdict::NoMajority {
+                    usable,
+                    best,
+                    needed,
+                } => {
                     ok = false;
                     if !st.no_majority_logged {
-                        let best = best.map(|(a, v)| format!("{a} ({v} votes)")).unwrap_or_else(|| "none".into());
+                        let best = best
+                            .map(|(a, v)| format!("{a} ({v} votes)"))
+                            .unwrap_or_else(|| "none".into());
                         error!(master = %name, usable, needed, best = %best,
                             "no sentinel majority for this master: VIP route kept where it is");
                         st.no_majority_logged = true;
@@ -567,7 +642,11 @@ impl Controller {
                     .iter()
                     .map(|t| TableStatus {
                         id: t.to_string(),
-                        route: st.routes.get(t).map(|r| r.describe()).unwrap_or_else(|| "unknown".into()),
+                        route: st
+                            .routes
+                            .get(t)
+                            .map(|r| r.describe())
+                            .unwrap_or_else(|| "unknown".into()),
                     })
                     .collect(),
             })
@@ -618,7 +697,11 @@ fn log_write(w: &WriteOutcome) {
             Err(e) => format!("{t}=failed({})", e.code.as_deref().unwrap_or(&e.message)),
         })
         .collect();
-    let target = w.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|e| e.to_string());
+    let target = w
+        .target
+        .as_ref()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|e| e.to_string());
     if w.ok() {
         info!(master = %w.master, addr = %w.addr, %target, cause = w.cause.as_str(), tables = %tables.join(","),
             written = w.written(), since_event_ms = w.latency.as_secs_f64() * 1e3, write_ms = w.write_time.as_secs_f64() * 1e3,
@@ -644,7 +727,10 @@ struct WriteJob {
 
 impl WriteJob {
     async fn run(self) -> WriteOutcome {
-        let target = self.targets.resolve(&self.ec2, &self.master, &self.cfg, &self.addr).await;
+        let target = self
+            .targets
+            .resolve(&self.ec2, &self.master, &self.cfg, &self.addr)
+            .await;
         let started = Instant::now();
         let mut outcome = WriteOutcome {
             master: self.master.clone(),
@@ -667,11 +753,18 @@ impl WriteJob {
             let target = &target;
             async move {
                 // Unknown state: try ReplaceRoute (falls back to CreateRoute).
-                let action = known.as_ref().map(|k| plan(k, target)).unwrap_or(RouteAction::Replace);
+                let action = known
+                    .as_ref()
+                    .map(|k| plan(k, target))
+                    .unwrap_or(RouteAction::Replace);
                 let r = match action {
                     RouteAction::Keep => Ok(false),
-                    RouteAction::Replace => ec2.write_route(t, cidr, target, false).await.map(|_| true),
-                    RouteAction::Create => ec2.write_route(t, cidr, target, true).await.map(|_| true),
+                    RouteAction::Replace => {
+                        ec2.write_route(t, cidr, target, false).await.map(|_| true)
+                    }
+                    RouteAction::Create => {
+                        ec2.write_route(t, cidr, target, true).await.map(|_| true)
+                    }
                 };
                 (t.clone(), r)
             }
@@ -683,9 +776,15 @@ impl WriteJob {
         let cidrs: BTreeSet<Ipv4Net> = [cidr].into_iter().collect();
         match self.ec2.read_tables(&tables, &cidrs).await {
             Ok(read) => {
-                outcome.verified = Some(read.iter().map(|(t, r)| (t.clone(), r.route(&cidr))).collect());
+                outcome.verified = Some(
+                    read.iter()
+                        .map(|(t, r)| (t.clone(), r.route(&cidr)))
+                        .collect(),
+                );
             }
-            Err(e) => warn!(master = %self.master, error = %e, "could not read the routes back after writing"),
+            Err(e) => {
+                warn!(master = %self.master, error = %e, "could not read the routes back after writing")
+            }
         }
         outcome
     }

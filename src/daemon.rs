@@ -48,7 +48,10 @@ pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
             }
         };
         trigger.trigger();
-        if tokio::time::timeout(Duration::from_secs(15), &mut controller).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(15), &mut controller)
+            .await
+            .is_err()
+        {
             warn!("controller did not stop in time");
         }
         for l in running.links.iter() {
@@ -75,7 +78,13 @@ async fn start(cfg: Arc<Config>, status: SharedStatus, shutdown: Shutdown) -> Ru
     let (tx, rx) = mpsc::channel::<Input>(4096);
     let (wtx, mut wrx) = mpsc::channel(4096);
     let name = watch::connection_name(cfg.alerts.local_sentinel.as_ref());
-    let links = watch::spawn_watchers(&cfg.sentinels, cfg.sentinel_auth.as_ref(), &name, wtx, &shutdown);
+    let links = watch::spawn_watchers(
+        &cfg.sentinels,
+        cfg.sentinel_auth.as_ref(),
+        &name,
+        wtx,
+        &shutdown,
+    );
     let forward = tx.clone();
     tokio::spawn(async move {
         while let Some(m) = wrx.recv().await {
@@ -85,7 +94,12 @@ async fn start(cfg: Arc<Config>, status: SharedStatus, shutdown: Shutdown) -> Ru
         }
     });
     // Wait (bounded) for the command connections so the first reconcile counts.
-    let up = futures::future::join_all(links.iter().map(|l| l.wait_connected(Duration::from_secs(3)))).await;
+    let up = futures::future::join_all(
+        links
+            .iter()
+            .map(|l| l.wait_connected(Duration::from_secs(3))),
+    )
+    .await;
     for (l, ok) in links.iter().zip(&up) {
         if !ok {
             warn!(sentinel = %l.addr, "sentinel unreachable at start; will keep retrying");
@@ -96,7 +110,15 @@ async fn start(cfg: Arc<Config>, status: SharedStatus, shutdown: Shutdown) -> Ru
     }
     let alert_tx = alerts::spawn(&cfg, status.clone(), shutdown.clone());
     let links_arc = Arc::new(links.clone());
-    let controller = Controller::new(cfg.clone(), ec2, links, rx, tx.clone(), alert_tx, status.clone());
+    let controller = Controller::new(
+        cfg.clone(),
+        ec2,
+        links,
+        rx,
+        tx.clone(),
+        alert_tx,
+        status.clone(),
+    );
     let _ = tx.send(Input::Reconcile("start")).await;
     let handle = tokio::spawn(controller.run(shutdown.clone()));
     tokio::spawn(crate::notify::watch_ready(status, shutdown));

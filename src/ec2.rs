@@ -46,7 +46,11 @@ pub struct Ec2Error {
 }
 
 impl Ec2Error {
-    fn from_sdk<E, R>(operation: &'static str, subject: impl Into<String>, err: SdkError<E, R>) -> Ec2Error
+    fn from_sdk<E, R>(
+        operation: &'static str,
+        subject: impl Into<String>,
+        err: SdkError<E, R>,
+    ) -> Ec2Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -67,9 +71,19 @@ impl Ec2Error {
             SdkError::DispatchFailure(d) => (
                 ErrorClass::Transient,
                 None,
-                format!("cannot reach the EC2 endpoint: {}", error_chain(d.as_connector_error().map(|c| c as &(dyn std::error::Error + 'static)))),
+                format!(
+                    "cannot reach the EC2 endpoint: {}",
+                    error_chain(
+                        d.as_connector_error()
+                            .map(|c| c as &(dyn std::error::Error + 'static))
+                    )
+                ),
             ),
-            SdkError::ResponseError(_) => (ErrorClass::Transient, None, "unreadable response".to_owned()),
+            SdkError::ResponseError(_) => (
+                ErrorClass::Transient,
+                None,
+                "unreadable response".to_owned(),
+            ),
             other => (ErrorClass::Refused, None, format!("{other:?}")),
         };
         Ec2Error {
@@ -103,16 +117,27 @@ fn error_chain(e: Option<&(dyn std::error::Error + 'static)>) -> String {
 pub fn classify(code: Option<&str>) -> ErrorClass {
     match code {
         Some(
-            "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "InternalError" | "InternalFailure"
-            | "ServiceUnavailable" | "Unavailable" | "RequestTimeout",
+            "RequestLimitExceeded"
+            | "Throttling"
+            | "ThrottlingException"
+            | "InternalError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "Unavailable"
+            | "RequestTimeout",
         ) => ErrorClass::Transient,
-        Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "Blocked" | "OptInRequired") => {
-            ErrorClass::Permission
-        }
-        Some(c) if c.contains("NotFound") || c.ends_with(".Malformed") && c.starts_with("InvalidRouteTableID") => {
+        Some(
+            "UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "Blocked" | "OptInRequired",
+        ) => ErrorClass::Permission,
+        Some(c)
+            if c.contains("NotFound")
+                || c.ends_with(".Malformed") && c.starts_with("InvalidRouteTableID") =>
+        {
             ErrorClass::NotFound
         }
-        Some(c) if c.starts_with("InvalidInstanceID") || c.starts_with("InvalidNetworkInterfaceID") => {
+        Some(c)
+            if c.starts_with("InvalidInstanceID") || c.starts_with("InvalidNetworkInterfaceID") =>
+        {
             ErrorClass::NotFound
         }
         _ => ErrorClass::Refused,
@@ -129,7 +154,10 @@ pub struct TableRead {
 
 impl TableRead {
     pub fn route(&self, cidr: &Ipv4Net) -> CurrentRoute {
-        self.routes.get(cidr).cloned().unwrap_or(CurrentRoute::Missing)
+        self.routes
+            .get(cidr)
+            .cloned()
+            .unwrap_or(CurrentRoute::Missing)
     }
 }
 
@@ -189,31 +217,43 @@ impl Ec2 {
         cidrs: &BTreeSet<Ipv4Net>,
     ) -> Result<HashMap<RouteTableId, TableRead>, Ec2Error> {
         let ids: Vec<String> = tables.iter().map(|t| t.as_str().to_owned()).collect();
-        let reads = futures::future::try_join_all(ids.chunks(TABLES_PER_READ).map(|chunk| async move {
-            let subject = if chunk.len() == 1 {
-                chunk[0].clone()
-            } else {
-                format!("{} route tables", chunk.len())
-            };
-            self.client
-                .describe_route_tables()
-                .filters(Filter::builder().name("route-table-id").set_values(Some(chunk.to_vec())).build())
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(|e| Ec2Error::from_sdk("DescribeRouteTables", subject, e))
-        }))
-        .await?;
+        let reads =
+            futures::future::try_join_all(ids.chunks(TABLES_PER_READ).map(|chunk| async move {
+                let subject = if chunk.len() == 1 {
+                    chunk[0].clone()
+                } else {
+                    format!("{} route tables", chunk.len())
+                };
+                self.client
+                    .describe_route_tables()
+                    .filters(
+                        Filter::builder()
+                            .name("route-table-id")
+                            .set_values(Some(chunk.to_vec()))
+                            .build(),
+                    )
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(|e| Ec2Error::from_sdk("DescribeRouteTables", subject, e))
+            }))
+            .await?;
         let mut out = HashMap::new();
         for table in reads.into_iter().flatten() {
-            let Some(id) = table.route_table_id().and_then(|s| RouteTableId::try_from(s.to_owned()).ok()) else {
+            let Some(id) = table
+                .route_table_id()
+                .and_then(|s| RouteTableId::try_from(s.to_owned()).ok())
+            else {
                 continue;
             };
             let mut routes = HashMap::new();
             for r in table.routes() {
-                let Some(cidr) = r.destination_cidr_block().and_then(|c| c.parse::<Ipv4Net>().ok()) else {
+                let Some(cidr) = r
+                    .destination_cidr_block()
+                    .and_then(|c| c.parse::<Ipv4Net>().ok())
+                else {
                     continue;
                 };
                 if cidrs.contains(&cidr) {
@@ -263,7 +303,12 @@ impl Ec2 {
         }
     }
 
-    async fn replace_route(&self, table: &RouteTableId, cidr: Ipv4Net, target: &Target) -> Result<(), Ec2Error> {
+    async fn replace_route(
+        &self,
+        table: &RouteTableId,
+        cidr: Ipv4Net,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
         let req = self
             .client
             .replace_route()
@@ -279,7 +324,12 @@ impl Ec2 {
             .map_err(|e| Ec2Error::from_sdk("ReplaceRoute", table.as_str(), e))
     }
 
-    async fn create_route(&self, table: &RouteTableId, cidr: Ipv4Net, target: &Target) -> Result<(), Ec2Error> {
+    async fn create_route(
+        &self,
+        table: &RouteTableId,
+        cidr: Ipv4Net,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
         let req = self
             .client
             .create_route()
@@ -331,7 +381,12 @@ impl Ec2 {
         let out = self
             .client
             .describe_network_interfaces()
-            .filters(Filter::builder().name("addresses.private-ip-address").values(ip).build())
+            .filters(
+                Filter::builder()
+                    .name("addresses.private-ip-address")
+                    .values(ip)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| Ec2Error::from_sdk("DescribeNetworkInterfaces", ip, e))?;
@@ -339,7 +394,10 @@ impl Ec2 {
             let eni_id = EniId::try_from(ni.network_interface_id()?.to_owned()).ok()?;
             Some(FoundInterface {
                 eni_id,
-                instance_id: ni.attachment().and_then(|a| a.instance_id()).map(str::to_owned),
+                instance_id: ni
+                    .attachment()
+                    .and_then(|a| a.instance_id())
+                    .map(str::to_owned),
                 source_dest_check: ni.source_dest_check(),
             })
         }))
@@ -357,14 +415,21 @@ impl Ec2 {
         Ok(out
             .vpcs()
             .iter()
-            .flat_map(|v| v.cidr_block_association_set().iter().filter_map(|a| a.cidr_block()))
+            .flat_map(|v| {
+                v.cidr_block_association_set()
+                    .iter()
+                    .filter_map(|a| a.cidr_block())
+            })
             .chain(out.vpcs().iter().filter_map(|v| v.cidr_block()))
             .filter_map(|c| c.parse().ok())
             .collect())
     }
 
     /// Source/dest check of an instance (must be off on every Redis node).
-    pub async fn instance_source_dest_check(&self, id: &InstanceId) -> Result<Option<bool>, Ec2Error> {
+    pub async fn instance_source_dest_check(
+        &self,
+        id: &InstanceId,
+    ) -> Result<Option<bool>, Ec2Error> {
         let out = self
             .client
             .describe_instances()
@@ -386,9 +451,18 @@ mod tests {
 
     #[test]
     fn error_codes_are_classified() {
-        assert_eq!(classify(Some("RequestLimitExceeded")), ErrorClass::Transient);
-        assert_eq!(classify(Some("UnauthorizedOperation")), ErrorClass::Permission);
-        assert_eq!(classify(Some("InvalidRouteTableID.NotFound")), ErrorClass::NotFound);
+        assert_eq!(
+            classify(Some("RequestLimitExceeded")),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify(Some("UnauthorizedOperation")),
+            ErrorClass::Permission
+        );
+        assert_eq!(
+            classify(Some("InvalidRouteTableID.NotFound")),
+            ErrorClass::NotFound
+        );
         assert_eq!(classify(Some("InvalidInstanceID")), ErrorClass::NotFound);
         assert_eq!(classify(Some("InvalidParameterValue")), ErrorClass::Refused);
         assert_eq!(classify(None), ErrorClass::Refused);

@@ -106,7 +106,11 @@ pub struct Instance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// `+switch-master <name> <old-ip> <old-port> <new-ip> <new-port>`.
-    SwitchMaster { master: String, old: Addr, new: Addr },
+    SwitchMaster {
+        master: String,
+        old: Addr,
+        new: Addr,
+    },
     /// An instance event (`+sdown`, `+odown`, `+elected-leader`, ...).
     Instance {
         /// The channel, e.g. `+odown`.
@@ -184,12 +188,20 @@ pub fn parse(channel: &str, payload: &str) -> Result<Event, ParseError> {
         "+switch-master" => {
             let f: Vec<&str> = payload.split_whitespace().collect();
             if f.len() != 5 {
-                return Err(bad("expected <name> <old-ip> <old-port> <new-ip> <new-port>"));
+                return Err(bad(
+                    "expected <name> <old-ip> <old-port> <new-ip> <new-port>",
+                ));
             }
             Ok(Event::SwitchMaster {
                 master: f[0].to_owned(),
-                old: Addr::new(f[1], port(f[2]).ok_or_else(|| bad("old port is not a port number"))?),
-                new: Addr::new(f[3], port(f[4]).ok_or_else(|| bad("new port is not a port number"))?),
+                old: Addr::new(
+                    f[1],
+                    port(f[2]).ok_or_else(|| bad("old port is not a port number"))?,
+                ),
+                new: Addr::new(
+                    f[3],
+                    port(f[4]).ok_or_else(|| bad("new port is not a port number"))?,
+                ),
             })
         }
         "+new-epoch" => payload
@@ -209,10 +221,20 @@ pub fn parse(channel: &str, payload: &str) -> Result<Event, ParseError> {
         }
         "+tilt" => Ok(Event::Tilt { entered: true }),
         "-tilt" => Ok(Event::Tilt { entered: false }),
-        "+script-child" | "-script-child" | "-script-error" | "-script-timeout" => Ok(Event::Script {
-            kind: static_name(channel, &["+script-child", "-script-child", "-script-error", "-script-timeout"]),
-            detail: payload.to_owned(),
-        }),
+        "+script-child" | "-script-child" | "-script-error" | "-script-timeout" => {
+            Ok(Event::Script {
+                kind: static_name(
+                    channel,
+                    &[
+                        "+script-child",
+                        "-script-child",
+                        "-script-error",
+                        "-script-timeout",
+                    ],
+                ),
+                detail: payload.to_owned(),
+            })
+        }
         "__sentinel__:hello" => Err(ParseError::Hello),
         _ => match INSTANCE_CHANNELS.iter().find(|c| **c == channel) {
             Some(kind) => parse_instance(kind, payload).map_err(bad),
@@ -231,13 +253,18 @@ fn parse_instance(kind: &'static str, payload: &str) -> Result<Event, &'static s
     };
     let name = f.next().ok_or("missing instance name")?.to_owned();
     let host = f.next().ok_or("missing instance address")?.to_owned();
-    let inst_port = f.next().and_then(port).ok_or("missing or bad instance port")?;
+    let inst_port = f
+        .next()
+        .and_then(port)
+        .ok_or("missing or bad instance port")?;
     let mut rest: Vec<&str> = f.collect();
     let (master, master_addr) = if role == Role::Master {
         (name.clone(), None)
     } else {
         if rest.first() != Some(&"@") || rest.len() < 4 {
-            return Err("expected @ <master-name> <master-ip> <master-port> after a non-master instance");
+            return Err(
+                "expected @ <master-name> <master-ip> <master-port> after a non-master instance",
+            );
         }
         let m = rest[1].to_owned();
         let a = Addr::new(rest[2], port(rest[3]).ok_or("bad master port")?);
@@ -328,7 +355,9 @@ mod tests {
             parse(c, p).unwrap_or_else(|e| panic!("{c} {p}: {e}"));
         }
         match parse(seq[4].0, seq[4].1).unwrap() {
-            Event::Instance { instance, detail, .. } => {
+            Event::Instance {
+                instance, detail, ..
+            } => {
                 assert_eq!(instance.role, Role::Replica);
                 assert_eq!(instance.master, "mymaster");
                 assert_eq!(instance.master_addr, Some(Addr::new("127.0.0.3", 55473)));
@@ -341,7 +370,11 @@ mod tests {
     #[test]
     fn odown_carries_quorum() {
         match parse("+odown", "master mymaster 10.0.1.11 6379 #quorum 2/2").unwrap() {
-            Event::Instance { kind, instance, detail } => {
+            Event::Instance {
+                kind,
+                instance,
+                detail,
+            } => {
                 assert_eq!(kind, "+odown");
                 assert_eq!(instance.role, Role::Master);
                 assert_eq!(instance.addr, Addr::new("10.0.1.11", 6379));
@@ -354,8 +387,14 @@ mod tests {
     #[test]
     fn small_events_parse() {
         assert_eq!(parse("+new-epoch", "7").unwrap(), Event::NewEpoch(7));
-        assert_eq!(parse("+tilt", "#tilt mode entered").unwrap(), Event::Tilt { entered: true });
-        assert_eq!(parse("-tilt", "#tilt mode exited").unwrap(), Event::Tilt { entered: false });
+        assert_eq!(
+            parse("+tilt", "#tilt mode entered").unwrap(),
+            Event::Tilt { entered: true }
+        );
+        assert_eq!(
+            parse("-tilt", "#tilt mode exited").unwrap(),
+            Event::Tilt { entered: false }
+        );
         assert_eq!(
             parse("+vote-for-leader", "abc 3").unwrap(),
             Event::VoteForLeader {
@@ -365,7 +404,10 @@ mod tests {
         );
         assert!(matches!(
             parse("-script-error", "/bin/x.sh 0 2").unwrap(),
-            Event::Script { kind: "-script-error", .. }
+            Event::Script {
+                kind: "-script-error",
+                ..
+            }
         ));
     }
 
@@ -382,19 +424,28 @@ mod tests {
             ("+odown", "master m 1.2.3.4 99999"),
             ("+vote-for-leader", "x"),
         ] {
-            assert!(matches!(parse(c, p), Err(ParseError::Malformed { .. })), "{c} {p:?}");
+            assert!(
+                matches!(parse(c, p), Err(ParseError::Malformed { .. })),
+                "{c} {p:?}"
+            );
         }
     }
 
     #[test]
     fn unknown_channel_and_hello_are_reported_distinctly() {
-        assert!(matches!(parse("+brand-new", "x"), Err(ParseError::UnknownChannel(_))));
+        assert!(matches!(
+            parse("+brand-new", "x"),
+            Err(ParseError::UnknownChannel(_))
+        ));
         assert_eq!(parse("__sentinel__:hello", "a,b,c"), Err(ParseError::Hello));
     }
 
     #[test]
     fn oversized_payload_is_bounded() {
         let big = "x".repeat(MAX_PAYLOAD + 1);
-        assert!(matches!(parse("+sdown", &big), Err(ParseError::TooLong { .. })));
+        assert!(matches!(
+            parse("+sdown", &big),
+            Err(ParseError::TooLong { .. })
+        ));
     }
 }

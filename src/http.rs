@@ -38,13 +38,19 @@ pub async fn serve(
 
 async fn metrics() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         METRICS.render(),
     )
 }
 
 async fn healthz(State(s): State<SharedStatus>) -> impl IntoResponse {
-    let alive = s.get().heartbeat.is_some_and(|h| h.elapsed() < Duration::from_secs(5));
+    let alive = s
+        .get()
+        .heartbeat
+        .is_some_and(|h| h.elapsed() < Duration::from_secs(5));
     if alive {
         (StatusCode::OK, "ok\n")
     } else {

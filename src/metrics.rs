@@ -38,7 +38,10 @@ impl Metrics {
             sentinel_connected: Family::default(),
             route_updates: Family::default(),
             route_update_seconds: Histogram::new(
-                [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
+                [
+                    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]
+                .into_iter(),
             ),
             reconcile_seconds: Gauge::default(),
             reconcile_last_success: Gauge::default(),
@@ -49,29 +52,57 @@ impl Metrics {
             alerts_dropped: Family::default(),
             registry: Registry::default(),
         };
-        r.register("events", "Sentinel events received, by sentinel and type", m.events.clone());
+        r.register(
+            "events",
+            "Sentinel events received, by sentinel and type",
+            m.events.clone(),
+        );
         r.register(
             "sentinel_connected",
             "1 while the pub/sub connection to the sentinel is up",
             m.sentinel_connected.clone(),
         );
-        r.register("route_updates", "VIP route writes, by master and result", m.route_updates.clone());
+        r.register(
+            "route_updates",
+            "VIP route writes, by master and result",
+            m.route_updates.clone(),
+        );
         r.register(
             "route_update_seconds",
             "From event (or reconcile decision) to every route table written",
             m.route_update_seconds.clone(),
         );
-        r.register("reconcile_duration_seconds", "Duration of the last majority read", m.reconcile_seconds.clone());
+        r.register(
+            "reconcile_duration_seconds",
+            "Duration of the last majority read",
+            m.reconcile_seconds.clone(),
+        );
         r.register(
             "reconcile_last_success_timestamp_seconds",
             "Unix time of the last successful reconcile",
             m.reconcile_last_success.clone(),
         );
-        r.register("reconciles", "Majority reads, by result", m.reconciles.clone());
-        r.register("no_majority", "1 while no sentinel majority agrees on the master", m.no_majority.clone());
+        r.register(
+            "reconciles",
+            "Majority reads, by result",
+            m.reconciles.clone(),
+        );
+        r.register(
+            "no_majority",
+            "1 while no sentinel majority agrees on the master",
+            m.no_majority.clone(),
+        );
         r.register("incidents_open", "Open incidents", m.incidents_open.clone());
-        r.register("alerts", "Alert deliveries, by sink and result", m.alerts.clone());
-        r.register("alerts_dropped", "Alerts dropped because a sink's queue was full", m.alerts_dropped.clone());
+        r.register(
+            "alerts",
+            "Alert deliveries, by sink and result",
+            m.alerts.clone(),
+        );
+        r.register(
+            "alerts_dropped",
+            "Alerts dropped because a sink's queue was full",
+            m.alerts_dropped.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 

@@ -34,11 +34,18 @@ impl CurrentRoute {
     pub fn points_at(&self, target: &Target) -> bool {
         match (self, target) {
             (CurrentRoute::Missing, _) => false,
-            (CurrentRoute::Points { blackhole: true, .. }, _) => false,
+            (
+                CurrentRoute::Points {
+                    blackhole: true, ..
+                },
+                _,
+            ) => false,
             (CurrentRoute::Points { instance_id, .. }, Target::Instance(i)) => {
                 instance_id.as_deref() == Some(i.as_str())
             }
-            (CurrentRoute::Points { eni_id, .. }, Target::Eni(e)) => eni_id.as_deref() == Some(e.as_str()),
+            (CurrentRoute::Points { eni_id, .. }, Target::Eni(e)) => {
+                eni_id.as_deref() == Some(e.as_str())
+            }
         }
     }
 
@@ -51,7 +58,10 @@ impl CurrentRoute {
                 eni_id,
                 blackhole,
             } => {
-                let id = eni_id.as_deref().or(instance_id.as_deref()).unwrap_or("other-target");
+                let id = eni_id
+                    .as_deref()
+                    .or(instance_id.as_deref())
+                    .unwrap_or("other-target");
                 if *blackhole {
                     format!("{id} (blackhole)")
                 } else {
@@ -105,25 +115,55 @@ mod tests {
 
     #[test]
     fn missing_route_is_created() {
-        assert_eq!(plan(&CurrentRoute::Missing, &eni("eni-1")), RouteAction::Create);
+        assert_eq!(
+            plan(&CurrentRoute::Missing, &eni("eni-1")),
+            RouteAction::Create
+        );
     }
 
     #[test]
     fn right_route_is_kept_wrong_or_blackhole_replaced() {
-        assert_eq!(plan(&points(Some("i-1"), Some("eni-1"), false), &eni("eni-1")), RouteAction::Keep);
-        assert_eq!(plan(&points(Some("i-1"), Some("eni-1"), false), &inst("i-1")), RouteAction::Keep);
-        assert_eq!(plan(&points(None, Some("eni-2"), false), &eni("eni-1")), RouteAction::Replace);
-        assert_eq!(plan(&points(Some("i-1"), Some("eni-1"), true), &eni("eni-1")), RouteAction::Replace);
-        assert_eq!(plan(&points(None, None, false), &inst("i-1")), RouteAction::Replace);
+        assert_eq!(
+            plan(&points(Some("i-1"), Some("eni-1"), false), &eni("eni-1")),
+            RouteAction::Keep
+        );
+        assert_eq!(
+            plan(&points(Some("i-1"), Some("eni-1"), false), &inst("i-1")),
+            RouteAction::Keep
+        );
+        assert_eq!(
+            plan(&points(None, Some("eni-2"), false), &eni("eni-1")),
+            RouteAction::Replace
+        );
+        assert_eq!(
+            plan(&points(Some("i-1"), Some("eni-1"), true), &eni("eni-1")),
+            RouteAction::Replace
+        );
+        assert_eq!(
+            plan(&points(None, None, false), &inst("i-1")),
+            RouteAction::Replace
+        );
     }
 
     #[test]
     fn exact_node_key_wins_over_bare_ip() {
         let mut nodes = BTreeMap::new();
-        nodes.insert(NodeKey::try_from("10.0.0.1".to_owned()).unwrap(), inst("i-any"));
-        nodes.insert(NodeKey::try_from("10.0.0.1:6380".to_owned()).unwrap(), inst("i-exact"));
-        assert_eq!(static_target(&nodes, &Addr::new("10.0.0.1", 6380)), Some(inst("i-exact")));
-        assert_eq!(static_target(&nodes, &Addr::new("10.0.0.1", 6379)), Some(inst("i-any")));
+        nodes.insert(
+            NodeKey::try_from("10.0.0.1".to_owned()).unwrap(),
+            inst("i-any"),
+        );
+        nodes.insert(
+            NodeKey::try_from("10.0.0.1:6380".to_owned()).unwrap(),
+            inst("i-exact"),
+        );
+        assert_eq!(
+            static_target(&nodes, &Addr::new("10.0.0.1", 6380)),
+            Some(inst("i-exact"))
+        );
+        assert_eq!(
+            static_target(&nodes, &Addr::new("10.0.0.1", 6379)),
+            Some(inst("i-any"))
+        );
         assert_eq!(static_target(&nodes, &Addr::new("10.0.0.2", 6379)), None);
     }
 }

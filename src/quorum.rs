@@ -72,7 +72,11 @@ pub fn decide(answers: &[Answer], configured: usize) -> Verdict {
     // agrees on where the master is).
     let mut best: Option<(&Addr, usize)> = None;
     let mut tie = false;
-    for cand in views.iter().filter(|v| v.config_epoch == top_epoch).map(|v| &v.addr) {
+    for cand in views
+        .iter()
+        .filter(|v| v.config_epoch == top_epoch)
+        .map(|v| &v.addr)
+    {
         let votes = views.iter().filter(|v| &v.addr == cand).count();
         match best {
             Some((b, _)) if b == cand => {}
@@ -124,7 +128,9 @@ mod tests {
     #[test]
     fn all_agree() {
         let verdict = decide(&[v("a", 1), v("a", 1), v("a", 1)], 3);
-        assert!(matches!(verdict, Verdict::Master { addr, votes: 3, config_epoch: 1, .. } if addr == master("a")));
+        assert!(
+            matches!(verdict, Verdict::Master { addr, votes: 3, config_epoch: 1, .. } if addr == master("a"))
+        );
     }
 
     #[test]
@@ -135,7 +141,11 @@ mod tests {
         ));
         assert!(matches!(
             decide(&[v("b", 2), Answer::Unreachable, Answer::Unreachable], 3),
-            Verdict::NoMajority { usable: 1, needed: 2, .. }
+            Verdict::NoMajority {
+                usable: 1,
+                needed: 2,
+                ..
+            }
         ));
     }
 
@@ -143,13 +153,17 @@ mod tests {
     fn lagging_majority_at_older_epoch_does_not_revert_a_switch() {
         // One sentinel already switched to b at epoch 2, two still say a at epoch 1.
         let verdict = decide(&[v("b", 2), v("a", 1), v("a", 1)], 3);
-        assert!(matches!(verdict, Verdict::NoMajority { best: Some((ref a, 1)), .. } if *a == master("b")));
+        assert!(
+            matches!(verdict, Verdict::NoMajority { best: Some((ref a, 1)), .. } if *a == master("b"))
+        );
     }
 
     #[test]
     fn healed_minority_at_old_epoch_is_outvoted() {
         let verdict = decide(&[v("c", 3), v("c", 3), v("b", 2)], 3);
-        assert!(matches!(verdict, Verdict::Master { addr, config_epoch: 3, .. } if addr == master("c")));
+        assert!(
+            matches!(verdict, Verdict::Master { addr, config_epoch: 3, .. } if addr == master("c"))
+        );
     }
 
     #[test]
@@ -158,14 +172,23 @@ mod tests {
             decide(&[v("a", 1), Answer::Tilt, Answer::NotMonitored], 3),
             Verdict::NoMajority { .. }
         ));
-        assert!(matches!(decide(&[v("a", 1), v("a", 1), Answer::Tilt], 3), Verdict::Master { .. }));
+        assert!(matches!(
+            decide(&[v("a", 1), v("a", 1), Answer::Tilt], 3),
+            Verdict::Master { .. }
+        ));
     }
 
     #[test]
     fn majority_is_of_configured_not_reachable() {
         // Five configured, two reachable and agreeing: no majority.
-        assert!(matches!(decide(&[v("a", 1), v("a", 1)], 5), Verdict::NoMajority { needed: 3, .. }));
-        assert!(matches!(decide(&[], 3), Verdict::NoMajority { usable: 0, .. }));
+        assert!(matches!(
+            decide(&[v("a", 1), v("a", 1)], 5),
+            Verdict::NoMajority { needed: 3, .. }
+        ));
+        assert!(matches!(
+            decide(&[], 3),
+            Verdict::NoMajority { usable: 0, .. }
+        ));
     }
 
     #[test]
@@ -183,8 +206,14 @@ mod tests {
                 flags: "master,s_down,o_down".into(),
             })
         };
-        assert!(matches!(decide(&[down("a"), down("a"), v("a", 0)], 3), Verdict::Master { odown: true, .. }));
-        assert!(matches!(decide(&[down("a"), v("a", 0), v("a", 0)], 3), Verdict::Master { odown: false, .. }));
+        assert!(matches!(
+            decide(&[down("a"), down("a"), v("a", 0)], 3),
+            Verdict::Master { odown: true, .. }
+        ));
+        assert!(matches!(
+            decide(&[down("a"), v("a", 0), v("a", 0)], 3),
+            Verdict::Master { odown: false, .. }
+        ));
     }
 
     #[test]
@@ -203,7 +232,9 @@ mod tests {
                             .filter(|a| matches!(a, Answer::View(m) if m.addr == addr))
                             .count();
                         assert!(count >= 2 && votes == count, "{answers:?}");
-                        let has_b = answers.iter().any(|a| matches!(a, Answer::View(m) if m.addr == master("b")));
+                        let has_b = answers
+                            .iter()
+                            .any(|a| matches!(a, Answer::View(m) if m.addr == master("b")));
                         assert!(!(has_b && addr == master("a")), "{answers:?}");
                     }
                 }

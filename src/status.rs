@@ -54,7 +54,11 @@ impl Status {
 
     /// One line for systemd's `STATUS=` and logs.
     pub fn summary(&self) -> String {
-        let ok = self.masters.iter().filter(|m| m.last_error.is_none() && !m.no_majority).count();
+        let ok = self
+            .masters
+            .iter()
+            .filter(|m| m.last_error.is_none() && !m.no_majority)
+            .count();
         format!(
             "{} masters ({} healthy), sentinels {}/{} connected, last reconcile {}",
             self.masters.len(),

@@ -28,18 +28,33 @@ pub struct Targets {
 
 impl Targets {
     /// The target if it is known without I/O (static map or cache).
-    pub fn cached(&self, master: &str, cfg: &MasterConfig, addr: &Addr) -> Option<Result<Target, TargetError>> {
+    pub fn cached(
+        &self,
+        master: &str,
+        cfg: &MasterConfig,
+        addr: &Addr,
+    ) -> Option<Result<Target, TargetError>> {
         match &cfg.nodes {
-            Some(nodes) => Some(static_target(nodes, addr).ok_or_else(|| TargetError::NotInNodes {
-                master: master.to_owned(),
-                addr: addr.clone(),
-            })),
+            Some(nodes) => {
+                Some(
+                    static_target(nodes, addr).ok_or_else(|| TargetError::NotInNodes {
+                        master: master.to_owned(),
+                        addr: addr.clone(),
+                    }),
+                )
+            }
             None => self.cache.lock().ok()?.get(&addr.host).cloned().map(Ok),
         }
     }
 
     /// The target, discovering it through EC2 when it is not cached.
-    pub async fn resolve(&self, ec2: &Ec2, master: &str, cfg: &MasterConfig, addr: &Addr) -> Result<Target, TargetError> {
+    pub async fn resolve(
+        &self,
+        ec2: &Ec2,
+        master: &str,
+        cfg: &MasterConfig,
+        addr: &Addr,
+    ) -> Result<Target, TargetError> {
         if let Some(t) = self.cached(master, cfg, addr) {
             return t;
         }
@@ -48,7 +63,10 @@ impl Targets {
 
     /// Looks `ip` up in EC2 and caches the answer.
     pub async fn discover(&self, ec2: &Ec2, ip: &str) -> Result<Target, TargetError> {
-        let found = ec2.find_interface(ip).await?.ok_or_else(|| TargetError::NotFound(ip.to_owned()))?;
+        let found = ec2
+            .find_interface(ip)
+            .await?
+            .ok_or_else(|| TargetError::NotFound(ip.to_owned()))?;
         let target = Target::Eni(found.eni_id);
         if let Ok(mut c) = self.cache.lock() {
             c.insert(ip.to_owned(), target.clone());
@@ -58,6 +76,9 @@ impl Targets {
 
     /// Whether `ip` is already in the discovery cache.
     pub fn is_cached(&self, ip: &str) -> bool {
-        self.cache.lock().map(|c| c.contains_key(ip)).unwrap_or(false)
+        self.cache
+            .lock()
+            .map(|c| c.contains_key(ip))
+            .unwrap_or(false)
     }
 }

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use fred::clients::SentinelClient;
-use fred::interfaces::{ClientInterface, ClientLike, EventInterface, PubsubInterface, SentinelInterface};
+use fred::interfaces::{
+    ClientInterface, ClientLike, EventInterface, PubsubInterface, SentinelInterface,
+};
 use fred::prelude::{ConnectionConfig, PerformanceConfig, ReconnectPolicy};
 use fred::types::config::{SentinelConfig, UnresponsiveConfig};
 use fred::types::{ClusterHash, CustomCommand, Value};
@@ -100,7 +102,14 @@ pub fn spawn_watchers(
             let cmd = client(addr, auth);
             connect_named(&cmd, name.to_owned());
             let sub = client(addr, auth);
-            tokio::spawn(watch_one(id, addr.clone(), sub, name.to_owned(), tx.clone(), shutdown.clone()));
+            tokio::spawn(watch_one(
+                id,
+                addr.clone(),
+                sub,
+                name.to_owned(),
+                tx.clone(),
+                shutdown.clone(),
+            ));
             SentinelLink {
                 id,
                 addr: addr.clone(),
@@ -211,7 +220,10 @@ impl SentinelLink {
         let info = info.map_err(|e| format!("INFO sentinel: {e}"))?;
         let masters = masters.map_err(|e| format!("SENTINEL MASTERS: {e}"))?;
         let tilt = info.lines().any(|l| l.trim() == "sentinel_tilt:1");
-        let masters = masters.into_iter().filter_map(|m| master_view(&m)).collect();
+        let masters = masters
+            .into_iter()
+            .filter_map(|m| master_view(&m))
+            .collect();
         Ok(SentinelReport { tilt, masters })
     }
 
@@ -233,13 +245,21 @@ impl SentinelLink {
             .map_err(|e| e.to_string())?;
         Ok(rs
             .iter()
-            .filter_map(|r| Some(Addr::new(r.get("ip")?.clone(), r.get("port")?.parse().ok()?)))
+            .filter_map(|r| {
+                Some(Addr::new(
+                    r.get("ip")?.clone(),
+                    r.get("port")?.parse().ok()?,
+                ))
+            })
             .collect())
     }
 
     /// Waits (bounded) until the command connection is up.
     pub async fn wait_connected(&self, within: Duration) -> bool {
-        tokio::time::timeout(within, self.cmd.wait_for_connect()).await.map(|r| r.is_ok()).unwrap_or(false)
+        tokio::time::timeout(within, self.cmd.wait_for_connect())
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
     }
 
     pub async fn close(&self) {
@@ -251,7 +271,10 @@ fn master_view(m: &HashMap<String, String>) -> Option<(String, MasterView)> {
     let name = m.get("name")?.clone();
     let view = MasterView {
         addr: Addr::new(m.get("ip")?.clone(), m.get("port")?.parse().ok()?),
-        config_epoch: m.get("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0),
+        config_epoch: m
+            .get("config-epoch")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0),
         flags: m.get("flags").cloned().unwrap_or_default(),
     };
     Some((name, view))

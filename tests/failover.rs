@@ -21,12 +21,16 @@ async fn failover_moves_vip_in_every_table_and_back_and_repairs_wrong_route_at_s
 
     let first = rig.redis.failover().await;
     assert_ne!(first, 0);
-    rig.vpc.wait_all_point_at(&rig.vpc.enis[first], WITHIN).await;
+    rig.vpc
+        .wait_all_point_at(&rig.vpc.enis[first], WITHIN)
+        .await;
 
     rig.redis.wait_ready_for_failover(2).await;
     let second = rig.redis.failover().await;
     assert_ne!(second, first);
-    rig.vpc.wait_all_point_at(&rig.vpc.enis[second], WITHIN).await;
+    rig.vpc
+        .wait_all_point_at(&rig.vpc.enis[second], WITHIN)
+        .await;
     daemon
         .wait_log("VIP route updated and verified", Duration::from_secs(5))
         .await;
@@ -40,11 +44,15 @@ async fn sigkill_of_master_moves_vip_to_promoted_replica() {
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     rig.redis.wait_ready_for_failover(2).await;
     rig.redis.kill_server(0);
-    let promoted = eventually("sentinels to promote a replica after SIGKILL", Duration::from_secs(60), || async {
-        rig.redis.master_index().filter(|m| *m != 0)
-    })
+    let promoted = eventually(
+        "sentinels to promote a replica after SIGKILL",
+        Duration::from_secs(60),
+        || async { rig.redis.master_index().filter(|m| *m != 0) },
+    )
     .await;
-    rig.vpc.wait_all_point_at(&rig.vpc.enis[promoted], WITHIN).await;
+    rig.vpc
+        .wait_all_point_at(&rig.vpc.enis[promoted], WITHIN)
+        .await;
     rig.dump(&daemon);
 }
 
@@ -56,14 +64,21 @@ async fn switch_of_a_master_not_in_the_config_is_ignored() {
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     rig.redis.wait_ready_for_failover(2).await;
     for i in 0..3 {
-        let out = cli(&rig.redis.hosts[i], rig.redis.sentinel_port, &[
-            "SENTINEL", "MONITOR", "othermaster", "127.0.0.9", "1", "2",
-        ]);
+        let out = cli(
+            &rig.redis.hosts[i],
+            rig.redis.sentinel_port,
+            &["SENTINEL", "MONITOR", "othermaster", "127.0.0.9", "1", "2"],
+        );
         assert_eq!(out, "OK", "SENTINEL MONITOR othermaster");
     }
     // A +monitor event for othermaster reached the daemon and changed nothing.
     daemon.wait_log("+monitor", Duration::from_secs(10)).await;
-    assert!(rig.vpc.vip_targets().await.iter().all(|t| t.as_deref() == Some(rig.vpc.enis[0].as_str())));
+    assert!(rig
+        .vpc
+        .vip_targets()
+        .await
+        .iter()
+        .all(|t| t.as_deref() == Some(rig.vpc.enis[0].as_str())));
     // A real failover of mymaster still works after it.
     let m = rig.redis.failover().await;
     rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
@@ -81,12 +96,22 @@ fn malformed_config_fails_naming_the_key_and_line() {
     )
     .unwrap();
     for verb in ["run", "check"] {
-        let out = Command::new(bin()).args([verb, "--config"]).arg(&path).output().unwrap();
+        let out = Command::new(bin())
+            .args([verb, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{verb}: {err}");
-        assert!(err.contains("nodez") && err.contains("line 6"), "{verb}: {err}");
+        assert!(
+            err.contains("nodez") && err.contains("line 6"),
+            "{verb}: {err}"
+        );
     }
-    let missing = Command::new(bin()).args(["check", "--config", "/nonexistent/x.yaml"]).output().unwrap();
+    let missing = Command::new(bin())
+        .args(["check", "--config", "/nonexistent/x.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/x.yaml"));
 }
@@ -110,15 +135,33 @@ async fn check_reports_each_sentinel_master_and_table() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
     for s in rig.redis.sentinel_addrs() {
-        assert!(text.contains(&format!("ok    sentinel {s}: reachable")), "{text}");
+        assert!(
+            text.contains(&format!("ok    sentinel {s}: reachable")),
+            "{text}"
+        );
     }
-    assert!(text.contains(&format!("majority (3/3) says {}:{}", rig.redis.hosts[0], rig.redis.redis_port)), "{text}");
-    assert!(text.contains(&format!("route table {}: no route", rig.vpc.tables[1])), "{text}");
+    assert!(
+        text.contains(&format!(
+            "majority (3/3) says {}:{}",
+            rig.redis.hosts[0], rig.redis.redis_port
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("route table {}: no route", rig.vpc.tables[1])),
+        "{text}"
+    );
     assert!(text.contains("ReplaceRoute permitted"), "{text}");
     // One sentinel down: named, and check fails.
     rig.redis.kill_sentinel(2);
     let out = run();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains(&format!("FAIL  sentinel {}: unreachable", rig.redis.sentinel_addrs()[2])), "{text}");
+    assert!(
+        text.contains(&format!(
+            "FAIL  sentinel {}: unreachable",
+            rig.redis.sentinel_addrs()[2]
+        )),
+        "{text}"
+    );
 }

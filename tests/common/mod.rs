@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client;
 
-pub const SETUP: &str = "run `scripts/setup.sh` (apt: redis-server redis-tools; a venv .venv with moto[server])";
+pub const SETUP: &str =
+    "run `scripts/setup.sh` (apt: redis-server redis-tools; a venv .venv with moto[server])";
 pub const MASTER: &str = "mymaster";
 pub const VIP: &str = "172.16.0.10/32";
 
@@ -39,12 +40,17 @@ where
 
 fn free_port() -> u16 {
     // 0.0.0.0 so the port is free on every 127.0.0.x address.
-    TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
     })
 }
 
@@ -60,7 +66,9 @@ fn moto_path() -> PathBuf {
     if venv.is_file() {
         return venv;
     }
-    which("moto_server").unwrap_or_else(|| panic!("moto_server not found (.venv/bin, PATH or $MOTO_SERVER): {SETUP}"))
+    which("moto_server").unwrap_or_else(|| {
+        panic!("moto_server not found (.venv/bin, PATH or $MOTO_SERVER): {SETUP}")
+    })
 }
 
 /// A child process killed on drop.
@@ -113,7 +121,10 @@ impl Moto {
             .unwrap_or_else(|e| panic!("cannot start moto_server: {e}; {SETUP}"));
         wait_port("127.0.0.1", port, Duration::from_secs(30), "moto_server");
         Moto {
-            proc: Proc { child, name: "moto".into() },
+            proc: Proc {
+                child,
+                name: "moto".into(),
+            },
             port,
             url: format!("http://127.0.0.1:{port}"),
         }
@@ -142,8 +153,17 @@ pub async fn ec2_client(url: &str) -> Client {
 impl Vpc {
     pub async fn create(url: &str, tables: usize, nodes: usize) -> Vpc {
         let client = ec2_client(url).await;
-        let vpc = client.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("CreateVpc");
-        let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_owned();
+        let vpc = client
+            .create_vpc()
+            .cidr_block("10.0.0.0/16")
+            .send()
+            .await
+            .expect("CreateVpc");
+        let vpc_id = vpc
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .expect("vpc id")
+            .to_owned();
         let subnet = client
             .create_subnet()
             .vpc_id(&vpc_id)
@@ -151,11 +171,25 @@ impl Vpc {
             .send()
             .await
             .expect("CreateSubnet");
-        let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_owned();
+        let subnet_id = subnet
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .expect("subnet id")
+            .to_owned();
         let mut table_ids = Vec::new();
         for _ in 0..tables {
-            let t = client.create_route_table().vpc_id(&vpc_id).send().await.expect("CreateRouteTable");
-            table_ids.push(t.route_table().and_then(|t| t.route_table_id()).expect("rtb id").to_owned());
+            let t = client
+                .create_route_table()
+                .vpc_id(&vpc_id)
+                .send()
+                .await
+                .expect("CreateRouteTable");
+            table_ids.push(
+                t.route_table()
+                    .and_then(|t| t.route_table_id())
+                    .expect("rtb id")
+                    .to_owned(),
+            );
         }
         let mut enis = Vec::new();
         for i in 0..nodes {
@@ -166,7 +200,12 @@ impl Vpc {
                 .send()
                 .await
                 .expect("CreateNetworkInterface");
-            enis.push(e.network_interface().and_then(|n| n.network_interface_id()).expect("eni").to_owned());
+            enis.push(
+                e.network_interface()
+                    .and_then(|n| n.network_interface_id())
+                    .expect("eni")
+                    .to_owned(),
+            );
         }
         Vpc {
             client,
@@ -180,7 +219,12 @@ impl Vpc {
         let out = self
             .client
             .describe_route_tables()
-            .filters(Filter::builder().name("route-table-id").set_values(Some(self.tables.clone())).build())
+            .filters(
+                Filter::builder()
+                    .name("route-table-id")
+                    .set_values(Some(self.tables.clone()))
+                    .build(),
+            )
             .send()
             .await
             .expect("DescribeRouteTables");
@@ -192,20 +236,31 @@ impl Vpc {
                     .routes()
                     .iter()
                     .find(|r| r.destination_cidr_block() == Some(VIP))
-                    .and_then(|r| r.network_interface_id().or(r.instance_id()).map(str::to_owned));
+                    .and_then(|r| {
+                        r.network_interface_id()
+                            .or(r.instance_id())
+                            .map(str::to_owned)
+                    });
                 (t.route_table_id().unwrap_or_default().to_owned(), target)
             })
             .collect();
-        self.tables.iter().map(|t| by_id.get(t).cloned().flatten()).collect()
+        self.tables
+            .iter()
+            .map(|t| by_id.get(t).cloned().flatten())
+            .collect()
     }
 
     /// Waits until every table's VIP route points at `eni`.
     pub async fn wait_all_point_at(&self, eni: &str, within: Duration) {
         let want = Some(eni.to_owned());
-        eventually(&format!("every route table's VIP route to point at {eni}"), within, || async {
-            let t = self.vip_targets().await;
-            t.iter().all(|x| *x == want).then_some(())
-        })
+        eventually(
+            &format!("every route table's VIP route to point at {eni}"),
+            within,
+            || async {
+                let t = self.vip_targets().await;
+                t.iter().all(|x| *x == want).then_some(())
+            },
+        )
         .await
     }
 
@@ -247,7 +302,9 @@ impl Redis {
         let dir = tempfile::tempdir().expect("tempdir");
         let redis_port = free_port();
         let sentinel_port = free_port();
-        let hosts: Vec<String> = (0..nodes.max(sentinels)).map(|i| format!("127.0.0.{}", 2 + i)).collect();
+        let hosts: Vec<String> = (0..nodes.max(sentinels))
+            .map(|i| format!("127.0.0.{}", 2 + i))
+            .collect();
         let mut r = Redis {
             dir,
             redis_port,
@@ -261,14 +318,24 @@ impl Redis {
             r.servers.push(Some(p));
         }
         for i in 0..nodes {
-            wait_port(&r.hosts[i], redis_port, Duration::from_secs(10), "redis-server");
+            wait_port(
+                &r.hosts[i],
+                redis_port,
+                Duration::from_secs(10),
+                "redis-server",
+            );
         }
         for i in 0..sentinels {
             let p = r.spawn_sentinel(i);
             r.sentinels.push(Some(p));
         }
         for i in 0..sentinels {
-            wait_port(&r.hosts[i], sentinel_port, Duration::from_secs(10), "redis-sentinel");
+            wait_port(
+                &r.hosts[i],
+                sentinel_port,
+                Duration::from_secs(10),
+                "redis-sentinel",
+            );
         }
         r
     }
@@ -287,8 +354,15 @@ impl Redis {
         if i > 0 {
             cmd.args(["--replicaof", &self.hosts[0], &self.redis_port.to_string()]);
         }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("redis-server: {e}; {SETUP}"));
-        Proc { child, name: format!("redis-{i}") }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server: {e}; {SETUP}"));
+        Proc {
+            child,
+            name: format!("redis-{i}"),
+        }
     }
 
     fn spawn_sentinel(&self, i: usize) -> Proc {
@@ -315,16 +389,25 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("redis-server --sentinel: {e}; {SETUP}"));
-        Proc { child, name: format!("sentinel-{i}") }
+        Proc {
+            child,
+            name: format!("sentinel-{i}"),
+        }
     }
 
     pub fn sentinel_addrs(&self) -> Vec<String> {
-        (0..self.sentinels.len()).map(|i| format!("{}:{}", self.hosts[i], self.sentinel_port)).collect()
+        (0..self.sentinels.len())
+            .map(|i| format!("{}:{}", self.hosts[i], self.sentinel_port))
+            .collect()
     }
 
     /// The master as sentinel `i` sees it ("ip:port").
     pub fn master_seen_by(&self, i: usize) -> Option<String> {
-        let out = cli(&self.hosts[i], self.sentinel_port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER]);
+        let out = cli(
+            &self.hosts[i],
+            self.sentinel_port,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER],
+        );
         let mut lines = out.lines();
         Some(format!("{}:{}", lines.next()?.trim(), lines.next()?.trim())).filter(|s| s.len() > 3)
     }
@@ -349,17 +432,32 @@ impl Redis {
 
     /// Waits until all sentinels know every replica (so a failover can pick one).
     pub async fn wait_ready_for_failover(&self, replicas: usize) {
-        eventually("sentinels to see the replicas and each other", Duration::from_secs(30), || async {
-            (0..self.sentinels.len())
-                .filter(|i| self.sentinels[*i].is_some())
-                .all(|i| {
-                    let info = cli(&self.hosts[i], self.sentinel_port, &["SENTINEL", "MASTER", MASTER]);
-                    let lines: Vec<&str> = info.lines().collect();
-                    let field = |k: &str| lines.iter().position(|l| *l == k).and_then(|p| lines.get(p + 1)).and_then(|v| v.parse::<usize>().ok());
-                    field("num-slaves") >= Some(replicas) && field("num-other-sentinels") >= Some(self.sentinels.len() - 1)
-                })
-                .then_some(())
-        })
+        eventually(
+            "sentinels to see the replicas and each other",
+            Duration::from_secs(30),
+            || async {
+                (0..self.sentinels.len())
+                    .filter(|i| self.sentinels[*i].is_some())
+                    .all(|i| {
+                        let info = cli(
+                            &self.hosts[i],
+                            self.sentinel_port,
+                            &["SENTINEL", "MASTER", MASTER],
+                        );
+                        let lines: Vec<&str> = info.lines().collect();
+                        let field = |k: &str| {
+                            lines
+                                .iter()
+                                .position(|l| *l == k)
+                                .and_then(|p| lines.get(p + 1))
+                                .and_then(|v| v.parse::<usize>().ok())
+                        };
+                        field("num-slaves") >= Some(replicas)
+                            && field("num-other-sentinels") >= Some(self.sentinels.len() - 1)
+                    })
+                    .then_some(())
+            },
+        )
         .await
     }
 
@@ -367,14 +465,24 @@ impl Redis {
     /// waits for the majority to name a new master; returns its node index.
     pub async fn failover(&self) -> usize {
         let before = self.master_index();
-        eventually("SENTINEL FAILOVER to be accepted", Duration::from_secs(60), || async {
-            let out = cli(&self.hosts[0], self.sentinel_port, &["SENTINEL", "FAILOVER", MASTER]);
-            (out == "OK").then_some(())
-        })
+        eventually(
+            "SENTINEL FAILOVER to be accepted",
+            Duration::from_secs(60),
+            || async {
+                let out = cli(
+                    &self.hosts[0],
+                    self.sentinel_port,
+                    &["SENTINEL", "FAILOVER", MASTER],
+                );
+                (out == "OK").then_some(())
+            },
+        )
         .await;
-        eventually("sentinels to agree on a new master", Duration::from_secs(60), || async {
-            self.master_index().filter(|m| Some(*m) != before)
-        })
+        eventually(
+            "sentinels to agree on a new master",
+            Duration::from_secs(60),
+            || async { self.master_index().filter(|m| Some(*m) != before) },
+        )
         .await
     }
 
@@ -389,7 +497,12 @@ impl Redis {
     pub fn restart_sentinel(&mut self, i: usize) {
         let p = self.spawn_sentinel(i);
         self.sentinels[i] = Some(p);
-        wait_port(&self.hosts[i], self.sentinel_port, Duration::from_secs(10), "redis-sentinel");
+        wait_port(
+            &self.hosts[i],
+            self.sentinel_port,
+            Duration::from_secs(10),
+            "redis-sentinel",
+        );
     }
 
     pub fn restart_server(&mut self, i: usize) {
@@ -411,7 +524,11 @@ pub fn bin() -> &'static str {
 
 /// Config YAML for the rig; `extra` is appended verbatim.
 pub fn config_yaml(redis: &Redis, moto: &Moto, vpc: &Vpc, interval: &str, extra: &str) -> String {
-    let sentinels: Vec<String> = redis.sentinel_addrs().iter().map(|s| format!("\"{s}\"")).collect();
+    let sentinels: Vec<String> = redis
+        .sentinel_addrs()
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect();
     let mut nodes = String::new();
     for (i, eni) in vpc.enis.iter().enumerate() {
         nodes.push_str(&format!(
@@ -442,7 +559,11 @@ impl Daemon {
     }
 
     pub fn spawn(&mut self) {
-        let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(bin())
             .args(["run", "--config"])
             .arg(&self.config)
@@ -454,7 +575,10 @@ impl Daemon {
             .stderr(logf)
             .spawn()
             .expect("start sentinel-vip");
-        self.proc = Some(Proc { child, name: "sentinel-vip".into() });
+        self.proc = Some(Proc {
+            child,
+            name: "sentinel-vip".into(),
+        });
     }
 
     pub fn logs(&self) -> String {
@@ -470,14 +594,18 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
     }
 
     /// Waits until the log contains `needle`.
     pub async fn wait_log(&self, needle: &str, within: Duration) {
-        eventually(&format!("daemon log to contain {needle:?}"), within, || async {
-            self.logs().contains(needle).then_some(())
-        })
+        eventually(
+            &format!("daemon log to contain {needle:?}"),
+            within,
+            || async { self.logs().contains(needle).then_some(()) },
+        )
         .await
     }
 
