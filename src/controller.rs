@@ -155,6 +155,7 @@ pub struct Controller {
     status: SharedStatus,
     last_reconcile_ok: bool,
     ec2_down: bool,
+    ec2_failures: u32,
 }
 
 impl Controller {
@@ -205,6 +206,7 @@ impl Controller {
             status,
             last_reconcile_ok: false,
             ec2_down: false,
+            ec2_failures: 0,
         }
     }
 
@@ -304,13 +306,13 @@ impl Controller {
             debug!(%master, %new, sentinel = %sentinel_addr, "duplicate +switch-master: VIP already there or on its way");
             return;
         }
-        if let (Some(applied), Some((maj, _))) = (&st.applied, &st.majority) {
-            if *applied != old && *maj != old {
-                warn!(%master, %old, %new, vip_on = %applied, sentinel = %sentinel_addr,
-                    "+switch-master does not start from the VIP's master (late or stale event?); asking the majority");
-                self.start_reconcile("unexpected +switch-master");
-                return;
-            }
+        if let Some(vip_on) = heading_to.filter(|h| **h != old) {
+            // Late (healed minority), forged, or after a missed failover: the
+            // majority decides, not this event.
+            warn!(%master, %old, %new, %vip_on, sentinel = %sentinel_addr,
+                "+switch-master does not start from the VIP's master (late or stale event?); asking the majority");
+            self.start_reconcile("unexpected +switch-master");
+            return;
         }
         info!(%master, %old, %new, sentinel = %sentinel_addr, "+switch-master: moving the VIP");
         st.changed_seq = self.seq;
@@ -424,7 +426,16 @@ impl Controller {
         let mut again = false;
         let mut ok = o.tables.is_ok();
         if let Err(e) = &o.tables {
-            error!(error = %e, "cannot read the route tables; routes left as they are, retrying at next reconcile");
+            self.ec2_failures += 1;
+            let delay = retry_delay(self.ec2_failures);
+            error!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot read the route tables; routes left as they are");
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(Input::Reconcile("retry EC2 read")).await;
+            });
+        } else {
+            self.ec2_failures = 0;
         }
         if o.tables.is_ok() == self.ec2_down {
             self.ec2_down = !self.ec2_down;

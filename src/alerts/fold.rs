@@ -95,6 +95,9 @@ pub struct Incident {
     pub leader: Option<usize>,
     /// Last state sent and when.
     pub sent: Option<(State, Instant)>,
+    /// Whether a firing message was ever sent (PagerDuty needs a trigger
+    /// before a resolve).
+    pub told_firing: bool,
 }
 
 impl Incident {
@@ -626,8 +629,9 @@ impl Fold {
                 _ => false,
             };
             if send {
-                i.sent = Some((i.state, now));
                 out.push(i.clone());
+                i.sent = Some((i.state, now));
+                i.told_firing |= i.state == State::Firing;
             }
             if i.state == State::Resolved && i.sent.is_some_and(|(s, _)| s == State::Resolved) {
                 done.push(k.clone());

@@ -253,6 +253,7 @@ pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::
         events: 0,
         leader: None,
         sent: None,
+        told_firing: false,
     };
     let mut out = Vec::new();
     for w in cfg

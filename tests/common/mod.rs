@@ -642,3 +642,165 @@ impl Rig {
         eprintln!("---- daemon log ----\n{}", d.logs());
     }
 }
+
+/// Fault modes of [`FaultProxy`].
+pub const PASS: u8 = 0;
+pub const THROTTLE: u8 = 1;
+
+/// An HTTP proxy in front of moto that can answer 503 / RequestLimitExceeded.
+pub struct FaultProxy {
+    pub url: String,
+    pub mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    pub faults: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str) -> FaultProxy {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, Method, StatusCode, Uri};
+        use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let mode = Arc::new(AtomicU8::new(PASS));
+        let faults = Arc::new(AtomicUsize::new(0));
+        let client = reqwest::Client::new();
+        let up = upstream.to_owned();
+        let (m, f) = (mode.clone(), faults.clone());
+        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (m, f, client, up) = (m.clone(), f.clone(), client.clone(), up.clone());
+            async move {
+                if m.load(Ordering::SeqCst) == THROTTLE {
+                    let n = f.fetch_add(1, Ordering::SeqCst);
+                    let code = if n % 2 == 0 { "RequestLimitExceeded" } else { "Unavailable" };
+                    let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>");
+                    return (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/xml".to_owned())], xml.into_bytes());
+                }
+                let url = format!("{up}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+                let mut req = client.request(reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(), url);
+                for (k, v) in headers.iter() {
+                    if k != "host" && k != "content-length" {
+                        req = req.header(k.as_str(), v.as_bytes());
+                    }
+                }
+                match req.body(body.to_vec()).send().await {
+                    Ok(r) => {
+                        let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
+                        let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("text/xml").to_owned();
+                        (status, [("content-type", ct)], r.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+                    }
+                    Err(e) => (StatusCode::BAD_GATEWAY, [("content-type", "text/plain".to_owned())], e.to_string().into_bytes()),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FaultProxy { url, mode, faults }
+    }
+
+    pub fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// One request the webhook receiver got.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+    pub at: Instant,
+    /// The status the receiver answered.
+    pub status: u16,
+}
+
+/// How the receiver answers: a script of statuses per path prefix, then 200
+/// (202 for paths starting with /pd); `hang` never answers.
+#[derive(Default)]
+pub struct HookScript {
+    pub script: std::collections::VecDeque<(u16, Option<String>)>,
+    pub hang: bool,
+}
+
+/// A real HTTP server that records webhook deliveries.
+pub struct Receiver {
+    pub url: String,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Hook>>>,
+    pub script: std::sync::Arc<std::sync::Mutex<HookScript>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, StatusCode, Uri};
+        use axum::response::IntoResponse;
+        use std::sync::{Arc, Mutex};
+        let got: Arc<Mutex<Vec<Hook>>> = Arc::default();
+        let script: Arc<Mutex<HookScript>> = Arc::default();
+        let (g, s) = (got.clone(), script.clone());
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (g, s) = (g.clone(), s.clone());
+            async move {
+                let (hang, next) = {
+                    let mut s = s.lock().unwrap();
+                    (s.hang, s.script.pop_front())
+                };
+                if hang {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                let default = if uri.path().starts_with("/pd") {
+                    202
+                } else {
+                    200
+                };
+                let (status, retry_after) = next.unwrap_or((default, None));
+                g.lock().unwrap().push(Hook {
+                    path: uri.path().to_owned(),
+                    query: uri.query().unwrap_or("").to_owned(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                        .collect(),
+                    body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                    at: Instant::now(),
+                    status,
+                });
+                let mut resp = (StatusCode::from_u16(status).unwrap(), "ok").into_response();
+                if let Some(ra) = retry_after {
+                    resp.headers_mut()
+                        .insert("retry-after", ra.parse().unwrap());
+                }
+                resp
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { url, got, script }
+    }
+
+    /// Requests answered 2xx on `path`.
+    pub fn delivered(&self, path: &str) -> Vec<Hook> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path == path && h.status < 300)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all(&self, path: &str) -> Vec<Hook> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path == path)
+            .cloned()
+            .collect()
+    }
+}
