@@ -299,6 +299,7 @@ impl Fold {
                 events: 0,
                 leader: None,
                 sent: None,
+                told_firing: false,
             });
         Some(inc)
     }
