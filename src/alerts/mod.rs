@@ -254,7 +254,6 @@ pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::
         leader: None,
         sent: None,
         told_firing: false,
-        told_firing: false,
     };
     let mut out = Vec::new();
     for w in cfg
