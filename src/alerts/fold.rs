@@ -98,6 +98,10 @@ pub struct Incident {
     /// Whether a firing message was ever sent (PagerDuty needs a trigger
     /// before a resolve).
     pub told_firing: bool,
+    /// Whether the master was seen objectively down (else: a manual failover).
+    pub down: bool,
+    /// When it was resolved (monotonic), to wait briefly for the route outcome.
+    pub resolved: Option<Instant>,
 }
 
 impl Incident {
@@ -119,6 +123,11 @@ impl Incident {
                     self.from.as_deref().unwrap_or("?")
                 ),
             },
+            (Kind::Failover, State::Firing) if !self.down => format!(
+                "{}: failover from {} started but has not finished",
+                self.master,
+                self.from.as_deref().unwrap_or("?")
+            ),
             (Kind::Failover, State::Firing) => format!(
                 "{} is down at {} (objectively down); failover in progress",
                 self.master,
@@ -222,6 +231,11 @@ pub struct Fold {
     pub absorbed: usize,
 }
 
+/// A manual failover still unfinished after this is told as firing.
+const STUCK_FAILOVER: Duration = Duration::from_secs(60);
+/// How long a resolved failover waits for its route outcome before it is told anyway.
+const ROUTE_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a closed incident's key is remembered to absorb late duplicates.
 const REMEMBER_CLOSED: Duration = Duration::from_secs(600);
 
@@ -300,6 +314,8 @@ impl Fold {
                 leader: None,
                 sent: None,
                 told_firing: false,
+                down: false,
+                resolved: None,
             });
         Some(inc)
     }
@@ -349,6 +365,7 @@ impl Fold {
                     i.events += 1;
                     i.state = State::Resolved;
                     i.resolved_at = Some(wall);
+                    i.resolved = Some(now);
                     i.to = Some(new);
                     i.failover_time = Some(now.saturating_duration_since(i.opened));
                     if i.from.is_none() {
@@ -366,6 +383,7 @@ impl Fold {
                     ("+odown", Role::Master) => {
                         if let Some(i) = self.open_master_incident(master, true) {
                             i.events += 1;
+                            i.down = true;
                             self.absorbed += 1;
                             return;
                         }
@@ -380,6 +398,7 @@ impl Fold {
                             Some(instance.addr.to_string()),
                         ) {
                             i.events += 1;
+                            i.down = true;
                             i.annotations
                                 .push(format!("+odown {detail}").trim().to_owned());
                         }
@@ -389,6 +408,7 @@ impl Fold {
                             i.events += 1;
                             i.state = State::Resolved;
                             i.resolved_at = Some(wall);
+                            i.resolved = Some(now);
                         }
                     }
                     (
@@ -598,6 +618,7 @@ impl Fold {
                 }
             }
             (false, Some(i)) => {
+                i.resolved = Some(now);
                 if i.sent.is_none() {
                     let k = i.key.clone();
                     self.incidents.remove(&k);
@@ -616,7 +637,21 @@ impl Fold {
         let mut out = Vec::new();
         let mut done = Vec::new();
         for (k, i) in self.incidents.iter_mut() {
-            let ripe = now.saturating_duration_since(i.opened) >= self.group_wait;
+            let age = now.saturating_duration_since(i.opened);
+            let ripe = match (&i.kind, i.state) {
+                // A manual failover (no +odown) is only news once it ends, or
+                // when it has not ended long after it should have.
+                (Kind::Failover, State::Firing) if !i.down => {
+                    age >= self.group_wait.max(STUCK_FAILOVER)
+                }
+                // A switch: wait briefly for the route outcome to quote it.
+                (Kind::Failover, State::Resolved) if i.route.is_none() && i.to.is_some() => {
+                    age >= self.group_wait
+                        && i.resolved
+                            .is_none_or(|r| now.saturating_duration_since(r) >= ROUTE_WAIT)
+                }
+                _ => age >= self.group_wait,
+            };
             let send = match (i.state, i.sent) {
                 _ if !ripe => false,
                 (s, None) => {
@@ -652,6 +687,12 @@ impl Fold {
         self.incidents
             .values()
             .map(|i| match i.sent {
+                None if i.kind == Kind::Failover && i.state == State::Firing && !i.down => {
+                    i.opened + self.group_wait.max(STUCK_FAILOVER)
+                }
+                None if i.state == State::Resolved && i.route.is_none() => (i.opened
+                    + self.group_wait)
+                    .max(i.resolved.map(|r| r + ROUTE_WAIT).unwrap_or(i.opened)),
                 None => i.opened + self.group_wait,
                 Some((State::Firing, at)) if i.state == State::Firing => at + self.repeat_interval,
                 Some(_) => i.opened + self.group_wait,
@@ -844,10 +885,62 @@ mod tests {
             "+switch-master",
             "mymaster 127.0.0.2 6379 127.0.0.3 6379",
         );
-        let resolved = f.due(t0 + Duration::from_secs(31));
+        assert!(
+            f.due(t0 + Duration::from_secs(31)).is_empty(),
+            "waits briefly for the route outcome"
+        );
+        let resolved = f.due(t0 + Duration::from_secs(36));
         assert_eq!(resolved.len(), 1);
         assert_eq!(resolved[0].state, State::Resolved);
         assert_eq!(resolved[0].key, firing[0].key);
+    }
+
+    #[test]
+    fn manual_failover_is_one_message_even_when_slower_than_group_wait() {
+        let t0 = Instant::now();
+        let mut f = Fold::new(Duration::from_secs(1), Duration::from_secs(3600));
+        feed(
+            &mut f,
+            t0,
+            0,
+            0,
+            "+elected-leader",
+            "master mymaster 127.0.0.2 6379",
+        );
+        assert!(
+            f.due(t0 + Duration::from_secs(3)).is_empty(),
+            "not 'down': nobody saw +odown"
+        );
+        feed(
+            &mut f,
+            t0,
+            3000,
+            1,
+            "+switch-master",
+            "mymaster 127.0.0.2 6379 127.0.0.3 6379",
+        );
+        let sent = f.due(t0 + Duration::from_secs(9));
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].state, State::Resolved);
+        assert_eq!(sent[0].leader, Some(0));
+        // One that never finishes is told after a minute.
+        feed(&mut f, t0, 99_000, 0, "+new-epoch", "2");
+        feed(
+            &mut f,
+            t0,
+            100_000,
+            0,
+            "+elected-leader",
+            "master mymaster 127.0.0.3 6379",
+        );
+        assert!(f.due(t0 + Duration::from_secs(150)).is_empty());
+        let stuck = f.due(t0 + Duration::from_secs(161));
+        assert_eq!(stuck.len(), 1);
+        assert!(
+            stuck[0].summary().contains("has not finished"),
+            "{}",
+            stuck[0].summary()
+        );
     }
 
     #[test]

@@ -205,6 +205,17 @@ async fn send(
         if s.cfg.kind.is_chat() && !speak {
             continue;
         }
+        if s.cfg.kind == crate::config::SinkKind::Pagerduty
+            && incident.state == fold::State::Resolved
+            && !incident.told_firing
+        {
+            // Resolved before it was ever told: trigger then resolve, so the
+            // incident shows in PagerDuty's history instead of vanishing.
+            let mut firing = incident.clone();
+            firing.state = fold::State::Firing;
+            s.enqueue(sink::render(&s.cfg, &firing, receiver, SystemTime::now()))
+                .await;
+        }
         s.enqueue(sink::render(&s.cfg, incident, receiver, SystemTime::now()))
             .await;
     }
@@ -254,6 +265,8 @@ pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::
         leader: None,
         sent: None,
         told_firing: false,
+        down: false,
+        resolved: None,
     };
     let mut out = Vec::new();
     for w in cfg

@@ -1,0 +1,258 @@
+//! alerts: one message per incident per sink, on the real rig with a real HTTP
+//! receiver; retries, Retry-After, a hanging receiver, several watchers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const WITHIN: Duration = Duration::from_secs(45);
+
+fn sinks(url: &str) -> String {
+    format!(
+        "alerts:\n  group_wait: 1s\n  webhooks:\n\
+         \x20   - {{ name: gen, kind: generic, url: \"{url}/generic\", secret_env: SV_TEST_HOOK_SECRET }}\n\
+         \x20   - {{ name: slack, kind: slack, url: \"{url}/slack\" }}\n\
+         \x20   - {{ name: discord, kind: discord, url: \"{url}/discord\" }}\n\
+         \x20   - {{ name: teams, kind: teams, url: \"{url}/teams\" }}\n\
+         \x20   - {{ name: pd, kind: pagerduty, url: \"{url}/pd\", routing_key_env: SV_TEST_PD_KEY }}\n"
+    )
+}
+
+fn start_with_secrets(rig: &Rig, yaml: &str) -> Daemon {
+    std::env::set_var(
+        "SV_TEST_HOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    std::env::set_var("SV_TEST_PD_KEY", "pd-routing-key-SECRET-123");
+    Daemon::start(rig.redis.dir.path(), yaml)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failover_gives_exactly_one_message_per_chat_sink_with_the_route_outcome() {
+    let rig = Rig::start(2).await;
+    let hooks = Receiver::start().await;
+    let daemon = start_with_secrets(&rig, &rig.config("30s", &sinks(&hooks.url)));
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
+    let mut expected = 0;
+    for _ in 0..2 {
+        rig.redis.wait_ready_for_failover(2).await;
+        let m = rig.redis.failover().await;
+        rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
+        expected += 1;
+        eventually("one slack message per failover", WITHIN, || async {
+            (hooks.delivered("/slack").len() >= expected).then_some(())
+        })
+        .await;
+    }
+    // Let any straggling duplicate arrive before counting (group_wait is 1 s).
+    daemon.wait_log("incident", Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for path in ["/slack", "/discord", "/teams", "/generic"] {
+        assert_eq!(
+            hooks.delivered(path).len(),
+            2,
+            "{path}: {:#?}",
+            hooks.all(path)
+        );
+    }
+    let slack = hooks.delivered("/slack");
+    let text = slack[0].body["text"].as_str().unwrap();
+    assert!(
+        text.contains("mymaster failed over") && text.contains("VIP route updated in 2 tables"),
+        "{text}"
+    );
+    assert!(slack[0].body["blocks"].is_array());
+    assert_eq!(hooks.delivered("/discord")[0].query, "wait=true");
+    assert!(hooks.delivered("/discord")[0].body["embeds"].is_array());
+    assert_eq!(
+        hooks.delivered("/teams")[0].body["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    let g = &hooks.delivered("/generic")[0];
+    assert_eq!(g.body["version"], "4");
+    assert_eq!(g.body["status"], "resolved");
+    let key = g.body["groupKey"].as_str().unwrap();
+    assert_eq!(key.len(), 64);
+    let header = |h: &Hook, k: &str| {
+        h.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header(g, "webhook-id"), Some(format!("{key}-resolved")));
+    assert!(header(g, "webhook-signature").unwrap().starts_with("v1,"));
+    assert!(header(g, "webhook-timestamp").is_some());
+    assert_eq!(g.body["alerts"][0]["labels"]["master"], "mymaster");
+    // PagerDuty: trigger then resolve per failover, same dedup_key.
+    let pd = hooks.delivered("/pd");
+    assert_eq!(pd.len(), 4, "{pd:#?}");
+    assert_eq!(pd[0].body["event_action"], "trigger");
+    assert_eq!(pd[1].body["event_action"], "resolve");
+    assert_eq!(pd[0].body["dedup_key"], pd[1].body["dedup_key"]);
+    assert_eq!(pd[0].body["routing_key"], "pd-routing-key-SECRET-123");
+    // Secrets never reach the logs.
+    let logs = daemon.logs();
+    assert!(
+        !logs.contains("pd-routing-key-SECRET-123") && !logs.contains("whsec_"),
+        "secret in logs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_down_with_no_replica_fires_then_resolves_when_it_returns() {
+    let moto = Moto::start();
+    let vpc = Vpc::create(&moto.url, 1, 3).await;
+    let mut redis = Redis::start(1, 3);
+    let hooks = Receiver::start().await;
+    let yaml = config_yaml(&redis, &moto, &vpc, "30s", &sinks(&hooks.url));
+    let _daemon = start_with_secrets_dir(redis.dir.path(), &yaml);
+    vpc.wait_all_point_at(&vpc.enis[0], WITHIN).await;
+    redis.wait_ready_for_failover(0).await;
+    redis.kill_server(0);
+    let firing = eventually("a firing message", WITHIN, || async {
+        hooks
+            .delivered("/generic")
+            .into_iter()
+            .find(|h| h.body["status"] == "firing")
+    })
+    .await;
+    assert!(firing.body["commonAnnotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("is down"));
+    redis.restart_server(0);
+    let resolved = eventually("a resolved message", Duration::from_secs(60), || async {
+        hooks
+            .delivered("/generic")
+            .into_iter()
+            .find(|h| h.body["status"] == "resolved")
+    })
+    .await;
+    assert_eq!(resolved.body["groupKey"], firing.body["groupKey"]);
+    // The VIP never moved: there was nowhere to move it.
+    assert!(vpc
+        .vip_targets()
+        .await
+        .iter()
+        .all(|t| t.as_deref() == Some(vpc.enis[0].as_str())));
+}
+
+fn start_with_secrets_dir(dir: &std::path::Path, yaml: &str) -> Daemon {
+    std::env::set_var(
+        "SV_TEST_HOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    std::env::set_var("SV_TEST_PD_KEY", "pd-routing-key-SECRET-123");
+    Daemon::start(dir, yaml)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_failing_twice_then_ok_gets_it_once_and_retry_after_is_honoured() {
+    let rig = Rig::start(1).await;
+    let hooks = Receiver::start().await;
+    {
+        let mut s = hooks.script.lock().unwrap();
+        s.script.push_back((500, None));
+        s.script.push_back((500, None));
+        s.script.push_back((429, Some("2".into())));
+    }
+    let yaml = rig.config(
+        "30s",
+        &format!("alerts:\n  group_wait: 1s\n  webhooks:\n    - {{ name: gen, kind: generic, url: \"{}/generic\" }}\n", hooks.url),
+    );
+    let _daemon = Daemon::start(rig.redis.dir.path(), &yaml);
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
+    rig.redis.wait_ready_for_failover(2).await;
+    rig.redis.failover().await;
+    eventually("delivery after 500, 500, 429", WITHIN, || async {
+        (!hooks.delivered("/generic").is_empty()).then_some(())
+    })
+    .await;
+    let all = hooks.all("/generic");
+    assert_eq!(
+        all.iter().map(|h| h.status).collect::<Vec<_>>(),
+        vec![500, 500, 429, 200]
+    );
+    let gap = all[3].at.duration_since(all[2].at);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After: 2 not honoured ({gap:?})"
+    );
+    let id = |h: &Hook| {
+        h.headers
+            .iter()
+            .find(|(k, _)| k == "webhook-id")
+            .map(|(_, v)| v.clone())
+    };
+    assert!(id(&all[0]).is_some());
+    assert_eq!(id(&all[0]), id(&all[3]), "the same message is retried");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hooks.delivered("/generic").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_receiver_does_not_delay_the_route() {
+    let rig = Rig::start(1).await;
+    let hooks = Receiver::start().await;
+    hooks.script.lock().unwrap().hang = true;
+    let daemon = start_with_secrets(&rig, &rig.config("30s", &sinks(&hooks.url)));
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
+    for _ in 0..2 {
+        rig.redis.wait_ready_for_failover(2).await;
+        let m = rig.redis.failover().await;
+        rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
+    }
+    daemon
+        .wait_log("cause=\"+switch-master\"", Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_watchers_send_one_chat_message_per_incident_state() {
+    let rig = Rig::start(1).await;
+    let hooks = Receiver::start().await;
+    let mut daemons = Vec::new();
+    for s in rig.redis.sentinel_addrs() {
+        let extra = format!(
+            "alerts:\n  group_wait: 2s\n  local_sentinel: {s}\n  webhooks:\n\
+             \x20   - {{ name: slack, kind: slack, url: \"{u}/slack\" }}\n\
+             \x20   - {{ name: gen, kind: generic, url: \"{u}/generic\" }}\n",
+            u = hooks.url
+        );
+        daemons.push(rig.start_daemon("30s", &extra));
+    }
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
+    rig.redis.wait_ready_for_failover(2).await;
+    let m = rig.redis.failover().await;
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
+    eventually(
+        "three generic messages (one per watcher)",
+        WITHIN,
+        || async { (hooks.delivered("/generic").len() >= 3).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        hooks.delivered("/slack").len(),
+        1,
+        "{:#?}",
+        hooks.all("/slack")
+    );
+    let ids: std::collections::HashSet<String> = hooks
+        .delivered("/generic")
+        .iter()
+        .filter_map(|h| {
+            h.headers
+                .iter()
+                .find(|(k, _)| k == "webhook-id")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "every watcher computes the same incident key: {ids:?}"
+    );
+}
