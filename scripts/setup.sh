@@ -19,11 +19,11 @@ fi
 if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
   sudo_ systemctl stop redis-server || true
 fi
-if [ ! -x .venv/bin/moto_server ]; then
+if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/aws ] || ! .venv/bin/python -c "import redis" 2>/dev/null; then
   echo "setup: creating .venv with moto[server] (pip)"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q 'moto[server]' awscli
+  .venv/bin/pip install -q 'moto[server]' awscli redis
 fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust first (https://rustup.rs), then run this again" >&2

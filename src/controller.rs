@@ -29,6 +29,7 @@ use crate::alerts::AlertInput;
 use crate::config::{Config, MasterConfig, RouteTableId, Target};
 use crate::ec2::{Ec2, Ec2Error};
 use crate::event::{Addr, Event};
+use crate::metrics::METRICS;
 use crate::plan::{plan, CurrentRoute, RouteAction};
 use crate::quorum::{self, Answer, Verdict};
 use crate::shutdown::Shutdown;
@@ -358,6 +359,19 @@ impl Controller {
     fn on_write_done(&mut self, w: WriteOutcome) {
         log_write(&w);
         let ok = w.ok();
+        METRICS
+            .route_updates
+            .get_or_create(&vec![
+                ("master", w.master.clone()),
+                ("result", if ok { "ok" } else { "failed" }.to_owned()),
+                ("cause", w.cause.as_str().to_owned()),
+            ])
+            .inc();
+        if ok && w.written() > 0 {
+            METRICS
+                .route_update_seconds
+                .observe(w.latency.as_secs_f64());
+        }
         if let Some(a) = &self.alerts {
             let _ = a.try_send(AlertInput::Route(crate::alerts::RouteReport::from_outcome(
                 &w,
@@ -585,6 +599,23 @@ impl Controller {
             }
         }
         self.last_reconcile_ok = ok;
+        METRICS.reconcile_seconds.set(o.took.as_secs_f64());
+        METRICS
+            .reconciles
+            .get_or_create(&vec![(
+                "result",
+                if ok { "ok" } else { "failed" }.to_owned(),
+            )])
+            .inc();
+        if ok {
+            METRICS.reconcile_last_success.set(now_unix());
+        }
+        for (name, st) in &self.masters {
+            METRICS
+                .no_majority
+                .get_or_create(&vec![("master", name.clone())])
+                .set(i64::from(st.no_majority_logged));
+        }
         let n = o.sentinels_answering;
         self.status.update(|s| {
             s.reconciles += 1;

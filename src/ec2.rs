@@ -144,6 +144,16 @@ pub fn classify(code: Option<&str>) -> ErrorClass {
     }
 }
 
+fn count_call(operation: &'static str, ok: bool) {
+    crate::metrics::METRICS
+        .ec2_calls
+        .get_or_create(&vec![
+            ("operation", operation.to_owned()),
+            ("result", if ok { "ok" } else { "error" }.to_owned()),
+        ])
+        .inc();
+}
+
 /// One route table as read: its VPC and the VIP routes it holds.
 #[derive(Debug, Clone)]
 pub struct TableRead {
@@ -224,7 +234,8 @@ impl Ec2 {
                 } else {
                     format!("{} route tables", chunk.len())
                 };
-                self.client
+                let mut pages = self
+                    .client
                     .describe_route_tables()
                     .filters(
                         Filter::builder()
@@ -233,11 +244,16 @@ impl Ec2 {
                             .build(),
                     )
                     .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>()
-                    .await
-                    .map_err(|e| Ec2Error::from_sdk("DescribeRouteTables", subject, e))
+                    .send();
+                let mut tables = Vec::new();
+                while let Some(page) = pages.next().await {
+                    count_call("DescribeRouteTables", page.is_ok());
+                    let page = page.map_err(|e| {
+                        Ec2Error::from_sdk("DescribeRouteTables", subject.clone(), e)
+                    })?;
+                    tables.extend(page.route_tables.unwrap_or_default());
+                }
+                Ok::<_, Ec2Error>(tables)
             }))
             .await?;
         let mut out = HashMap::new();
@@ -318,9 +334,9 @@ impl Ec2 {
             Target::Instance(i) => req.instance_id(i.as_str()),
             Target::Eni(e) => req.network_interface_id(e.as_str()),
         };
-        req.send()
-            .await
-            .map(|_| ())
+        let r = req.send().await;
+        count_call("ReplaceRoute", r.is_ok());
+        r.map(|_| ())
             .map_err(|e| Ec2Error::from_sdk("ReplaceRoute", table.as_str(), e))
     }
 
@@ -339,9 +355,9 @@ impl Ec2 {
             Target::Instance(i) => req.instance_id(i.as_str()),
             Target::Eni(e) => req.network_interface_id(e.as_str()),
         };
-        req.send()
-            .await
-            .map(|_| ())
+        let r = req.send().await;
+        count_call("CreateRoute", r.is_ok());
+        r.map(|_| ())
             .map_err(|e| Ec2Error::from_sdk("CreateRoute", table.as_str(), e))
     }
 
@@ -389,6 +405,7 @@ impl Ec2 {
             )
             .send()
             .await
+            .inspect(|_| count_call("DescribeNetworkInterfaces", true))
             .map_err(|e| Ec2Error::from_sdk("DescribeNetworkInterfaces", ip, e))?;
         Ok(out.network_interfaces().iter().find_map(|ni| {
             let eni_id = EniId::try_from(ni.network_interface_id()?.to_owned()).ok()?;

@@ -13,6 +13,7 @@ pub mod event;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod oneshot;
 pub mod plan;
 pub mod quorum;
 pub mod shutdown;

@@ -28,6 +28,24 @@ enum Command {
     Run,
     /// Validate the config against the sentinels and EC2; non-zero exit on failure.
     Check,
+    /// Per master: the sentinels' view, config-epoch, expected target and each
+    /// table's route (from a running daemon's /status, else computed directly).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the majority and the route tables and repair what is wrong.
+    Reconcile {
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions (bash, zsh, fish, ...) to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout.
+    Man,
     /// Send a clearly marked test incident to each webhook sink and print each result.
     TestAlert {
         /// Only this sink (by `name`).
@@ -38,6 +56,24 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "sentinel-vip", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let cfg = match daemon::load_config(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -92,6 +128,19 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Command::Status { json } => rt.block_on(async {
+            if let Some(s) = sentinel_vip::oneshot::daemon_status(&cfg).await {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                } else {
+                    sentinel_vip::oneshot::print_daemon_status(&s);
+                }
+                return ExitCode::SUCCESS;
+            }
+            oneshot(&cfg, false, json).await
+        }),
+        Command::Reconcile { dry_run, json } => rt.block_on(oneshot(&cfg, !dry_run, json)),
+        Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
         Command::Check => {
             let failed = rt.block_on(check::run(&cfg, &cli.config.display().to_string()));
             if failed == 0 {
@@ -99,6 +148,36 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+async fn oneshot(cfg: &sentinel_vip::config::Config, write: bool, json: bool) -> ExitCode {
+    match sentinel_vip::oneshot::reconcile(cfg, write).await {
+        Ok(views) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&views).unwrap_or_default()
+                );
+            } else {
+                sentinel_vip::oneshot::print(&views);
+            }
+            let failed = views.iter().any(|v| {
+                v.problem.is_some()
+                    || v.tables
+                        .iter()
+                        .any(|t| t.result.as_deref().is_some_and(|r| r != "written"))
+            });
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub incidents_open: Gauge,
     pub alerts: Family<Labels, Counter>,
     pub alerts_dropped: Family<Labels, Counter>,
+    pub ec2_calls: Family<Labels, Counter>,
     registry: Registry,
 }
 
@@ -37,12 +38,9 @@ impl Metrics {
             events: Family::default(),
             sentinel_connected: Family::default(),
             route_updates: Family::default(),
-            route_update_seconds: Histogram::new(
-                [
-                    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]
-                .into_iter(),
-            ),
+            route_update_seconds: Histogram::new([
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             reconcile_seconds: Gauge::default(),
             reconcile_last_success: Gauge::default(),
             reconciles: Family::default(),
@@ -50,6 +48,7 @@ impl Metrics {
             incidents_open: Gauge::default(),
             alerts: Family::default(),
             alerts_dropped: Family::default(),
+            ec2_calls: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -102,6 +101,11 @@ impl Metrics {
             "alerts_dropped",
             "Alerts dropped because a sink's queue was full",
             m.alerts_dropped.clone(),
+        );
+        r.register(
+            "ec2_calls",
+            "EC2 API calls (pages), by operation and result",
+            m.ec2_calls.clone(),
         );
         Metrics { registry: r, ..m }
     }

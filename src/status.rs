@@ -41,6 +41,7 @@ pub struct Status {
     pub last_reconcile_ms: f64,
     pub last_reconcile_unix: f64,
     pub masters: Vec<MasterStatus>,
+    pub incidents_open: usize,
     /// Last time the controller loop went round (for the watchdog and /healthz).
     #[serde(skip)]
     pub heartbeat: Option<Instant>,

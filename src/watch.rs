@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{SentinelAddr, SentinelAuth};
 use crate::event::{self, Addr, Event, ParseError};
+use crate::metrics::METRICS;
 use crate::quorum::MasterView;
 use crate::shutdown::Shutdown;
 
@@ -57,7 +58,6 @@ fn client(addr: &SentinelAddr, auth: Option<&SentinelAuth>) -> SentinelClient {
         port: addr.port,
         username: auth.and_then(|a| a.username.clone()),
         password: auth.and_then(|a| a.password.as_ref().map(|p| p.expose().to_owned())),
-        ..Default::default()
     };
     let perf = PerformanceConfig {
         default_command_timeout: COMMAND_TIMEOUT,
@@ -128,7 +128,8 @@ fn connect_named(c: &SentinelClient, name: String) {
             let _ = named.client_setname(name.clone()).await;
         }
     });
-    let _ = c.connect();
+    // The handle resolves when the client stops for good; the reconnect policy keeps it up.
+    drop(c.connect());
 }
 
 async fn watch_one(
@@ -142,7 +143,7 @@ async fn watch_one(
     let mut messages = sub.message_rx();
     let mut reconnects = sub.reconnect_rx();
     let mut errors = sub.error_rx();
-    let _ = sub.connect();
+    drop(sub.connect());
     let mut connected = false;
     loop {
         tokio::select! {
@@ -154,6 +155,7 @@ async fn watch_one(
                     Ok(()) => {
                         info!(sentinel = %addr, "subscribed to sentinel events");
                         connected = true;
+                        METRICS.sentinel_connected.get_or_create(&vec![("sentinel", addr.to_string())]).set(1);
                         let _ = tx.send(WatchMsg::Connected(id)).await;
                     }
                     Err(e) => warn!(sentinel = %addr, error = %e, "PSUBSCRIBE failed; will retry on reconnect"),
@@ -164,6 +166,7 @@ async fn watch_one(
                 if connected {
                     warn!(sentinel = %addr, error = %err, "sentinel connection lost; reconnecting");
                     connected = false;
+                    METRICS.sentinel_connected.get_or_create(&vec![("sentinel", addr.to_string())]).set(0);
                     let _ = tx.send(WatchMsg::Disconnected(id, err.to_string())).await;
                 } else {
                     debug!(sentinel = %addr, error = %err, "sentinel still unreachable");
@@ -187,6 +190,10 @@ async fn watch_one(
                 };
                 match event::parse(&msg.channel, &payload) {
                     Ok(event) => {
+                        METRICS
+                            .events
+                            .get_or_create(&vec![("sentinel", addr.to_string()), ("type", event.channel().to_owned())])
+                            .inc();
                         debug!(sentinel = %addr, channel = %msg.channel, %payload, "event");
                         if tx.send(WatchMsg::Event { sentinel: id, event, at }).await.is_err() {
                             break;

@@ -185,6 +185,8 @@ pub fn spawn(
                 .await;
             }
             METRICS.incidents_open.set(fold.open_count() as i64);
+            let open = fold.open_count();
+            status.update(|s| s.incidents_open = open);
         }
     });
     Some(tx)
@@ -276,7 +278,8 @@ pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::
         .filter(|w| only.is_none_or(|o| o == w.name))
     {
         let req = sink::render(w, &incident, "sentinel-vip-test", now);
-        let r = sink::deliver(w, &http, &req).await;
+        // Interactive: a few quick retries, not the daemon's two minutes.
+        let r = sink::deliver(w, &http, &req, Duration::from_secs(5)).await;
         out.push((w.name.clone(), r));
     }
     out

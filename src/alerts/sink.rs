@@ -243,7 +243,7 @@ impl Sink {
                 let next = worker.queue.lock().await.pop_front();
                 match next {
                     Some(req) => {
-                        let r = deliver(&worker.cfg, &http, &req).await;
+                        let r = deliver(&worker.cfg, &http, &req, DELIVERY_DEADLINE).await;
                         log_delivery(&worker.cfg, &r);
                     }
                     None => worker.wake.notified().await,
@@ -292,7 +292,12 @@ pub fn log_delivery(cfg: &WebhookConfig, r: &Delivery) {
 }
 
 /// Posts `req` to the sink, retrying what can succeed later.
-pub async fn deliver(cfg: &WebhookConfig, http: &reqwest::Client, req: &Request) -> Delivery {
+pub async fn deliver(
+    cfg: &WebhookConfig,
+    http: &reqwest::Client,
+    req: &Request,
+    within: Duration,
+) -> Delivery {
     let url = {
         let base = cfg.url.expose();
         if req.url_suffix.is_empty() {
@@ -303,7 +308,7 @@ pub async fn deliver(cfg: &WebhookConfig, http: &reqwest::Client, req: &Request)
             format!("{base}?{}", req.url_suffix)
         }
     };
-    let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
+    let deadline = tokio::time::Instant::now() + within;
     let mut attempts = 0u32;
     let mut backoff = Duration::from_millis(250);
     loop {

@@ -486,6 +486,16 @@ impl Redis {
         .await
     }
 
+    /// SIGSTOP (`stop = true`) or SIGCONT a redis server.
+    pub fn pause_server(&self, i: usize, stop: bool) {
+        if let Some(p) = &self.servers[i] {
+            let sig = if stop { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([sig, &p.child.id().to_string()])
+                .status();
+        }
+    }
+
     pub fn kill_server(&mut self, i: usize) {
         self.servers[i] = None;
     }
@@ -646,6 +656,8 @@ impl Rig {
 /// Fault modes of [`FaultProxy`].
 pub const PASS: u8 = 0;
 pub const THROTTLE: u8 = 1;
+/// Every request hangs (an EC2 endpoint that is unreachable / stopped).
+pub const HANG: u8 = 2;
 
 /// An HTTP proxy in front of moto that can answer 503 / RequestLimitExceeded.
 pub struct FaultProxy {
@@ -668,6 +680,10 @@ impl FaultProxy {
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let (m, f, client, up) = (m.clone(), f.clone(), client.clone(), up.clone());
             async move {
+                while m.load(Ordering::SeqCst) == HANG {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 if m.load(Ordering::SeqCst) == THROTTLE {
                     let n = f.fetch_add(1, Ordering::SeqCst);
                     let code = if n % 2 == 0 { "RequestLimitExceeded" } else { "Unavailable" };

@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""Failover latency, side by side in one run, measured the same way from outside.
+
+Rig: redis master + 2 replicas + 3 sentinels on 127.0.0.2-4, moto as EC2, two
+route tables. For each contender (the seed's client-reconfig-script + AWS CLI,
+a plain Python peer, sentinel-vip), N `SENTINEL FAILOVER`s. An observer takes
+the first `+switch-master` it receives from any sentinel as t0 and polls
+DescribeRouteTables over a raw keep-alive HTTP connection until every table
+points at the new master's ENI: latency = that moment - t0.
+
+Usage: bench/failover_bench.py [--runs N] [--only a,b] [--bin PATH] [--out DIR]
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.join(ROOT, ".venv", "bin")
+VIP = "172.16.0.10/32"
+HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("0.0.0.0", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(host, port, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection((host, port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {host}:{port}")
+
+
+class RawEc2:
+    """DescribeRouteTables over one keep-alive connection (moto ignores signatures)."""
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port)
+
+    def call(self, body):
+        self.conn.request("POST", "/", body, {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=x",
+        })
+        return self.conn.getresponse().read().decode()
+
+    def targets(self, tables):
+        body = "Action=DescribeRouteTables&Version=2016-11-15&" + "&".join(
+            f"RouteTableId.{i + 1}={t}" for i, t in enumerate(tables))
+        xml = self.call(body)
+        out = {}
+        for tbl in re.findall(r"<routeTableId>(rtb-[0-9a-f]+)</routeTableId>\s*<routeSet>(.*?)</routeSet>", xml, re.S):
+            m = re.search(r"<destinationCidrBlock>172\.16\.0\.10/32</destinationCidrBlock>(.*?)</item>", tbl[1], re.S)
+            eni = re.search(r"<networkInterfaceId>(eni-[0-9a-f]+)</networkInterfaceId>", m.group(1)) if m else None
+            out[tbl[0]] = eni.group(1) if eni else None
+        return out
+
+
+class Rig:
+    def __init__(self, work):
+        self.work = work
+        self.procs = []
+        self.moto = free_port()
+        self.rp = free_port()
+        self.sp = free_port()
+        self.spawn([os.path.join(VENV, "moto_server"), "-H", "127.0.0.1", "-p", str(self.moto)], "moto")
+        for i, h in enumerate(HOSTS):
+            d = os.path.join(work, f"r{i}")
+            os.makedirs(d)
+            extra = ["--replicaof", HOSTS[0], str(self.rp)] if i else []
+            self.spawn(["redis-server", "--bind", h, "--port", str(self.rp), "--save", "", "--appendonly", "no",
+                        "--protected-mode", "no", "--replica-announce-ip", h, "--dir", d, "--logfile", "redis.log"] + extra, f"redis{i}")
+        for h in HOSTS:
+            wait_port(h, self.rp)
+        for i, h in enumerate(HOSTS):
+            conf = os.path.join(work, f"sentinel-{i}.conf")
+            with open(conf, "w") as f:
+                f.write(f"bind {h}\nport {self.sp}\nprotected-mode no\ndir {work}\nlogfile sentinel-{i}.log\n"
+                        f"sentinel announce-ip {h}\nsentinel deny-scripts-reconfig no\n"
+                        f"sentinel monitor mymaster {HOSTS[0]} {self.rp} 2\n"
+                        f"sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 4000\n")
+            self.spawn(["redis-server", conf, "--sentinel"], f"sentinel{i}")
+        for h in HOSTS:
+            wait_port(h, self.sp)
+        wait_port("127.0.0.1", self.moto)
+        import boto3
+        c = boto3.client("ec2", endpoint_url=self.endpoint, region_name="us-east-1",
+                         aws_access_key_id="testing", aws_secret_access_key="testing")
+        vpc = c.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = c.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        self.tables = [c.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(2)]
+        self.enis = [c.create_network_interface(SubnetId=subnet, PrivateIpAddress=f"10.0.1.{11 + i}")
+                     ["NetworkInterface"]["NetworkInterfaceId"] for i in range(3)]
+        for t in self.tables:
+            c.create_route(RouteTableId=t, DestinationCidrBlock=VIP, NetworkInterfaceId=self.enis[0])
+        self.eni_of = dict(zip(HOSTS, self.enis))
+        with open(os.path.join(work, "nodes.map"), "w") as f:
+            for h, e in self.eni_of.items():
+                f.write(f"{h} {e}\n")
+        self.sentinels = [redis.Redis(host=h, port=self.sp, decode_responses=True) for h in HOSTS]
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.moto}"
+
+    def spawn(self, argv, name, env=None, log=None):
+        out = open(log, "a") if log else subprocess.DEVNULL
+        p = subprocess.Popen(argv, stdout=out, stderr=out if log else subprocess.DEVNULL, env=env)
+        self.procs.append(p)
+        return p
+
+    def master(self):
+        seen = [s.sentinel_get_master_addr_by_name("mymaster") for s in self.sentinels]
+        ips = [x[0] for x in seen if x]
+        best = max(set(ips), key=ips.count)
+        return best if ips.count(best) >= 2 else None
+
+    def ready_for_failover(self):
+        end = time.time() + 60
+        while time.time() < end:
+            ok = True
+            for s in self.sentinels:
+                m = s.sentinel_master("mymaster")
+                if m.get("num-slaves", 0) < 2 or m.get("num-other-sentinels", 0) < 2 or "failover_in_progress" in m.get("flags", ""):
+                    ok = False
+            # every replica must be linked to the current master again
+            if ok:
+                try:
+                    for r in self.sentinels[0].sentinel_slaves("mymaster"):
+                        if r.get("master-link-status") != "ok" or "s_down" in r.get("flags", "") or "disconnected" in r.get("flags", ""):
+                            ok = False
+                except redis.ResponseError:
+                    ok = False
+            if ok:
+                return
+            time.sleep(0.1)
+        sys.exit("sentinels not ready for a failover")
+
+    def close(self):
+        for p in reversed(self.procs):
+            p.kill()
+        for p in self.procs:
+            p.wait()
+
+
+def first_switch_listener(rig, box):
+    """Subscribes to +switch-master on every sentinel; box['t0'] = first receipt."""
+    def run(s):
+        p = redis.Redis(host=s.connection_pool.connection_kwargs["host"], port=rig.sp).pubsub()
+        p.subscribe("+switch-master")
+        for m in p.listen():
+            if m["type"] == "message":
+                t = time.perf_counter()
+                with box["lock"]:
+                    if box.get("t0") is None:
+                        box["t0"] = t
+                        box["payload"] = m["data"].decode()
+    for s in rig.sentinels:
+        threading.Thread(target=run, args=(s,), daemon=True).start()
+
+
+def one_failover(rig, raw, box):
+    rig.ready_for_failover()
+    before = rig.master()
+    with box["lock"]:
+        box["t0"] = None
+    while True:
+        try:
+            if rig.sentinels[0].execute_command("SENTINEL", "FAILOVER", "mymaster") in (b"OK", "OK", True):
+                break
+        except redis.ResponseError:
+            pass
+        time.sleep(0.1)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with box["lock"]:
+            t0, payload = box.get("t0"), box.get("payload")
+        if t0 is not None:
+            break
+        time.sleep(0.001)
+    else:
+        sys.exit("no +switch-master seen")
+    new_ip = payload.split()[3]
+    want = rig.eni_of[new_ip]
+    while time.time() < deadline:
+        cur = raw.targets(rig.tables)
+        if all(cur.get(t) == want for t in rig.tables):
+            return (time.perf_counter() - t0) * 1e3, before, new_ip
+    sys.exit(f"route never moved to {want}")
+
+
+def round_trip(raw, tables, n=50):
+    xs = []
+    for _ in range(n):
+        t = time.perf_counter()
+        raw.targets(tables)
+        xs.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(xs)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--only", default="script,peer,sentinel-vip")
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "sentinel-vip"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="sentinel-vip-bench.")
+    rig = Rig(work)
+    results = {}
+    try:
+        raw = RawEc2(rig.moto)
+        box = {"lock": threading.Lock()}
+        first_switch_listener(rig, box)
+        rtt = round_trip(raw, rig.tables)
+        for contender in args.only.split(","):
+            stop = None
+            if contender == "script":
+                shutil.copy(os.path.join(ROOT, "bench", "reconfig.sh"), os.path.join(work, "reconfig.sh"))
+                os.chmod(os.path.join(work, "reconfig.sh"), 0o755)
+                with open(os.path.join(work, "bench.env"), "w") as f:
+                    f.write(f'AWS="{os.path.join(VENV, "aws")}"\nENDPOINT="{rig.endpoint}"\nTABLES="{" ".join(rig.tables)}"\n'
+                            'export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n')
+                for s in rig.sentinels:
+                    s.execute_command("SENTINEL", "SET", "mymaster", "client-reconfig-script", os.path.join(work, "reconfig.sh"))
+                stop = lambda: [s.execute_command("SENTINEL", "SET", "mymaster", "client-reconfig-script", "") for s in rig.sentinels]
+            elif contender == "peer":
+                p = rig.spawn([os.path.join(VENV, "python"), os.path.join(ROOT, "bench", "peer.py"), rig.endpoint,
+                               ",".join(rig.tables), os.path.join(work, "nodes.map"),
+                               ",".join(f"{h}:{rig.sp}" for h in HOSTS)], "peer", log=os.path.join(work, "peer.log"))
+                end = time.time() + 30
+                while "peer ready" not in open(os.path.join(work, "peer.log")).read():
+                    if time.time() > end:
+                        sys.exit("peer did not start")
+                    time.sleep(0.05)
+                stop = p.kill
+            elif contender == "sentinel-vip":
+                cfg = os.path.join(work, "sv.yaml")
+                nodes = "".join(f'      "{h}:{rig.rp}": {{ network_interface_id: {rig.eni_of[h]} }}\n' for h in HOSTS)
+                with open(cfg, "w") as f:
+                    f.write(f'sentinels: [{", ".join(chr(34) + h + ":" + str(rig.sp) + chr(34) for h in HOSTS)}]\n'
+                            f"aws:\n  region: us-east-1\n  endpoint_url: {rig.endpoint}\nmasters:\n  mymaster:\n"
+                            f"    vip: {VIP}\n    route_tables: [{', '.join(rig.tables)}]\n    nodes:\n{nodes}"
+                            f"reconcile:\n  interval: 30s\nhttp:\n  listen: 127.0.0.1:{free_port()}\n")
+                env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", SENTINEL_VIP_LOG="info")
+                p = rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=os.path.join(work, "sv.log"))
+                end = time.time() + 30
+                while "ready" not in open(os.path.join(work, "sv.log")).read():
+                    if time.time() > end:
+                        sys.exit("sentinel-vip did not become ready:\n" + open(os.path.join(work, "sv.log")).read())
+                    time.sleep(0.05)
+                stop = p.terminate
+            # put the route on the current master before measuring
+            xs = []
+            for i in range(args.runs):
+                ms, before, after = one_failover(rig, raw, box)
+                xs.append(ms)
+                print(f"{contender:>12} failover {i + 1:>2}/{args.runs}: {before} -> {after}: {ms:8.1f} ms", flush=True)
+            if stop:
+                stop()
+            results[contender] = xs
+    finally:
+        rig.close()
+    os.makedirs(args.out, exist_ok=True)
+    summary = {"emulator_round_trip_ms": rtt, "runs": args.runs, "contenders": {}}
+    lines = ["| path | median ms | p95 ms | min ms | max ms | median / sentinel-vip |", "|---|---|---|---|---|---|"]
+    base = statistics.median(results["sentinel-vip"]) if "sentinel-vip" in results else None
+    for name, xs in results.items():
+        med = statistics.median(xs)
+        summary["contenders"][name] = {"median_ms": med, "p95_ms": pct(xs, 95), "min_ms": min(xs), "max_ms": max(xs), "all_ms": xs}
+        ratio = f"{med / base:.1f}×" if base else "-"
+        lines.append(f"| {name} | {med:.1f} | {pct(xs, 95):.1f} | {min(xs):.1f} | {max(xs):.1f} | {ratio} |")
+    lines.append(f"\nEmulator round trip (DescribeRouteTables, raw keep-alive HTTP, median of 50): {rtt:.1f} ms; "
+                 f"{args.runs} `SENTINEL FAILOVER`s per path, 2 route tables.")
+    table = "\n".join(lines)
+    with open(os.path.join(args.out, "failover.md"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(args.out, "failover.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print("\n" + table)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
