@@ -228,6 +228,8 @@ pub struct Fold {
     /// Last switch per master (its destination), to absorb late duplicates
     /// after the incident was told and closed.
     last_switch: BTreeMap<String, String>,
+    /// Occurrences of each condition per master and epoch (see `occurrence_key`).
+    occurrences: BTreeMap<String, u32>,
     pub absorbed: usize,
 }
 
@@ -249,8 +251,21 @@ impl Fold {
             sentinels_down: HashSet::new(),
             closed: BTreeMap::new(),
             last_switch: BTreeMap::new(),
+            occurrences: BTreeMap::new(),
             absorbed: 0,
         }
+    }
+
+    /// Key of the next occurrence of a condition (`what`) for `master`: the same
+    /// instance going down twice in one epoch is two incidents. Watchers that
+    /// saw the same events count the same occurrences, so keys still agree.
+    fn occurrence_key(&mut self, master: &str, what: &str) -> String {
+        let n = self
+            .occurrences
+            .entry(format!("{master}:{}:{what}", self.epoch))
+            .or_insert(0);
+        *n += 1;
+        incident_key(master, self.epoch, Some(&format!("{what}#{n}")))
     }
 
     /// Tells the fold the latest config-epoch known from a majority read.
@@ -468,7 +483,7 @@ impl Fold {
                             "replica"
                         };
                         let what = format!("{role}:{}", instance.addr);
-                        let key = incident_key(master, self.epoch, Some(&what));
+                        let key = self.occurrence_key(master, &what);
                         let existing = self.incidents.values_mut().find(|i| {
                             i.master == master && i.state == State::Firing
                                 && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == instance.addr.to_string())
@@ -559,7 +574,7 @@ impl Fold {
             }
             (false, Some(i)) => i.detail = r.error.clone(),
             (false, None) => {
-                let key = incident_key(&r.master, self.epoch, Some("route"));
+                let key = self.occurrence_key(&r.master, "route");
                 if let Some(i) = self.open(
                     now,
                     wall,
@@ -612,7 +627,7 @@ impl Fold {
         match (bad, open) {
             (true, Some(i)) => i.detail = Some(detail.to_owned()),
             (true, None) => {
-                let key = incident_key(master, self.epoch, Some(what));
+                let key = self.occurrence_key(master, what);
                 if let Some(i) = self.open(now, wall, key, master, kind, Severity::Critical, None) {
                     i.detail = Some(detail.to_owned());
                 }
@@ -1038,6 +1053,21 @@ mod tests {
         assert_eq!(f.due(t0 + GW).len(), 1);
         assert!(f.due(t0 + GW + Duration::from_secs(1800)).is_empty());
         assert_eq!(f.due(t0 + GW + Duration::from_secs(3600)).len(), 1);
+    }
+
+    #[test]
+    fn same_replica_down_twice_in_one_epoch_is_two_incidents() {
+        let t0 = Instant::now();
+        let mut f = fold();
+        let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
+        feed(&mut f, t0, 0, 0, "+sdown", p);
+        let first = f.due(t0 + GW);
+        feed(&mut f, t0, 20_000, 0, "-sdown", p);
+        assert_eq!(f.due(t0 + Duration::from_secs(21)).len(), 1);
+        feed(&mut f, t0, 30_000, 0, "+sdown", p);
+        let second = f.due(t0 + Duration::from_secs(41));
+        assert_eq!(second.len(), 1);
+        assert_ne!(first[0].key, second[0].key);
     }
 
     #[test]
