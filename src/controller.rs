@@ -44,6 +44,13 @@ const CONFIRM_AFTER: [Duration; 3] = [
     Duration::from_secs(6),
 ];
 
+/// Pauses before reading a written route back (EC2 reads are eventually consistent).
+const VERIFY_AFTER: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(400),
+    Duration::from_millis(1000),
+];
+
 /// Longest wait between retries of a failed route write.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -393,10 +400,12 @@ impl Controller {
         } else {
             st.failures += 1;
             st.last_error = Some(describe_failure(&w));
-            // Retry with backoff until it works; each retry is a fresh majority read.
+            // Transient failures: retry with backoff until it works (each retry is
+            // a fresh majority read). Permission / not-found errors need an
+            // operator: they are alerted and retried only at the reconcile interval.
             let delay = retry_delay(st.failures);
             let tx = self.tx.clone();
-            if st.queued.is_none() {
+            if st.queued.is_none() && !needs_operator(&w) {
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     let _ = tx.send(Input::Reconcile("retry failed route write")).await;
@@ -711,6 +720,26 @@ fn retry_delay(failures: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
+/// Whether every failure in `w` is one that retrying soon cannot fix.
+fn needs_operator(w: &WriteOutcome) -> bool {
+    use crate::ec2::ErrorClass;
+    let class_needs_operator =
+        |c: ErrorClass| matches!(c, ErrorClass::Permission | ErrorClass::NotFound);
+    match &w.target {
+        Err(TargetError::NotInNodes { .. }) => true,
+        Err(TargetError::Ec2(e)) => class_needs_operator(e.class),
+        Err(TargetError::NotFound(_)) => false,
+        Ok(_) => {
+            let errs: Vec<&Ec2Error> = w
+                .tables
+                .iter()
+                .filter_map(|(_, r)| r.as_ref().err())
+                .collect();
+            !errs.is_empty() && errs.iter().all(|e| class_needs_operator(e.class))
+        }
+    }
+}
+
 fn describe_failure(w: &WriteOutcome) -> String {
     match &w.target {
         Err(e) => e.to_string(),
@@ -816,16 +845,29 @@ impl WriteJob {
         outcome.latency = self.at.elapsed();
         let tables: BTreeSet<RouteTableId> = self.cfg.route_tables.iter().cloned().collect();
         let cidrs: BTreeSet<Ipv4Net> = [cidr].into_iter().collect();
-        match self.ec2.read_tables(&tables, &cidrs).await {
-            Ok(read) => {
-                outcome.verified = Some(
-                    read.iter()
+        // EC2 reads are eventually consistent: read back after a short pause,
+        // and again a few times before calling the write unverified.
+        for (attempt, pause) in VERIFY_AFTER.iter().enumerate() {
+            tokio::time::sleep(*pause).await;
+            match self.ec2.read_tables(&tables, &cidrs).await {
+                Ok(read) => {
+                    let routes: HashMap<RouteTableId, CurrentRoute> = read
+                        .iter()
                         .map(|(t, r)| (t.clone(), r.route(&cidr)))
-                        .collect(),
-                );
-            }
-            Err(e) => {
-                warn!(master = %self.master, error = %e, "could not read the routes back after writing")
+                        .collect();
+                    let right = self
+                        .cfg
+                        .route_tables
+                        .iter()
+                        .all(|t| routes.get(t).is_some_and(|r| r.points_at(&target)));
+                    outcome.verified = Some(routes);
+                    if right {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!(master = %self.master, error = %e, attempt, "could not read the routes back after writing")
+                }
             }
         }
         outcome
