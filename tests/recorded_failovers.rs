@@ -37,9 +37,13 @@ fn replay(
 
 #[test]
 fn manual_failover_recorded_from_three_sentinels_sends_one_alert() {
-    let (sent, events, _) = replay(
+    let (sent, events, absorbed) = replay(
         include_str!("fixtures/sentinel_failover.events"),
         Duration::from_secs(10),
+    );
+    eprintln!(
+        "manual failover: {events} events from 3 sentinels, {absorbed} absorbed, {} message(s)",
+        sent.len()
     );
     assert!(events >= 15, "fixture too small: {events}");
     let failovers: Vec<_> = sent
@@ -53,9 +57,13 @@ fn manual_failover_recorded_from_three_sentinels_sends_one_alert() {
 
 #[test]
 fn sigkill_failover_recorded_from_three_sentinels_sends_one_alert() {
-    let (sent, events, _) = replay(
+    let (sent, events, absorbed) = replay(
         include_str!("fixtures/sigkill_failover.events"),
         Duration::from_secs(10),
+    );
+    eprintln!(
+        "SIGKILL failover: {events} events from 3 sentinels, {absorbed} absorbed, {} message(s)",
+        sent.len()
     );
     assert!(events >= 15, "fixture too small: {events}");
     let failovers: Vec<_> = sent
