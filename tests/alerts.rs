@@ -35,12 +35,10 @@ async fn each_failover_gives_exactly_one_message_per_chat_sink_with_the_route_ou
     let hooks = Receiver::start().await;
     let daemon = start_with_secrets(&rig, &rig.config("30s", &sinks(&hooks.url)));
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
-    let mut expected = 0;
-    for _ in 0..2 {
+    for expected in 1..=2 {
         rig.redis.wait_ready_for_failover(2).await;
         let m = rig.redis.failover().await;
         rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
-        expected += 1;
         eventually("one slack message per failover", WITHIN, || async {
             (hooks.delivered("/slack").len() >= expected).then_some(())
         })
