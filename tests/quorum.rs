@@ -27,8 +27,13 @@ async fn failover_while_daemon_is_stopped_is_repaired_at_start() {
         .await
         .iter()
         .all(|t| t.as_deref() == Some(rig.vpc.enis[0].as_str())));
+    let started = Instant::now();
     daemon.spawn();
     rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
+    eprintln!(
+        "missed failover: route right {:?} after the daemon started",
+        started.elapsed()
+    );
     daemon
         .wait_log("drifted from the majority's master", Duration::from_secs(5))
         .await;
