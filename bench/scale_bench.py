@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,28 +25,8 @@ import urllib.request
 import boto3
 import redis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, ".venv", "bin")
-HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("0.0.0.0", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(host, port, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection((host, port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {host}:{port}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from failover_bench import HOSTS, ROOT, VENV, free_port, wait_port  # noqa: E402
 
 
 def ec2_calls(metrics):

@@ -900,15 +900,7 @@ pub async fn majority_read(
         .map(|name| {
             let answers: Vec<Answer> = reports
                 .iter()
-                .map(|r| match r {
-                    Err(_) => Answer::Unreachable,
-                    Ok(rep) if rep.tilt => Answer::Tilt,
-                    Ok(rep) => rep
-                        .masters
-                        .get(name)
-                        .map(|v| Answer::View(v.clone()))
-                        .unwrap_or(Answer::NotMonitored),
-                })
+                .map(|r| crate::watch::answer(r, name))
                 .collect();
             (name.clone(), quorum::decide(&answers, links.len()))
         })

@@ -81,19 +81,7 @@ pub async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<MasterVi
     let targets = Targets::default();
     let mut out = Vec::new();
     for (name, m) in &cfg.masters {
-        let answers: Vec<Answer> = reports
-            .iter()
-            .map(|r| match r {
-                Err(_) => Answer::Unreachable,
-                Ok(rep) if rep.tilt => Answer::Tilt,
-                Ok(rep) => rep
-                    .masters
-                    .get(name)
-                    .cloned()
-                    .map(Answer::View)
-                    .unwrap_or(Answer::NotMonitored),
-            })
-            .collect();
+        let answers: Vec<Answer> = reports.iter().map(|r| watch::answer(r, name)).collect();
         let sentinels = links
             .iter()
             .zip(&answers)

@@ -274,6 +274,21 @@ impl SentinelLink {
     }
 }
 
+/// One sentinel's read turned into its vote on `master`.
+pub fn answer(report: &Result<SentinelReport, String>, master: &str) -> crate::quorum::Answer {
+    use crate::quorum::Answer;
+    match report {
+        Err(_) => Answer::Unreachable,
+        Ok(rep) if rep.tilt => Answer::Tilt,
+        Ok(rep) => rep
+            .masters
+            .get(master)
+            .cloned()
+            .map(Answer::View)
+            .unwrap_or(Answer::NotMonitored),
+    }
+}
+
 fn master_view(m: &HashMap<String, String>) -> Option<(String, MasterView)> {
     let name = m.get("name")?.clone();
     let view = MasterView {
