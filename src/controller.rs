@@ -120,6 +120,25 @@ impl WriteOutcome {
                     .all(|(t, _)| v.get(t).is_some_and(|r| r.points_at(target)))
             })
     }
+    /// The outcome as alerts quote it.
+    pub fn report(&self) -> crate::alerts::RouteReport {
+        let ok = self.ok();
+        crate::alerts::RouteReport {
+            master: self.master.clone(),
+            addr: self.addr.to_string(),
+            ok,
+            target: self
+                .target
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            tables_written: self.written(),
+            tables_total: self.tables.len(),
+            latency_ms: self.latency.as_secs_f64() * 1e3,
+            error: (!ok).then(|| describe_failure(self)),
+        }
+    }
+
     pub fn written(&self) -> usize {
         self.tables
             .iter()

@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::config::{Config, SentinelAddr};
-use crate::controller::WriteOutcome;
 use crate::event::Event;
 use crate::metrics::METRICS;
 use crate::shutdown::Shutdown;
@@ -55,37 +54,6 @@ pub struct RouteReport {
     pub tables_total: usize,
     pub latency_ms: f64,
     pub error: Option<String>,
-}
-
-impl RouteReport {
-    pub fn from_outcome(w: &WriteOutcome) -> RouteReport {
-        RouteReport {
-            master: w.master.clone(),
-            addr: w.addr.to_string(),
-            ok: w.ok(),
-            target: w.target.as_ref().map(|t| t.to_string()).unwrap_or_default(),
-            tables_written: w.written(),
-            tables_total: w.tables.len(),
-            latency_ms: w.latency.as_secs_f64() * 1e3,
-            error: if w.ok() {
-                None
-            } else {
-                Some(
-                    w.target
-                        .as_ref()
-                        .err()
-                        .map(|e| e.to_string())
-                        .unwrap_or_else(|| {
-                            w.tables
-                                .iter()
-                                .filter_map(|(t, r)| r.as_ref().err().map(|e| format!("{t}: {e}")))
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        }),
-                )
-            },
-        }
-    }
 }
 
 /// Whether this watcher speaks for chat sinks about `incident`.
