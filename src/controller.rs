@@ -399,9 +399,7 @@ impl Controller {
                 .observe(w.latency.as_secs_f64());
         }
         if let Some(a) = &self.alerts {
-            let _ = a.try_send(AlertInput::Route(crate::alerts::RouteReport::from_outcome(
-                &w,
-            )));
+            let _ = a.try_send(AlertInput::Route(w.report()));
         }
         let Some(st) = self.masters.get_mut(&w.master) else {
             return;
