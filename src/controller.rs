@@ -863,7 +863,11 @@ impl WriteJob {
         let tables: BTreeSet<RouteTableId> = self.cfg.route_tables.iter().cloned().collect();
         let cidrs: BTreeSet<Ipv4Net> = [cidr].into_iter().collect();
         // EC2 reads are eventually consistent: read back after a short pause,
-        // and again a few times before calling the write unverified.
+        // and again a few times before calling the write unverified. Nothing to
+        // verify when every write failed; an unreadable EC2 ends verification.
+        if outcome.tables.iter().all(|(_, r)| r.is_err()) {
+            return outcome;
+        }
         for (attempt, pause) in VERIFY_AFTER.iter().enumerate() {
             tokio::time::sleep(*pause).await;
             match self.ec2.read_tables(&tables, &cidrs).await {
@@ -883,7 +887,8 @@ impl WriteJob {
                     }
                 }
                 Err(e) => {
-                    warn!(master = %self.master, error = %e, attempt, "could not read the routes back after writing")
+                    warn!(master = %self.master, error = %e, attempt, "could not read the routes back after writing");
+                    break;
                 }
             }
         }

@@ -34,9 +34,11 @@ fn failed_over(hooks: &Receiver) -> Vec<String> {
 
 /// Waits until sentinels agree on a master other than `old`; returns it.
 async fn new_master(rig: &Rig, old: usize) -> usize {
-    eventually("sentinels to agree on a new master", WITHIN, || async {
-        rig.redis.master_index().filter(|m| *m != old)
-    })
+    eventually(
+        "sentinels to agree on a new master",
+        Duration::from_secs(120),
+        || async { rig.redis.master_index().filter(|m| *m != old) },
+    )
     .await
 }
 
