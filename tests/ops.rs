@@ -103,12 +103,17 @@ async fn daemon_speaks_sd_notify_and_serves_metrics_readyz_status() {
     }
     rig.redis.wait_ready_for_failover(2).await;
     rig.redis.failover().await;
-    let metrics = eventually("events counted in /metrics", WITHIN, || async {
-        let (_, m) = get(&format!("{base}/metrics")).await;
-        m.contains("type=\"+switch-master\"").then_some(m)
-    })
+    // The switch event is counted on arrival, the route update once it is verified.
+    eventually(
+        "the switch and its route update counted in /metrics",
+        WITHIN,
+        || async {
+            let (_, m) = get(&format!("{base}/metrics")).await;
+            (m.contains("type=\"+switch-master\"") && m.contains("cause=\"+switch-master\""))
+                .then_some(())
+        },
+    )
     .await;
-    assert!(metrics.contains("cause=\"+switch-master\""), "{metrics}");
     let (_, status) = get(&format!("{base}/status")).await;
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v["sentinels_connected"], 3);
