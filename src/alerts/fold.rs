@@ -105,6 +105,40 @@ pub struct Incident {
 }
 
 impl Incident {
+    /// A new firing incident with nothing folded into it yet.
+    pub fn new(
+        key: String,
+        master: &str,
+        kind: Kind,
+        severity: Severity,
+        opened: Instant,
+        opened_at: SystemTime,
+        from: Option<String>,
+    ) -> Incident {
+        Incident {
+            key,
+            master: master.to_owned(),
+            kind,
+            severity,
+            state: State::Firing,
+            opened,
+            opened_at,
+            resolved_at: None,
+            from,
+            to: None,
+            failover_time: None,
+            annotations: Vec::new(),
+            route: None,
+            detail: None,
+            events: 0,
+            leader: None,
+            sent: None,
+            told_firing: false,
+            down: false,
+            resolved: None,
+        }
+    }
+
     /// One-line summary, the message's headline.
     pub fn summary(&self) -> String {
         let route = self.route.as_ref().map(route_text).unwrap_or_default();
@@ -310,28 +344,7 @@ impl Fold {
         let inc = self
             .incidents
             .entry(key.clone())
-            .or_insert_with(|| Incident {
-                key,
-                master: master.to_owned(),
-                kind,
-                severity,
-                state: State::Firing,
-                opened: now,
-                opened_at: wall,
-                resolved_at: None,
-                from,
-                to: None,
-                failover_time: None,
-                annotations: Vec::new(),
-                route: None,
-                detail: None,
-                events: 0,
-                leader: None,
-                sent: None,
-                told_firing: false,
-                down: false,
-                resolved: None,
-            });
+            .or_insert_with(|| Incident::new(key, master, kind, severity, now, wall, from));
         Some(inc)
     }
 

@@ -210,34 +210,22 @@ pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::
         }
     };
     let now = SystemTime::now();
-    let incident = Incident {
-        key: fold::incident_key(
+    let mut incident = Incident::new(
+        fold::incident_key(
             "sentinel-vip-test",
             now.duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             Some("test"),
         ),
-        master: "TEST".into(),
-        kind: Kind::Failover,
-        severity: fold::Severity::Warning,
-        state: fold::State::Firing,
-        opened: Instant::now(),
-        opened_at: now,
-        resolved_at: None,
-        from: Some("TEST — sentinel-vip test-alert, no action needed".into()),
-        to: None,
-        failover_time: None,
-        annotations: vec!["this is a test message from `sentinel-vip test-alert`".into()],
-        route: None,
-        detail: None,
-        events: 0,
-        leader: None,
-        sent: None,
-        told_firing: false,
-        down: false,
-        resolved: None,
-    };
+        "TEST",
+        Kind::Failover,
+        fold::Severity::Warning,
+        Instant::now(),
+        now,
+        Some("TEST — sentinel-vip test-alert, no action needed".into()),
+    );
+    incident.annotations = vec!["this is a test message from `sentinel-vip test-alert`".into()];
     let mut out = Vec::new();
     for w in cfg
         .alerts
