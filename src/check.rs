@@ -8,7 +8,7 @@ use crate::config::{Config, Target};
 use crate::ec2::{Ec2, ErrorClass};
 use crate::plan::CurrentRoute;
 use crate::quorum::{self, Answer, Verdict};
-use crate::shutdown::Shutdown;
+
 use crate::targets::Targets;
 use crate::watch::{self, SentinelLink};
 
@@ -40,21 +40,12 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
         cfg.sentinels.len(),
         cfg.masters.len()
     ));
-    let (_trigger, shutdown) = Shutdown::new();
-    let (tx, _rx) = tokio::sync::mpsc::channel(16);
-    let links = watch::spawn_watchers(
+    let links = watch::command_links(
         &cfg.sentinels,
         cfg.sentinel_auth.as_ref(),
         "sentinel-vip-check",
-        tx,
-        &shutdown,
     );
-    let up = futures::future::join_all(
-        links
-            .iter()
-            .map(|l| l.wait_connected(Duration::from_secs(3))),
-    )
-    .await;
+    let up = watch::wait_connected(&links, Duration::from_secs(3)).await;
     for (l, ok) in links.iter().zip(&up) {
         if *ok {
             r.ok(format!("sentinel {}: reachable", l.addr));

@@ -94,12 +94,7 @@ async fn start(cfg: Arc<Config>, status: SharedStatus, shutdown: Shutdown) -> Ru
         }
     });
     // Wait (bounded) for the command connections so the first reconcile counts.
-    let up = futures::future::join_all(
-        links
-            .iter()
-            .map(|l| l.wait_connected(Duration::from_secs(3))),
-    )
-    .await;
+    let up = watch::wait_connected(&links, Duration::from_secs(3)).await;
     for (l, ok) in links.iter().zip(&up) {
         if !ok {
             warn!(sentinel = %l.addr, "sentinel unreachable at start; will keep retrying");

@@ -11,7 +11,6 @@ use crate::config::{Config, RouteTableId};
 use crate::ec2::Ec2;
 use crate::plan::{plan, CurrentRoute, RouteAction};
 use crate::quorum::{self, Answer, Verdict};
-use crate::shutdown::Shutdown;
 use crate::targets::Targets;
 use crate::watch::{self, SentinelLink};
 
@@ -45,21 +44,12 @@ pub struct MasterView {
 }
 
 async fn connect(cfg: &Config) -> Vec<SentinelLink> {
-    let (_t, shutdown) = Shutdown::new();
-    let (tx, _rx) = tokio::sync::mpsc::channel(1);
-    let links = watch::spawn_watchers(
+    let links = watch::command_links(
         &cfg.sentinels,
         cfg.sentinel_auth.as_ref(),
         "sentinel-vip-cli",
-        tx,
-        &shutdown,
     );
-    futures::future::join_all(
-        links
-            .iter()
-            .map(|l| l.wait_connected(Duration::from_secs(3))),
-    )
-    .await;
+    watch::wait_connected(&links, Duration::from_secs(3)).await;
     links
 }
 

@@ -95,21 +95,31 @@ pub fn spawn_watchers(
     tx: mpsc::Sender<WatchMsg>,
     shutdown: &Shutdown,
 ) -> Vec<SentinelLink> {
+    for (id, addr) in sentinels.iter().enumerate() {
+        tokio::spawn(watch_one(
+            id,
+            addr.clone(),
+            client(addr, auth),
+            name.to_owned(),
+            tx.clone(),
+            shutdown.clone(),
+        ));
+    }
+    command_links(sentinels, auth, name)
+}
+
+/// Command connections only (no pub/sub): what the one-shot CLI verbs need.
+pub fn command_links(
+    sentinels: &[SentinelAddr],
+    auth: Option<&SentinelAuth>,
+    name: &str,
+) -> Vec<SentinelLink> {
     sentinels
         .iter()
         .enumerate()
         .map(|(id, addr)| {
             let cmd = client(addr, auth);
             connect_named(&cmd, name.to_owned());
-            let sub = client(addr, auth);
-            tokio::spawn(watch_one(
-                id,
-                addr.clone(),
-                sub,
-                name.to_owned(),
-                tx.clone(),
-                shutdown.clone(),
-            ));
             SentinelLink {
                 id,
                 addr: addr.clone(),
@@ -117,6 +127,11 @@ pub fn spawn_watchers(
             }
         })
         .collect()
+}
+
+/// Waits (bounded) for every link's command connection; true where it came up.
+pub async fn wait_connected(links: &[SentinelLink], within: Duration) -> Vec<bool> {
+    futures::future::join_all(links.iter().map(|l| l.wait_connected(within))).await
 }
 
 /// Connects in the background and names every (re)connection.
