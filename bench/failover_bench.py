@@ -154,6 +154,17 @@ class Rig:
             time.sleep(0.1)
         sys.exit("sentinels not ready for a failover")
 
+    def daemon_config(self, name):
+        """Writes a sentinel-vip config for this rig into the work dir; returns its path."""
+        path = os.path.join(self.work, name)
+        nodes = "".join(f'      "{h}:{self.rp}": {{ network_interface_id: {self.eni_of[h]} }}\n' for h in HOSTS)
+        with open(path, "w") as f:
+            f.write(f'sentinels: [{", ".join(chr(34) + h + ":" + str(self.sp) + chr(34) for h in HOSTS)}]\n'
+                    f"aws:\n  region: us-east-1\n  endpoint_url: {self.endpoint}\nmasters:\n  mymaster:\n"
+                    f"    vip: {VIP}\n    route_tables: [{', '.join(self.tables)}]\n    nodes:\n{nodes}"
+                    f"reconcile:\n  interval: 30s\nhttp:\n  listen: 127.0.0.1:{free_port()}\n")
+        return path
+
     def close(self):
         for p in reversed(self.procs):
             p.kill()
@@ -261,13 +272,7 @@ def main():
                     time.sleep(0.05)
                 stop = p.kill
             elif contender == "sentinel-vip":
-                cfg = os.path.join(work, "sv.yaml")
-                nodes = "".join(f'      "{h}:{rig.rp}": {{ network_interface_id: {rig.eni_of[h]} }}\n' for h in HOSTS)
-                with open(cfg, "w") as f:
-                    f.write(f'sentinels: [{", ".join(chr(34) + h + ":" + str(rig.sp) + chr(34) for h in HOSTS)}]\n'
-                            f"aws:\n  region: us-east-1\n  endpoint_url: {rig.endpoint}\nmasters:\n  mymaster:\n"
-                            f"    vip: {VIP}\n    route_tables: [{', '.join(rig.tables)}]\n    nodes:\n{nodes}"
-                            f"reconcile:\n  interval: 30s\nhttp:\n  listen: 127.0.0.1:{free_port()}\n")
+                cfg = rig.daemon_config("sv.yaml")
                 env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", SENTINEL_VIP_LOG="info", NO_COLOR="1")
                 p = rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=os.path.join(work, "sv.log"))
                 end = time.time() + 30

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from failover_bench import HOSTS, ROOT, VIP, Rig, free_port  # noqa: E402
+from failover_bench import ROOT, Rig  # noqa: E402
 
 
 def cpu_seconds(pid):
@@ -36,13 +36,7 @@ def main():
     work = tempfile.mkdtemp(prefix="sentinel-vip-idle.")
     rig = Rig(work)
     try:
-        cfg = os.path.join(work, "idle.yaml")
-        nodes = "".join(f'      "{h}:{rig.rp}": {{ network_interface_id: {rig.eni_of[h]} }}\n' for h in HOSTS)
-        with open(cfg, "w") as f:
-            f.write(f'sentinels: [{", ".join(chr(34) + h + ":" + str(rig.sp) + chr(34) for h in HOSTS)}]\n'
-                    f"aws:\n  region: us-east-1\n  endpoint_url: {rig.endpoint}\nmasters:\n  mymaster:\n"
-                    f"    vip: {VIP}\n    route_tables: [{', '.join(rig.tables)}]\n    nodes:\n{nodes}"
-                    f"reconcile:\n  interval: 30s\nhttp:\n  listen: 127.0.0.1:{free_port()}\n")
+        cfg = rig.daemon_config("idle.yaml")
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
         p = rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=os.path.join(work, "d.log"))
         time.sleep(args.settle)

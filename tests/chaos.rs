@@ -91,16 +91,7 @@ async fn mixed_failovers_in_a_row_keep_the_vip_on_the_majoritys_master_and_alert
     }
     // Nothing straggles in after the last one.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let ids: Vec<String> = hooks
-        .delivered("/generic")
-        .iter()
-        .filter_map(|h| {
-            h.headers
-                .iter()
-                .find(|(k, _)| k == "webhook-id")
-                .map(|(_, v)| v.clone())
-        })
-        .collect();
+    let ids: Vec<String> = hooks.webhook_ids("/generic");
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(
         unique.len(),

@@ -810,6 +810,19 @@ impl Receiver {
             .collect()
     }
 
+    /// The `webhook-id` header of every delivered request on `path`.
+    pub fn webhook_ids(&self, path: &str) -> Vec<String> {
+        self.delivered(path)
+            .iter()
+            .filter_map(|h| {
+                h.headers
+                    .iter()
+                    .find(|(k, _)| k == "webhook-id")
+                    .map(|(_, v)| v.clone())
+            })
+            .collect()
+    }
+
     pub fn all(&self, path: &str) -> Vec<Hook> {
         self.got
             .lock()
