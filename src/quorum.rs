@@ -8,13 +8,21 @@
 
 use crate::event::Addr;
 
-/// What one sentinel said about one master (`SENTINEL MASTER(S)`).
+/// What one sentinel said about one master.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterView {
+    /// Where this sentinel says the master is *now*: `SENTINEL
+    /// GET-MASTER-ADDR-BY-NAME`, which names the promoted replica from the
+    /// reconfiguration phase of a failover on (`SENTINEL MASTER` keeps the old
+    /// address until the failover ends). It is what Sentinel-aware clients follow.
     pub addr: Addr,
+    /// `config-epoch` from `SENTINEL MASTER(S)`.
     pub config_epoch: u64,
     /// Sentinel's flags for the master, e.g. `master,s_down,o_down`.
     pub flags: String,
+    /// Replicas this sentinel knows for the master (`SENTINEL REPLICAS`), for
+    /// guarding the fast path: a `+switch-master` to a known replica is plausible.
+    pub replicas: Vec<Addr>,
 }
 
 /// One sentinel's answer for one master.
@@ -118,6 +126,7 @@ mod tests {
             addr: Addr::new(host, 6379),
             config_epoch: epoch,
             flags: "master".into(),
+            replicas: vec![],
         })
     }
 
@@ -204,6 +213,7 @@ mod tests {
                 addr: Addr::new(h, 6379),
                 config_epoch: 0,
                 flags: "master,s_down,o_down".into(),
+                replicas: vec![],
             })
         };
         assert!(matches!(

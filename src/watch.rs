@@ -276,6 +276,16 @@ impl SentinelLink {
             .collect())
     }
 
+    /// `CLIENT LIST` as the sentinel prints it (one client per line), to see
+    /// which watchers (`name=sentinel-vip:...`) are connected to it.
+    pub async fn client_list(&self) -> Result<String, String> {
+        let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
+        self.cmd
+            .custom::<String, _>(cmd, vec!["LIST"])
+            .await
+            .map_err(|e| format!("CLIENT LIST: {e}"))
+    }
+
     /// Waits (bounded) until the command connection is up.
     pub async fn wait_connected(&self, within: Duration) -> bool {
         tokio::time::timeout(within, self.cmd.wait_for_connect())
@@ -313,6 +323,7 @@ fn master_view(m: &HashMap<String, String>) -> Option<(String, MasterView)> {
             .and_then(|e| e.parse().ok())
             .unwrap_or(0),
         flags: m.get("flags").cloned().unwrap_or_default(),
+        replicas: Vec::new(),
     };
     Some((name, view))
 }
