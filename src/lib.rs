@@ -18,5 +18,6 @@ pub mod plan;
 pub mod quorum;
 pub mod shutdown;
 pub mod status;
+pub mod steering;
 pub mod targets;
 pub mod watch;

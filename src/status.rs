@@ -26,6 +26,11 @@ pub struct MasterStatus {
     /// A route write in flight towards this master.
     pub writing: Option<String>,
     pub no_majority: bool,
+    /// The VIP was moved on a `+switch-master` that no majority read has
+    /// confirmed yet: the address it was moved to.
+    pub unconfirmed: Option<String>,
+    /// Unconfirmed for longer than the alert threshold: `/readyz` fails.
+    pub unconfirmed_too_long: bool,
     pub last_error: Option<String>,
     pub tables: Vec<TableStatus>,
 }
@@ -50,7 +55,9 @@ pub struct Status {
 impl Status {
     /// Ready: a majority of sentinels connected and the last reconcile succeeded.
     pub fn ready(&self) -> bool {
-        self.sentinels_connected > self.sentinels_configured / 2 && self.last_reconcile_ok
+        self.sentinels_connected > self.sentinels_configured / 2
+            && self.last_reconcile_ok
+            && !self.masters.iter().any(|m| m.unconfirmed_too_long)
     }
 
     /// One line for systemd's `STATUS=` and logs.
