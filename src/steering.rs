@@ -830,8 +830,10 @@ impl Steering {
                             warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
                                 "majority at a lower config-epoch than the last one applied; reading again to be sure");
                             st.epoch_back = Some((addr, config_epoch));
-                            self.read_at =
-                                Some((now + EPOCH_BACK_RECHECK, "config-epoch went back"));
+                            let at = now + EPOCH_BACK_RECHECK;
+                            if self.read_at.is_none_or(|(t, _)| t > at) {
+                                self.read_at = Some((at, "config-epoch went back"));
+                            }
                             return Judged::Failed;
                         }
                         let detail = format!(
