@@ -289,14 +289,18 @@ async fn killed_leaders_watcher_is_stood_in_for_by_the_next_live_one() {
     // `SENTINEL FAILOVER` goes to sentinel 0, which leads it: its watcher is
     // the designated one. Kill that sentinel-vip process only (SIGKILL).
     let leaders = format!("sentinel-vip:{}", rig.redis.sentinel_addrs()[0]);
-    eventually("every watcher connected to every sentinel", WITHIN, || async {
-        (connected_on(&rig, &leaders) == 3).then_some(())
-    })
+    eventually(
+        "every watcher connected to every sentinel",
+        WITHIN,
+        || async { (connected_on(&rig, &leaders) == 3).then_some(()) },
+    )
     .await;
     daemons[0].kill();
-    eventually("the killed watcher gone from CLIENT LIST", WITHIN, || async {
-        (connected_on(&rig, &leaders) == 0).then_some(())
-    })
+    eventually(
+        "the killed watcher gone from CLIENT LIST",
+        WITHIN,
+        || async { (connected_on(&rig, &leaders) == 0).then_some(()) },
+    )
     .await;
     let gone = format!("gone=[\"{}\"]", rig.redis.sentinel_addrs()[0]);
     for d in &daemons[1..] {

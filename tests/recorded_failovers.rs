@@ -139,7 +139,10 @@ fn fold_state_stays_flat_over_100k_replayed_events() {
          state size early {early}, late {late}",
         fold.ignored
     );
-    assert_eq!(fold.ignored, unwatched, "the unwatched master's events are not folded");
+    assert_eq!(
+        fold.ignored, unwatched,
+        "the unwatched master's events are not folded"
+    );
     assert!(late <= early, "state grows: {early} → {late}");
     assert!(late <= 8, "state size {late}");
     assert_eq!(sent as u64, round, "one message per failover");
