@@ -103,7 +103,7 @@ async fn start(cfg: Arc<Config>, status: SharedStatus, shutdown: Shutdown) -> Ru
     if !up.iter().any(|u| *u) {
         error!("no sentinel reachable at start; routes are left as they are until one answers");
     }
-    let alert_tx = alerts::spawn(&cfg, status.clone(), shutdown.clone());
+    let alert_tx = alerts::spawn(&cfg, &links, status.clone(), shutdown.clone());
     let links_arc = Arc::new(links.clone());
     let controller = Controller::new(
         cfg.clone(),

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub incidents_open: Gauge,
     pub alerts: Family<Labels, Counter>,
     pub alerts_dropped: Family<Labels, Counter>,
+    /// Alert inputs the controller could not hand to the alert task (inbox full).
+    pub alerts_inbox_dropped: Counter,
     pub ec2_calls: Family<Labels, Counter>,
     registry: Registry,
 }
@@ -48,6 +50,7 @@ impl Metrics {
             incidents_open: Gauge::default(),
             alerts: Family::default(),
             alerts_dropped: Family::default(),
+            alerts_inbox_dropped: Counter::default(),
             ec2_calls: Family::default(),
             registry: Registry::default(),
         };
@@ -101,6 +104,11 @@ impl Metrics {
             "alerts_dropped",
             "Alerts dropped because a sink's queue was full",
             m.alerts_dropped.clone(),
+        );
+        r.register(
+            "alerts_inbox_dropped",
+            "Alert inputs dropped because the alert task's inbox was full",
+            m.alerts_inbox_dropped.clone(),
         );
         r.register(
             "ec2_calls",

@@ -246,3 +246,97 @@ async fn three_watchers_send_one_chat_message_per_incident_state() {
         "every watcher computes the same incident key: {ids:?}"
     );
 }
+
+/// Three watchers, one beside each sentinel, chat + generic sinks.
+fn start_three_watchers(rig: &Rig, hooks: &Receiver, group_wait: &str) -> Vec<Daemon> {
+    rig.redis
+        .sentinel_addrs()
+        .iter()
+        .map(|s| {
+            let extra = format!(
+                "alerts:\n  group_wait: {group_wait}\n  local_sentinel: {s}\n  webhooks:\n\
+                 \x20   - {{ name: slack, kind: slack, url: \"{u}/slack\" }}\n\
+                 \x20   - {{ name: gen, kind: generic, url: \"{u}/generic\" }}\n",
+                u = hooks.url
+            );
+            rig.start_daemon("30s", &extra)
+        })
+        .collect()
+}
+
+/// How many sentinels list a connection named `name` (CLIENT LIST).
+fn connected_on(rig: &Rig, name: &str) -> usize {
+    (0..rig.redis.sentinels.len())
+        .filter(|i| {
+            cli(
+                &rig.redis.hosts[*i],
+                rig.redis.sentinel_port,
+                &["CLIENT", "LIST"],
+            )
+            .contains(&format!("name={name} "))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leaders_watcher_is_stood_in_for_by_the_next_live_one() {
+    let rig = Rig::start(1).await;
+    let hooks = Receiver::start().await;
+    let group_wait = Duration::from_secs(2);
+    let mut daemons = start_three_watchers(&rig, &hooks, "2s");
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
+    rig.redis.wait_ready_for_failover(2).await;
+    // `SENTINEL FAILOVER` goes to sentinel 0, which leads it: its watcher is
+    // the designated one. Kill that sentinel-vip process only (SIGKILL).
+    let leaders = format!("sentinel-vip:{}", rig.redis.sentinel_addrs()[0]);
+    eventually(
+        "every watcher connected to every sentinel",
+        WITHIN,
+        || async { (connected_on(&rig, &leaders) == 3).then_some(()) },
+    )
+    .await;
+    daemons[0].kill();
+    eventually(
+        "the killed watcher gone from CLIENT LIST",
+        WITHIN,
+        || async { (connected_on(&rig, &leaders) == 0).then_some(()) },
+    )
+    .await;
+    let gone = format!("gone=[\"{}\"]", rig.redis.sentinel_addrs()[0]);
+    for d in &daemons[1..] {
+        d.wait_log(&gone, WITHIN).await;
+    }
+    let asked = std::time::Instant::now();
+    let m = rig.redis.failover().await;
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
+    let first = eventually("a stand-in watcher's slack message", WITHIN, || async {
+        hooks.delivered("/slack").into_iter().next()
+    })
+    .await;
+    let took = first.at.duration_since(asked);
+    eprintln!("stand-in watcher posted {took:?} after SENTINEL FAILOVER was asked");
+    assert!(
+        took <= group_wait + Duration::from_secs(5) + Duration::from_secs(3),
+        "took {took:?}"
+    );
+    let text = first.body["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("mymaster failed over"), "{text}");
+    // Exactly one: the next in order (sentinel 1's watcher), not both survivors.
+    eventually("both survivors' generic messages", WITHIN, || async {
+        (hooks.delivered("/generic").len() >= 2).then_some(())
+    })
+    .await;
+    daemons[1]
+        .wait_log("designated=true", Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        hooks.delivered("/slack").len(),
+        1,
+        "{:#?}",
+        hooks.all("/slack")
+    );
+    assert!(
+        !daemons[2].logs().contains("designated=true"),
+        "the third watcher spoke too"
+    );
+}

@@ -2,18 +2,28 @@
 //! time. No I/O; time is passed in, so grouping is tested without sleeping.
 //!
 //! - A master incident opens on the first `+odown master` (a lone `+sdown` is
-//!   not one) or, for a switch with no down phase (manual failover), on the
-//!   first `+switch-master`. It is held for `group_wait`, so a quick failover
-//!   gives one "failed over A → B" message. Failover progress events annotate it.
-//!   The first `+switch-master` (or `-odown`) resolves it; the same switch seen
-//!   from the other sentinels is absorbed.
+//!   not one), on `+try-failover` when none is open (a manual failover, or
+//!   Sentinel's retry after an aborted one), or, for a switch with nothing
+//!   before it, on the first `+switch-master`. It is held for `group_wait`, so a
+//!   quick failover gives one "failed over A → B" message. Failover progress
+//!   events annotate it. The first `+switch-master` (or `-odown`) resolves it;
+//!   the same switch seen from the other sentinels is absorbed.
+//! - A `-failover-abort-*` from the sentinel running the attempt (or from any,
+//!   when nobody was elected) resolves it with the reason: Sentinel retries
+//!   later under a new epoch, and that retry is a new incident whose failover
+//!   time starts at its own `+try-failover`. The same abort again, never told,
+//!   while the master stays down is not repeated.
 //! - A replica or sentinel in `+sdown` for longer than `group_wait` is a warning
 //!   incident, one per instance, resolved by `-sdown`.
-//! - Failed route writes and loss of the sentinel majority are incidents too.
+//! - Failed route writes and loss of the sentinel majority are incidents too. A
+//!   failed write resolves on a good write or a read that finds the route right;
+//!   resolved before it was ever told, it is dropped.
 //! - Keys: hex sha256 of `sentinel:<master>:<epoch>` (+ `:<what>` for
 //!   warnings), the same on every watcher.
+//! - Memory is bounded: events of masters not configured are not folded, and
+//!   per-master state is pruned (see [`Fold::state_size`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -102,6 +112,18 @@ pub struct Incident {
     pub down: bool,
     /// When it was resolved (monotonic), to wait briefly for the route outcome.
     pub resolved: Option<Instant>,
+    /// Start of the failover attempt that is running (the open, or a later
+    /// `+try-failover`): the failover time is measured from it.
+    pub attempt_started: Instant,
+    /// `+try-failover`s folded in, and when the last one came.
+    pub tries: u32,
+    pub last_try: Option<Instant>,
+    /// Why it ended without its condition clearing: the `-failover-abort-*`
+    /// event, or `removed from the config`.
+    pub ended: Option<String>,
+    /// The condition this incident counts occurrences of (see
+    /// `Fold::occurrence_key`), to keep that counter while it is open.
+    pub occurrence: Option<String>,
 }
 
 impl Incident {
@@ -136,13 +158,37 @@ impl Incident {
             told_firing: false,
             down: false,
             resolved: None,
+            attempt_started: opened,
+            tries: 0,
+            last_try: None,
+            ended: None,
+            occurrence: None,
         }
     }
 
     /// One-line summary, the message's headline.
     pub fn summary(&self) -> String {
         let route = self.route.as_ref().map(route_text).unwrap_or_default();
+        let from = self.from.as_deref().unwrap_or("?");
         match (&self.kind, self.state) {
+            (_, State::Resolved) if self.ended.as_deref() == Some(REMOVED) => format!(
+                "{}: {} no longer watched (master removed from the config)",
+                self.master,
+                self.kind.alertname()
+            ),
+            (Kind::Failover, State::Resolved) if self.ended.is_some() => {
+                let event = self.ended.as_deref().unwrap_or("");
+                let after = if self.down {
+                    "; the master is still down and Sentinel will retry"
+                } else {
+                    "; the master was not changed"
+                };
+                format!(
+                    "{}: failover from {from} ABORTED: {} ({event}){after}",
+                    self.master,
+                    abort_reason(event)
+                )
+            }
             (Kind::Failover, State::Resolved) => match (&self.from, &self.to) {
                 (Some(f), Some(t)) => {
                     let took = self
@@ -151,21 +197,15 @@ impl Incident {
                         .unwrap_or_default();
                     format!("{} failed over {f} → {t}{took}{route}", self.master)
                 }
-                _ => format!(
-                    "{} is back up at {} (no failover)",
-                    self.master,
-                    self.from.as_deref().unwrap_or("?")
-                ),
+                _ => format!("{} is back up at {from} (no failover)", self.master),
             },
             (Kind::Failover, State::Firing) if !self.down => format!(
-                "{}: failover from {} started but has not finished",
-                self.master,
-                self.from.as_deref().unwrap_or("?")
+                "{}: failover from {from} started but has not finished",
+                self.master
             ),
             (Kind::Failover, State::Firing) => format!(
-                "{} is down at {} (objectively down); failover in progress",
-                self.master,
-                self.from.as_deref().unwrap_or("?")
+                "{} is down at {from} (objectively down); failover in progress",
+                self.master
             ),
             (Kind::InstanceDown { role, instance }, State::Firing) => {
                 format!("{} {role} {instance} is down", self.master)
@@ -178,9 +218,13 @@ impl Incident {
                 self.master,
                 self.detail.as_deref().unwrap_or("unknown error")
             ),
-            (Kind::RouteFailure, State::Resolved) => {
-                format!("{}: VIP route update recovered{route}", self.master)
-            }
+            (Kind::RouteFailure, State::Resolved) => match &self.route {
+                Some(r) if r.ok && r.tables_written == 0 => format!(
+                    "{}: VIP route is right again: {} → {} (found by a read; no write needed)",
+                    self.master, r.addr, r.target
+                ),
+                _ => format!("{}: VIP route update recovered{route}", self.master),
+            },
             (Kind::NoMajority, State::Firing) => format!(
                 "{}: no sentinel majority; VIP route held where it is ({})",
                 self.master,
@@ -216,6 +260,37 @@ impl Incident {
         parts.push(format!("{} sentinel events folded", self.events));
         parts.join("; ")
     }
+
+    fn resolve(&mut self, now: Instant, wall: SystemTime) {
+        self.state = State::Resolved;
+        self.resolved_at = Some(wall);
+        self.resolved = Some(now);
+    }
+
+    fn annotate(&mut self, note: String) {
+        let head = note.split(' ').next().unwrap_or("").to_owned();
+        if !self.annotations.iter().any(|a| a.starts_with(&head)) {
+            self.annotations.push(note);
+        }
+    }
+}
+
+/// `Incident::ended` of an incident closed because its master left the config.
+const REMOVED: &str = "removed from the config";
+
+/// What a `-failover-abort-*` event means (redis 7.0 `sentinel.c`).
+fn abort_reason(event: &str) -> &'static str {
+    match event {
+        // sentinelFailoverWaitStart: not leader within min(10 s, failover-timeout).
+        "-failover-abort-not-elected" => "no sentinel was elected leader to run it",
+        // sentinelFailoverSelectSlave: no replica passed the selection.
+        "-failover-abort-no-good-slave" => "no replica fit to be promoted",
+        // sentinelFailoverSendSlaveOfNoOne / WaitPromotion: over failover-timeout.
+        "-failover-abort-slave-timeout" => {
+            "the selected replica did not become master within failover-timeout"
+        }
+        _ => "Sentinel aborted it",
+    }
 }
 
 fn route_text(r: &RouteReport) -> String {
@@ -246,25 +321,41 @@ pub fn incident_key(master: &str, epoch: u64, what: Option<&str>) -> String {
     hex::encode(h.finalize())
 }
 
+/// How many times a condition occurred for a master in one epoch.
+#[derive(Debug)]
+struct Occurrences {
+    epoch: u64,
+    count: u32,
+    /// Last issued, or last seen open: a counter is forgotten only well after.
+    last: Instant,
+}
+
 /// The fold's state.
 #[derive(Debug)]
 pub struct Fold {
     group_wait: Duration,
     repeat_interval: Duration,
+    /// Configured master names (`None`: every master is folded).
+    masters: Option<BTreeSet<String>>,
     /// Open (or resolved but not yet sent) incidents by key.
     incidents: BTreeMap<String, Incident>,
-    /// Highest epoch seen per master (from `+new-epoch` and majority reads).
+    /// Highest epoch seen (from `+new-epoch` and majority reads).
     epoch: u64,
-    /// Sentinels seen `+sdown` by others (address strings).
-    pub sentinels_down: HashSet<String>,
     /// Keys recently closed, to absorb late duplicates (key → when closed).
     closed: BTreeMap<String, Instant>,
-    /// Last switch per master (its destination), to absorb late duplicates
-    /// after the incident was told and closed.
+    /// Last switch per configured master (its destination), to absorb late
+    /// duplicates after the incident was told and closed.
     last_switch: BTreeMap<String, String>,
-    /// Occurrences of each condition per master and epoch (see `occurrence_key`).
-    occurrences: BTreeMap<String, u32>,
+    /// Configured masters currently objectively down (`+odown` … `-odown` or switch).
+    odown: BTreeSet<String>,
+    /// Last abort told per master while it stays down: the same abort of each
+    /// retry is not told again.
+    last_abort: BTreeMap<String, String>,
+    /// Occurrences of each condition per master (`master`, `what`).
+    occurrences: BTreeMap<(String, String), Occurrences>,
     pub absorbed: usize,
+    /// Events about masters that are not configured (not folded).
+    pub ignored: usize,
 }
 
 /// A manual failover still unfinished after this is told as firing.
@@ -272,34 +363,108 @@ const STUCK_FAILOVER: Duration = Duration::from_secs(60);
 /// How long a resolved failover waits for its route outcome before it is told anyway.
 const ROUTE_WAIT: Duration = Duration::from_secs(5);
 
+/// A `+try-failover` this long after the previous one is Sentinel's retry of
+/// the failover (it waits 2 × failover-timeout), not a sentinel racing for the
+/// same election (those come within the ~1 s of Sentinel's start desync).
+const RETRY_GAP: Duration = Duration::from_secs(3);
+
 /// How long a closed incident's key is remembered to absorb late duplicates.
 const REMEMBER_CLOSED: Duration = Duration::from_secs(600);
+/// An occurrence counter unused (and with nothing open) for this long is
+/// forgotten: the next occurrence counts from 1 again. Longer than
+/// `REMEMBER_CLOSED`, so a key is never reissued while it is remembered.
+const FORGET_OCCURRENCES: Duration = Duration::from_secs(3600);
 
 impl Fold {
+    /// A fold that folds every master's events (see [`Fold::for_masters`]).
     pub fn new(group_wait: Duration, repeat_interval: Duration) -> Fold {
         Fold {
             group_wait,
             repeat_interval,
+            masters: None,
             incidents: BTreeMap::new(),
             epoch: 0,
-            sentinels_down: HashSet::new(),
             closed: BTreeMap::new(),
             last_switch: BTreeMap::new(),
+            odown: BTreeSet::new(),
+            last_abort: BTreeMap::new(),
             occurrences: BTreeMap::new(),
             absorbed: 0,
+            ignored: 0,
         }
+    }
+
+    /// Folds only these masters' events: a sentinel that monitors more masters
+    /// than we route for must not grow our state.
+    pub fn for_masters(mut self, names: impl IntoIterator<Item = String>) -> Fold {
+        self.masters = Some(names.into_iter().collect());
+        self
+    }
+
+    /// Replaces the configured masters (reload). The state of masters no longer
+    /// configured is dropped; their incidents already told firing are resolved
+    /// ("no longer watched") so that no page stays open forever, the others
+    /// are forgotten.
+    pub fn set_masters(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        names: impl IntoIterator<Item = String>,
+    ) {
+        let names: BTreeSet<String> = names.into_iter().collect();
+        let keep = |m: &String| m == "*" || names.contains(m);
+        self.last_switch.retain(|m, _| keep(m));
+        self.odown.retain(keep);
+        self.last_abort.retain(|m, _| keep(m));
+        self.occurrences.retain(|(m, _), _| keep(m));
+        self.incidents
+            .retain(|_, i| keep(&i.master) || (i.told_firing && i.state == State::Firing));
+        for i in self.incidents.values_mut().filter(|i| !keep(&i.master)) {
+            i.resolve(now, wall);
+            i.ended = Some(REMOVED.to_owned());
+        }
+        self.masters = Some(names);
+    }
+
+    fn configured(&self, master: &str) -> bool {
+        self.masters.as_ref().is_none_or(|m| m.contains(master))
+    }
+
+    /// How many entries the fold holds (incidents, remembered keys, per-master
+    /// state, counters): flat over months of events.
+    pub fn state_size(&self) -> usize {
+        self.incidents.len()
+            + self.closed.len()
+            + self.last_switch.len()
+            + self.odown.len()
+            + self.last_abort.len()
+            + self.occurrences.len()
     }
 
     /// Key of the next occurrence of a condition (`what`) for `master`: the same
     /// instance going down twice in one epoch is two incidents. Watchers that
     /// saw the same events count the same occurrences, so keys still agree.
-    fn occurrence_key(&mut self, master: &str, what: &str) -> String {
-        let n = self
+    fn occurrence_key(&mut self, now: Instant, master: &str, what: &str) -> String {
+        let epoch = self.epoch;
+        let o = self
             .occurrences
-            .entry(format!("{master}:{}:{what}", self.epoch))
-            .or_insert(0);
-        *n += 1;
-        incident_key(master, self.epoch, Some(&format!("{what}#{n}")))
+            .entry((master.to_owned(), what.to_owned()))
+            .or_insert(Occurrences {
+                epoch,
+                count: 0,
+                last: now,
+            });
+        if o.epoch != epoch {
+            // A new epoch: its keys differ from every older one, count afresh.
+            *o = Occurrences {
+                epoch,
+                count: 0,
+                last: now,
+            };
+        }
+        o.count += 1;
+        o.last = now;
+        incident_key(master, epoch, Some(&format!("{what}#{}", o.count)))
     }
 
     /// Tells the fold the latest config-epoch known from a majority read.
@@ -337,7 +502,7 @@ impl Fold {
         severity: Severity,
         from: Option<String>,
     ) -> Option<&mut Incident> {
-        if self.closed.contains_key(&key) {
+        if self.recently_closed(&key, now) {
             self.absorbed += 1;
             return None;
         }
@@ -348,14 +513,62 @@ impl Fold {
         Some(inc)
     }
 
-    /// Folds one sentinel event in.
+    /// Whether `key` was closed less than `REMEMBER_CLOSED` ago (the map is
+    /// pruned lazily, in `due`).
+    fn recently_closed(&self, key: &str, now: Instant) -> bool {
+        self.closed
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < REMEMBER_CLOSED)
+    }
+
+    /// Opens a failover incident for a new attempt or switch (not a late
+    /// duplicate: the caller checked). Its key is the epoch's, unless that one
+    /// is taken (an aborted attempt of the same epoch, `+new-epoch` missed):
+    /// then the epoch's next occurrence, which every watcher computes alike.
+    fn open_new_failover(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        master: &str,
+        from: String,
+    ) -> &mut Incident {
+        let mut key = incident_key(master, self.epoch, None);
+        if self.recently_closed(&key, now) || self.incidents.contains_key(&key) {
+            key = self.occurrence_key(now, master, "failover");
+        }
+        let down = self.odown.contains(master);
+        let i = self.incidents.entry(key.clone()).or_insert_with(|| {
+            Incident::new(
+                key,
+                master,
+                Kind::Failover,
+                Severity::Critical,
+                now,
+                wall,
+                Some(from),
+            )
+        });
+        i.down |= down;
+        i
+    }
+
+    /// Folds one sentinel event in. Events about masters that are not
+    /// configured are counted in `ignored` and otherwise dropped.
     pub fn on_event(&mut self, now: Instant, wall: SystemTime, sentinel: usize, event: &Event) {
+        if let Some(m) = event.master() {
+            if !self.configured(m) {
+                self.ignored += 1;
+                return;
+            }
+        }
         match event {
             Event::NewEpoch(e) => self.epoch = self.epoch.max(*e),
             Event::SwitchMaster { master, old, new } => {
                 let (old, new) = (old.to_string(), new.to_string());
+                self.odown.remove(master);
+                self.last_abort.remove(master);
                 // Resolve the open failover incident, or absorb a duplicate, or
-                // open-and-resolve one for a switch with no down phase.
+                // open-and-resolve one for a switch with nothing before it.
                 let dup = self.incidents.values_mut().find(|i| {
                     i.master == *master
                         && i.kind == Kind::Failover
@@ -373,32 +586,16 @@ impl Fold {
                     return;
                 }
                 self.last_switch.insert(master.clone(), new.clone());
-                let epoch = self.epoch;
-                let inc = match self.open_master_incident(master, true) {
-                    Some(i) => Some(i),
-                    None => {
-                        let key = incident_key(master, epoch, None);
-                        self.open(
-                            now,
-                            wall,
-                            key,
-                            master,
-                            Kind::Failover,
-                            Severity::Critical,
-                            Some(old.clone()),
-                        )
-                    }
+                let i = match self.open_master_incident(master, true) {
+                    Some(i) => i,
+                    None => self.open_new_failover(now, wall, master, old.clone()),
                 };
-                if let Some(i) = inc {
-                    i.events += 1;
-                    i.state = State::Resolved;
-                    i.resolved_at = Some(wall);
-                    i.resolved = Some(now);
-                    i.to = Some(new);
-                    i.failover_time = Some(now.saturating_duration_since(i.opened));
-                    if i.from.is_none() {
-                        i.from = Some(old);
-                    }
+                i.events += 1;
+                i.resolve(now, wall);
+                i.to = Some(new);
+                i.failover_time = Some(now.saturating_duration_since(i.attempt_started));
+                if i.from.is_none() {
+                    i.from = Some(old);
                 }
             }
             Event::Instance {
@@ -409,10 +606,28 @@ impl Fold {
                 let master = instance.master.as_str();
                 match (*kind, instance.role) {
                     ("+odown", Role::Master) => {
+                        let addr = instance.addr.to_string();
+                        // After a switch, only the new master can go down: a
+                        // +odown of the old one is late news.
+                        let current = self.last_switch.get(master).is_none_or(|to| *to == addr);
+                        let fresh = current && !self.odown.contains(master);
+                        if current {
+                            self.odown.insert(master.to_owned());
+                        }
                         if let Some(i) = self.open_master_incident(master, true) {
                             i.events += 1;
                             i.down = true;
                             self.absorbed += 1;
+                            return;
+                        }
+                        let note = format!("+odown {detail}").trim().to_owned();
+                        if fresh {
+                            // A new down transition: a new incident even when the
+                            // epoch's key is taken (the last failover's epoch).
+                            let i = self.open_new_failover(now, wall, master, addr);
+                            i.events += 1;
+                            i.down = true;
+                            i.annotate(note);
                             return;
                         }
                         let key = incident_key(master, self.epoch, None);
@@ -423,29 +638,59 @@ impl Fold {
                             master,
                             Kind::Failover,
                             Severity::Critical,
-                            Some(instance.addr.to_string()),
+                            Some(addr),
                         ) {
                             i.events += 1;
                             i.down = true;
-                            i.annotations
-                                .push(format!("+odown {detail}").trim().to_owned());
+                            i.annotate(note);
                         }
                     }
                     ("-odown", Role::Master) => {
+                        let addr = instance.addr.to_string();
+                        if self.last_switch.get(master).is_none_or(|to| *to == addr) {
+                            self.odown.remove(master);
+                            self.last_abort.remove(master);
+                        }
                         if let Some(i) = self.open_master_incident(master, true) {
                             i.events += 1;
-                            i.state = State::Resolved;
-                            i.resolved_at = Some(wall);
-                            i.resolved = Some(now);
+                            i.resolve(now, wall);
                         }
                     }
+                    ("+try-failover", Role::Master) => {
+                        if let Some(i) = self.open_master_incident(master, true) {
+                            i.events += 1;
+                            i.tries += 1;
+                            let gap = i.last_try.map(|t| now.saturating_duration_since(t));
+                            i.last_try = Some(now);
+                            if gap.is_some_and(|g| g >= RETRY_GAP) {
+                                // Sentinel retried (its abort was lost to us):
+                                // the failover time counts from this attempt.
+                                i.attempt_started = now;
+                                i.annotate("retried: +try-failover".into());
+                            } else {
+                                i.annotate("+try-failover".into());
+                            }
+                            self.absorbed += 1;
+                        } else {
+                            // A manual failover, or Sentinel's retry after an abort.
+                            let i = self.open_new_failover(
+                                now,
+                                wall,
+                                master,
+                                instance.addr.to_string(),
+                            );
+                            i.events += 1;
+                            i.tries += 1;
+                            i.last_try = Some(now);
+                            i.annotate("+try-failover".into());
+                        }
+                    }
+                    (k, _) if k.starts_with("-failover-abort-") => {
+                        self.on_abort(now, wall, sentinel, master, k);
+                    }
                     (
-                        "+try-failover"
-                        | "+elected-leader"
+                        "+elected-leader"
                         | "+failover-end"
-                        | "-failover-abort-not-elected"
-                        | "-failover-abort-no-good-slave"
-                        | "-failover-abort-slave-timeout"
                         | "+failover-end-for-timeout"
                         | "+selected-slave"
                         | "+promoted-slave",
@@ -456,19 +701,19 @@ impl Fold {
                             if *kind == "+elected-leader" {
                                 i.leader = Some(sentinel);
                             }
-                            if !i.annotations.iter().any(|a| a.starts_with(kind)) {
-                                i.annotations.push(match *kind {
-                                    "+selected-slave" | "+promoted-slave" => {
-                                        format!("{kind} {}", instance.addr)
-                                    }
-                                    _ => (*kind).to_owned(),
-                                });
-                            }
+                            i.annotate(match *kind {
+                                "+selected-slave" | "+promoted-slave" => {
+                                    format!("{kind} {}", instance.addr)
+                                }
+                                _ => (*kind).to_owned(),
+                            });
                             self.absorbed += 1;
                         } else if *kind == "+elected-leader" {
                             // Manual failovers publish no +odown: remember the leader
-                            // for the switch incident that follows.
+                            // for the switch incident that follows (when its
+                            // +try-failover was missed).
                             let key = incident_key(master, self.epoch, None);
+                            let down = self.odown.contains(master);
                             if let Some(i) = self.open(
                                 now,
                                 wall,
@@ -480,49 +725,48 @@ impl Fold {
                             ) {
                                 i.leader = Some(sentinel);
                                 i.events += 1;
-                                i.annotations.push("+elected-leader".into());
+                                i.down |= down;
+                                i.annotate("+elected-leader".into());
                             }
                         } else {
                             self.absorbed += 1;
                         }
                     }
                     ("+sdown", Role::Replica | Role::Sentinel) => {
-                        if instance.role == Role::Sentinel {
-                            self.sentinels_down.insert(instance.addr.to_string());
-                        }
                         let role = if instance.role == Role::Sentinel {
                             "sentinel"
                         } else {
                             "replica"
                         };
-                        let what = format!("{role}:{}", instance.addr);
-                        let key = self.occurrence_key(master, &what);
+                        let addr = instance.addr.to_string();
                         let existing = self.incidents.values_mut().find(|i| {
                             i.master == master && i.state == State::Firing
-                                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == instance.addr.to_string())
+                                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
                         });
                         if let Some(i) = existing {
                             i.events += 1;
                             self.absorbed += 1;
-                        } else if let Some(i) = self.open(
+                            return;
+                        }
+                        let what = format!("{role}:{addr}");
+                        let key = self.occurrence_key(now, master, &what);
+                        if let Some(i) = self.open(
                             now,
                             wall,
                             key,
                             master,
                             Kind::InstanceDown {
                                 role,
-                                instance: instance.addr.to_string(),
+                                instance: addr,
                             },
                             Severity::Warning,
                             None,
                         ) {
                             i.events += 1;
+                            i.occurrence = Some(what);
                         }
                     }
                     ("-sdown", Role::Replica | Role::Sentinel) => {
-                        if instance.role == Role::Sentinel {
-                            self.sentinels_down.remove(&instance.addr.to_string());
-                        }
                         let addr = instance.addr.to_string();
                         let mut drop_key = None;
                         if let Some(i) = self.incidents.values_mut().find(|i| {
@@ -534,15 +778,13 @@ impl Fold {
                                 // Down for less than group_wait: never told, forget it.
                                 drop_key = Some(i.key.clone());
                             } else {
-                                i.state = State::Resolved;
-                                i.resolved_at = Some(wall);
+                                i.resolve(now, wall);
                             }
                         }
                         if let Some(k) = drop_key {
                             self.incidents.remove(&k);
                         }
                     }
-                    ("+tilt", _) => {}
                     _ => self.absorbed += 1,
                 }
             }
@@ -552,17 +794,60 @@ impl Fold {
                     .values_mut()
                     .filter(|i| i.state == State::Firing && i.kind == Kind::Failover)
                 {
-                    if !i.annotations.iter().any(|a| a == "+tilt") {
-                        i.annotations.push("+tilt".into());
-                    }
+                    i.annotate("+tilt".into());
                 }
             }
             _ => self.absorbed += 1,
         }
     }
 
-    /// Attaches a route outcome; a failed write opens a RouteFailure incident.
+    /// A `-failover-abort-*` from `sentinel`. It ends the attempt when it comes
+    /// from the attempt's leader, or when nobody was elected; a
+    /// `-not-elected` from a sentinel that lost the vote while another leads is
+    /// only a note (the failover goes on). The same abort again for a master
+    /// that stayed down, never told, is dropped (each retry would repeat it).
+    fn on_abort(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        sentinel: usize,
+        master: &str,
+        kind: &str,
+    ) {
+        let down = self.odown.contains(master);
+        let repeat = self.last_abort.get(master).map(String::as_str) == Some(kind);
+        let Some(i) = self.open_master_incident(master, true) else {
+            // Late (after the switch or an earlier abort) or duplicated.
+            self.absorbed += 1;
+            return;
+        };
+        i.events += 1;
+        i.annotate(kind.to_owned());
+        let ends = i.leader.is_none_or(|l| l == sentinel) || kind != "-failover-abort-not-elected";
+        if !ends {
+            self.absorbed += 1;
+            return;
+        }
+        i.resolve(now, wall);
+        i.ended = Some(kind.to_owned());
+        i.down |= down;
+        if repeat && i.sent.is_none() {
+            let k = i.key.clone();
+            self.incidents.remove(&k);
+            self.closed.insert(k, now);
+            self.absorbed += 1;
+        } else if down {
+            self.last_abort.insert(master.to_owned(), kind.to_owned());
+        }
+    }
+
+    /// Attaches a route outcome; a failed write opens a RouteFailure incident,
+    /// a good one resolves it (or drops it, when it was never told).
     pub fn on_route(&mut self, now: Instant, wall: SystemTime, r: &RouteReport) {
+        if !self.configured(&r.master) {
+            self.ignored += 1;
+            return;
+        }
         let target = self
             .incidents
             .values_mut()
@@ -576,18 +861,17 @@ impl Fold {
                 i.route = Some(r.clone());
             }
         }
-        let failing = self.incidents.values_mut().find(|i| {
-            i.master == r.master && i.kind == Kind::RouteFailure && i.state == State::Firing
-        });
-        match (r.ok, failing) {
-            (true, Some(i)) => {
-                i.state = State::Resolved;
-                i.resolved_at = Some(wall);
-                i.route = Some(r.clone());
-            }
-            (false, Some(i)) => i.detail = r.error.clone(),
-            (false, None) => {
-                let key = self.occurrence_key(&r.master, "route");
+        if r.ok {
+            self.route_right(now, wall, r.clone());
+            return;
+        }
+        match self
+            .open_master_incident(&r.master, false)
+            .filter(|i| i.kind == Kind::RouteFailure)
+        {
+            Some(i) => i.detail = r.error.clone(),
+            None => {
+                let key = self.occurrence_key(now, &r.master, "route");
                 if let Some(i) = self.open(
                     now,
                     wall,
@@ -599,10 +883,65 @@ impl Fold {
                 ) {
                     i.detail = r.error.clone();
                     i.route = Some(r.clone());
+                    i.occurrence = Some("route".into());
                 }
             }
-            (true, None) => {}
         }
+    }
+
+    /// A read found `master`'s VIP route right (`addr` → `target`) in every
+    /// table without writing: another watcher fixed it, or a read-back was
+    /// slow. Resolves its route failure (drops it when never told).
+    pub fn on_route_verified(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        master: &str,
+        addr: &str,
+        target: &str,
+    ) {
+        if !self.configured(master) {
+            self.ignored += 1;
+            return;
+        }
+        let total = self
+            .incidents
+            .values()
+            .find(|i| {
+                i.master == master && i.kind == Kind::RouteFailure && i.state == State::Firing
+            })
+            .and_then(|i| i.route.as_ref().map(|r| r.tables_total))
+            .unwrap_or(0);
+        self.route_right(
+            now,
+            wall,
+            RouteReport {
+                master: master.to_owned(),
+                addr: addr.to_owned(),
+                ok: true,
+                target: target.to_owned(),
+                tables_written: 0,
+                tables_total: total,
+                latency_ms: 0.0,
+                error: None,
+            },
+        );
+    }
+
+    fn route_right(&mut self, now: Instant, wall: SystemTime, r: RouteReport) {
+        let Some(i) = self.incidents.values_mut().find(|i| {
+            i.master == r.master && i.kind == Kind::RouteFailure && i.state == State::Firing
+        }) else {
+            return;
+        };
+        if i.sent.is_none() {
+            // Failed and fixed within group_wait: never told, nothing to tell.
+            let k = i.key.clone();
+            self.incidents.remove(&k);
+            return;
+        }
+        i.resolve(now, wall);
+        i.route = Some(r);
     }
 
     /// Majority lost (`ok == false`) or regained for `master`.
@@ -614,6 +953,10 @@ impl Fold {
         ok: bool,
         detail: &str,
     ) {
+        if !self.configured(master) {
+            self.ignored += 1;
+            return;
+        }
         self.on_condition(now, wall, master, Kind::NoMajority, "majority", !ok, detail);
     }
 
@@ -640,9 +983,10 @@ impl Fold {
         match (bad, open) {
             (true, Some(i)) => i.detail = Some(detail.to_owned()),
             (true, None) => {
-                let key = self.occurrence_key(master, what);
+                let key = self.occurrence_key(now, master, what);
                 if let Some(i) = self.open(now, wall, key, master, kind, Severity::Critical, None) {
                     i.detail = Some(detail.to_owned());
+                    i.occurrence = Some(what.to_owned());
                 }
             }
             (false, Some(i)) => {
@@ -659,46 +1003,56 @@ impl Fold {
         }
     }
 
+    /// When `i` may be told in its current state (`None`: nothing to tell).
+    fn due_at(&self, i: &Incident) -> Option<Instant> {
+        let ready = match (&i.kind, i.state) {
+            // A manual failover (no +odown) is only news once it ends, or
+            // when it has not ended long after it should have.
+            (Kind::Failover, State::Firing) if !i.down => {
+                i.opened + self.group_wait.max(STUCK_FAILOVER)
+            }
+            // A switch: wait briefly for the route outcome to quote it.
+            (Kind::Failover, State::Resolved) if i.route.is_none() && i.to.is_some() => (i.opened
+                + self.group_wait)
+                .max(i.resolved.map(|r| r + ROUTE_WAIT).unwrap_or(i.opened)),
+            _ => i.opened + self.group_wait,
+        };
+        match (i.state, i.sent) {
+            (_, None) => Some(ready),
+            (State::Resolved, Some((State::Firing, _))) => Some(ready),
+            (State::Firing, Some((State::Firing, at))) => Some(at + self.repeat_interval),
+            _ => None,
+        }
+    }
+
     /// What is due to be sent at `now`: each incident state change once, after
-    /// `group_wait`, plus repeats of long-open incidents. Marks them sent.
+    /// `group_wait`, plus repeats of long-open incidents. Marks them sent, and
+    /// forgets what is done and what is old.
     pub fn due(&mut self, now: Instant) -> Vec<Incident> {
+        // Keep the counters of open conditions (see FORGET_OCCURRENCES).
+        for i in self.incidents.values() {
+            if let Some(w) = &i.occurrence {
+                if let Some(o) = self.occurrences.get_mut(&(i.master.clone(), w.clone())) {
+                    o.last = now;
+                }
+            }
+        }
         let mut out = Vec::new();
         let mut done = Vec::new();
-        for (k, i) in self.incidents.iter_mut() {
-            let age = now.saturating_duration_since(i.opened);
-            let ripe = match (&i.kind, i.state) {
-                // A manual failover (no +odown) is only news once it ends, or
-                // when it has not ended long after it should have.
-                (Kind::Failover, State::Firing) if !i.down => {
-                    age >= self.group_wait.max(STUCK_FAILOVER)
-                }
-                // A switch: wait briefly for the route outcome to quote it.
-                (Kind::Failover, State::Resolved) if i.route.is_none() && i.to.is_some() => {
-                    age >= self.group_wait
-                        && i.resolved
-                            .is_none_or(|r| now.saturating_duration_since(r) >= ROUTE_WAIT)
-                }
-                _ => age >= self.group_wait,
-            };
-            let send = match (i.state, i.sent) {
-                _ if !ripe => false,
-                (s, None) => {
-                    let _ = s;
-                    true
-                }
-                (State::Resolved, Some((State::Firing, _))) => true,
-                (State::Firing, Some((State::Firing, at))) => {
-                    now.saturating_duration_since(at) >= self.repeat_interval
-                }
-                _ => false,
-            };
-            if send {
+        let due: Vec<String> = self
+            .incidents
+            .iter()
+            .filter(|(_, i)| self.due_at(i).is_some_and(|t| now >= t))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            if let Some(i) = self.incidents.get_mut(&k) {
                 out.push(i.clone());
                 i.sent = Some((i.state, now));
                 i.told_firing |= i.state == State::Firing;
-            }
-            if i.state == State::Resolved && i.sent.is_some_and(|(s, _)| s == State::Resolved) {
-                done.push(k.clone());
+                if i.state == State::Resolved {
+                    done.push(k);
+                }
             }
         }
         for k in done {
@@ -707,25 +1061,16 @@ impl Fold {
         }
         self.closed
             .retain(|_, at| now.saturating_duration_since(*at) < REMEMBER_CLOSED);
+        let epoch = self.epoch;
+        self.occurrences.retain(|_, o| {
+            o.epoch == epoch && now.saturating_duration_since(o.last) < FORGET_OCCURRENCES
+        });
         out
     }
 
     /// When the next message could become due (for the timer).
     pub fn next_due(&self) -> Option<Instant> {
-        self.incidents
-            .values()
-            .map(|i| match i.sent {
-                None if i.kind == Kind::Failover && i.state == State::Firing && !i.down => {
-                    i.opened + self.group_wait.max(STUCK_FAILOVER)
-                }
-                None if i.state == State::Resolved && i.route.is_none() => (i.opened
-                    + self.group_wait)
-                    .max(i.resolved.map(|r| r + ROUTE_WAIT).unwrap_or(i.opened)),
-                None => i.opened + self.group_wait,
-                Some((State::Firing, at)) if i.state == State::Firing => at + self.repeat_interval,
-                Some(_) => i.opened + self.group_wait,
-            })
-            .min()
+        self.incidents.values().filter_map(|i| self.due_at(i)).min()
     }
 }
 
@@ -1112,5 +1457,443 @@ mod tests {
         r.error = None;
         f.on_route(t0 + GW, SystemTime::now(), &r);
         assert_eq!(f.due(t0 + GW * 2)[0].state, State::Resolved);
+    }
+
+    fn report(ok: bool) -> RouteReport {
+        RouteReport {
+            master: "mymaster".into(),
+            addr: "127.0.0.3:6379".into(),
+            ok,
+            target: "eni-3".into(),
+            tables_written: if ok { 2 } else { 0 },
+            tables_total: 2,
+            latency_ms: 7.0,
+            error: (!ok).then(|| "rtb-1: RequestLimitExceeded".into()),
+        }
+    }
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    const ODOWN: &str = "master mymaster 127.0.0.2 6379 #quorum 2/2";
+    const MASTER: &str = "master mymaster 127.0.0.2 6379";
+    const SWITCH: &str = "mymaster 127.0.0.2 6379 127.0.0.3 6379";
+
+    #[test]
+    fn route_failure_resolves_when_a_read_finds_the_route_right_without_a_write() {
+        let t0 = Instant::now();
+        let mut f = fold();
+        let w = SystemTime::now();
+        // A verification with nothing failing is nothing (and duplicates too).
+        f.on_route_verified(t0, w, "mymaster", "127.0.0.3:6379", "eni-3");
+        f.on_route(t0, w, &report(false));
+        let fired = f.due(t0 + GW);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].state, State::Firing);
+        // Another watcher fixed it: our next read finds it right, no write.
+        f.on_route_verified(at(t0, 20_000), w, "mymaster", "127.0.0.3:6379", "eni-3");
+        let r = f.due(at(t0, 20_000));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].state, State::Resolved);
+        assert_eq!(
+            r[0].key, fired[0].key,
+            "resolves the same incident (PagerDuty)"
+        );
+        assert_eq!(
+            r[0].summary(),
+            "mymaster: VIP route is right again: 127.0.0.3:6379 → eni-3 (found by a read; no write needed)"
+        );
+        // Duplicated verification, and no more repeats of the old failure.
+        f.on_route_verified(at(t0, 21_000), w, "mymaster", "127.0.0.3:6379", "eni-3");
+        assert!(f.due(at(t0, 22_000)).is_empty());
+        assert_eq!(f.open_count(), 0, "no repeats every repeat_interval");
+        // A later failure is a new incident with a new key.
+        f.on_route(at(t0, 30_000), w, &report(false));
+        let again = f.due(at(t0, 30_000) + GW);
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0].key, fired[0].key);
+    }
+
+    #[test]
+    fn route_failure_fixed_before_it_was_told_is_dropped() {
+        let t0 = Instant::now();
+        let w = SystemTime::now();
+        // Fixed by our own retry…
+        let mut f = fold();
+        f.on_route(t0, w, &report(false));
+        f.on_route(at(t0, 600), w, &report(true));
+        assert!(
+            f.due(t0 + GW * 10).is_empty(),
+            "no 'recovered', no PagerDuty pair"
+        );
+        assert_eq!(f.open_count(), 0);
+        // …or found right by a read.
+        let mut f = fold();
+        f.on_route(t0, w, &report(false));
+        f.on_route(at(t0, 300), w, &report(false));
+        f.on_route_verified(at(t0, 900), w, "mymaster", "127.0.0.3:6379", "eni-3");
+        assert!(f.due(t0 + GW * 10).is_empty());
+        assert_eq!(f.state_size(), 1, "only the occurrence counter is left");
+    }
+
+    /// odown, a try by `leader`, its election; returns the time of the election.
+    fn down_and_elected(f: &mut Fold, t0: Instant, from_ms: u64, epoch: u64, leader: usize) {
+        if from_ms == 0 {
+            feed(f, t0, 0, 0, "+odown", ODOWN);
+        }
+        feed(
+            f,
+            t0,
+            from_ms + 100,
+            leader,
+            "+new-epoch",
+            &epoch.to_string(),
+        );
+        feed(f, t0, from_ms + 100, leader, "+try-failover", MASTER);
+        feed(f, t0, from_ms + 200, leader, "+elected-leader", MASTER);
+    }
+
+    #[test]
+    fn aborted_failover_resolves_with_the_reason_and_the_retry_reports_its_own_duration() {
+        let t0 = Instant::now();
+        let mut f = fold();
+        down_and_elected(&mut f, t0, 0, 1, 0);
+        feed(&mut f, t0, 300, 0, "-failover-abort-no-good-slave", MASTER);
+        let told = f.due(t0 + GW);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].state, State::Resolved);
+        assert_eq!(
+            told[0].summary(),
+            "mymaster: failover from 127.0.0.2:6379 ABORTED: no replica fit to be promoted \
+             (-failover-abort-no-good-slave); the master is still down and Sentinel will retry"
+        );
+        assert_eq!(f.open_count(), 0, "not repeated every repeat_interval");
+        // An hour later Sentinel retries (new epoch) and succeeds in 2 s.
+        let retry = 3600 * 1000;
+        down_and_elected(&mut f, t0, retry, 2, 1);
+        feed(&mut f, t0, retry + 2100, 1, "+switch-master", SWITCH);
+        let sent = f.due(at(t0, retry + 2100) + GW);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let s = sent[0].summary();
+        assert!(
+            s.starts_with("mymaster failed over 127.0.0.2:6379 → 127.0.0.3:6379 in 2.0 s"),
+            "{s}"
+        );
+        assert_ne!(sent[0].key, told[0].key);
+        assert!(sent[0].down, "the retry knows the master is down");
+        assert_eq!(sent[0].leader, Some(1));
+    }
+
+    #[test]
+    fn each_abort_reason_is_told() {
+        for (event, reason) in [
+            (
+                "-failover-abort-not-elected",
+                "no sentinel was elected leader",
+            ),
+            (
+                "-failover-abort-no-good-slave",
+                "no replica fit to be promoted",
+            ),
+            (
+                "-failover-abort-slave-timeout",
+                "did not become master within failover-timeout",
+            ),
+        ] {
+            let t0 = Instant::now();
+            let mut f = fold();
+            feed(&mut f, t0, 0, 0, "+odown", ODOWN);
+            feed(&mut f, t0, 100, 0, "+try-failover", MASTER);
+            if event != "-failover-abort-not-elected" {
+                feed(&mut f, t0, 200, 0, "+elected-leader", MASTER);
+            }
+            feed(&mut f, t0, 20_000, 0, event, MASTER);
+            let sent = f.due(at(t0, 20_000));
+            // Resolved before it was told: one message, with the reason.
+            assert_eq!(sent.len(), 1, "{event}: {sent:?}");
+            assert_eq!(sent[0].state, State::Resolved, "{event}");
+            assert!(sent[0].summary().contains(reason), "{}", sent[0].summary());
+        }
+    }
+
+    #[test]
+    fn not_elected_from_a_sentinel_that_lost_the_vote_does_not_end_the_failover() {
+        let t0 = Instant::now();
+        let mut f = fold();
+        feed(&mut f, t0, 0, 0, "+odown", ODOWN);
+        feed(&mut f, t0, 100, 1, "+try-failover", MASTER);
+        feed(&mut f, t0, 150, 0, "+try-failover", MASTER);
+        feed(&mut f, t0, 300, 0, "+elected-leader", MASTER);
+        // Sentinel 1 lost the vote; it says so after its election timeout.
+        feed(&mut f, t0, 4300, 1, "-failover-abort-not-elected", MASTER);
+        assert_eq!(f.open_count(), 1, "sentinel 0 is still failing over");
+        feed(&mut f, t0, 5000, 2, "+switch-master", SWITCH);
+        let sent = f.due(t0 + GW * 2);
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0].summary().contains("failed over"),
+            "{}",
+            sent[0].summary()
+        );
+        assert!(
+            sent[0].summary().contains("in 5.0 s"),
+            "{}",
+            sent[0].summary()
+        );
+        // Late: another loser's abort after the switch is absorbed, and does
+        // not touch the next failover.
+        feed(&mut f, t0, 9000, 2, "-failover-abort-not-elected", MASTER);
+        assert!(f.due(t0 + GW * 3).is_empty());
+        assert_eq!(f.open_count(), 0);
+    }
+
+    #[test]
+    fn the_same_abort_on_every_retry_is_told_once_while_the_master_stays_down() {
+        let t0 = Instant::now();
+        let mut f = fold();
+        down_and_elected(&mut f, t0, 0, 1, 0);
+        feed(&mut f, t0, 300, 0, "-failover-abort-no-good-slave", MASTER);
+        assert_eq!(f.due(t0 + GW).len(), 1);
+        // Sentinel retries every 2 × failover-timeout, failing the same way.
+        for n in 1..=5u64 {
+            let t = n * 360_000;
+            down_and_elected(&mut f, t0, t, 1 + n, 0);
+            feed(
+                &mut f,
+                t0,
+                t + 300,
+                0,
+                "-failover-abort-no-good-slave",
+                MASTER,
+            );
+            // Duplicated abort (a reconnect replays nothing, but be safe).
+            feed(
+                &mut f,
+                t0,
+                t + 301,
+                0,
+                "-failover-abort-no-good-slave",
+                MASTER,
+            );
+            assert!(f.due(at(t0, t) + GW).is_empty(), "retry {n} told again");
+        }
+        // A different outcome is news again: the retry that works.
+        down_and_elected(&mut f, t0, 3_000_000, 10, 0);
+        feed(&mut f, t0, 3_001_000, 0, "+switch-master", SWITCH);
+        let sent = f.due(at(t0, 3_001_000) + GW);
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0].summary().contains("in 0.9 s"),
+            "{}",
+            sent[0].summary()
+        );
+        // The master came back: the next down/abort is told again.
+        feed(
+            &mut f,
+            t0,
+            4_000_000,
+            0,
+            "+odown",
+            "master mymaster 127.0.0.3 6379 #quorum 2/2",
+        );
+        feed(&mut f, t0, 4_000_100, 0, "+new-epoch", "11");
+        feed(
+            &mut f,
+            t0,
+            4_000_100,
+            0,
+            "+try-failover",
+            "master mymaster 127.0.0.3 6379",
+        );
+        feed(
+            &mut f,
+            t0,
+            4_000_200,
+            0,
+            "+elected-leader",
+            "master mymaster 127.0.0.3 6379",
+        );
+        feed(
+            &mut f,
+            t0,
+            4_000_300,
+            0,
+            "-failover-abort-no-good-slave",
+            "master mymaster 127.0.0.3 6379",
+        );
+        assert_eq!(f.due(at(t0, 4_000_000) + GW).len(), 1);
+    }
+
+    #[test]
+    fn a_lost_abort_does_not_stretch_the_next_failover_time() {
+        let t0 = Instant::now();
+        let mut f = fold();
+        down_and_elected(&mut f, t0, 0, 1, 0);
+        // (the abort was lost while our connection was down)
+        assert_eq!(f.due(t0 + GW).len(), 1, "told firing");
+        let retry = 2 * 3600 * 1000;
+        feed(&mut f, t0, retry, 1, "+new-epoch", "2");
+        feed(&mut f, t0, retry, 1, "+try-failover", MASTER);
+        feed(&mut f, t0, retry + 1500, 2, "+switch-master", SWITCH);
+        let sent = f.due(at(t0, retry + 1500) + GW);
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0].summary().contains("in 1.5 s"),
+            "{}",
+            sent[0].summary()
+        );
+    }
+
+    #[test]
+    fn a_retry_in_the_same_epoch_after_an_abort_is_a_new_incident_not_absorbed() {
+        // +new-epoch of the retry missed: the epoch's key is taken by the
+        // aborted attempt; the retry and its switch must still be told.
+        let t0 = Instant::now();
+        let mut f = fold();
+        down_and_elected(&mut f, t0, 0, 1, 0);
+        feed(&mut f, t0, 300, 0, "-failover-abort-slave-timeout", MASTER);
+        let aborted = f.due(t0 + GW);
+        assert_eq!(aborted.len(), 1);
+        feed(&mut f, t0, 60_000, 0, "+try-failover", MASTER);
+        feed(&mut f, t0, 61_000, 0, "+switch-master", SWITCH);
+        let sent = f.due(at(t0, 61_000) + GW);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(
+            sent[0].summary().contains("failed over"),
+            "{}",
+            sent[0].summary()
+        );
+        assert_ne!(sent[0].key, aborted[0].key);
+        // Two watchers that saw the same events agree on that key.
+        let mut g = fold();
+        down_and_elected(&mut g, t0, 0, 1, 0);
+        feed(&mut g, t0, 300, 0, "-failover-abort-slave-timeout", MASTER);
+        g.due(t0 + GW);
+        feed(&mut g, t0, 60_000, 0, "+try-failover", MASTER);
+        feed(&mut g, t0, 61_000, 0, "+switch-master", SWITCH);
+        assert_eq!(g.due(at(t0, 61_000) + GW)[0].key, sent[0].key);
+    }
+
+    #[test]
+    fn manual_failover_aborted_says_the_master_was_not_changed() {
+        let t0 = Instant::now();
+        let mut f = fold();
+        feed(&mut f, t0, 0, 0, "+new-epoch", "1");
+        feed(&mut f, t0, 0, 0, "+try-failover", MASTER);
+        feed(&mut f, t0, 10, 0, "+elected-leader", MASTER);
+        feed(&mut f, t0, 4100, 0, "-failover-abort-slave-timeout", MASTER);
+        let sent = f.due(t0 + GW);
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0].summary().ends_with("the master was not changed"),
+            "{}",
+            sent[0].summary()
+        );
+    }
+
+    #[test]
+    fn events_of_masters_not_configured_are_not_folded() {
+        let t0 = Instant::now();
+        let mut f = fold().for_masters(["mymaster".to_owned()]);
+        feed(
+            &mut f,
+            t0,
+            0,
+            0,
+            "+odown",
+            "master other 10.0.0.9 6379 #quorum 2/2",
+        );
+        feed(
+            &mut f,
+            t0,
+            1,
+            0,
+            "+switch-master",
+            "other 10.0.0.9 6379 10.0.0.8 6379",
+        );
+        feed(
+            &mut f,
+            t0,
+            2,
+            0,
+            "+sdown",
+            "slave 10.0.0.8:6379 10.0.0.8 6379 @ other 10.0.0.9 6379",
+        );
+        assert_eq!(f.ignored, 3);
+        assert_eq!(f.state_size(), 0);
+        assert!(f.due(t0 + GW).is_empty());
+        // Configured ones still are.
+        feed(&mut f, t0, 3, 0, "+odown", ODOWN);
+        assert_eq!(f.open_count(), 1);
+    }
+
+    #[test]
+    fn occurrence_counters_are_forgotten_when_the_epoch_moves_on_or_after_an_idle_hour() {
+        let t0 = Instant::now();
+        let mut f = fold();
+        let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
+        feed(&mut f, t0, 0, 0, "+sdown", p);
+        feed(&mut f, t0, 1000, 0, "-sdown", p);
+        f.due(at(t0, 1000));
+        assert_eq!(f.state_size(), 1, "one counter");
+        // Kept while the condition is open, however long.
+        feed(&mut f, t0, 2000, 0, "+sdown", p);
+        let first = f.due(at(t0, 2000) + GW);
+        assert_eq!(first.len(), 1);
+        f.due(at(t0, 5 * 3600 * 1000));
+        feed(&mut f, t0, 5 * 3600 * 1000, 0, "-sdown", p);
+        assert_eq!(f.due(at(t0, 5 * 3600 * 1000)).len(), 1);
+        // Down again at once: a new key, not the remembered one (absorbed).
+        feed(&mut f, t0, 5 * 3600 * 1000 + 1, 0, "+sdown", p);
+        let again = f.due(at(t0, 5 * 3600 * 1000 + 1) + GW);
+        assert_eq!(again.len(), 1, "not absorbed as a duplicate");
+        assert_ne!(again[0].key, first[0].key);
+        feed(&mut f, t0, 5 * 3600 * 1000 + 20_000, 0, "-sdown", p);
+        f.due(at(t0, 5 * 3600 * 1000 + 20_000));
+        // An idle hour later, nothing is left.
+        f.due(at(t0, 7 * 3600 * 1000));
+        assert_eq!(f.state_size(), 0);
+        // A new epoch drops the old epoch's counters.
+        feed(&mut f, t0, 7 * 3600 * 1000, 0, "+sdown", p);
+        feed(&mut f, t0, 7 * 3600 * 1000 + 10, 0, "-sdown", p);
+        feed(&mut f, t0, 7 * 3600 * 1000 + 20, 0, "+new-epoch", "9");
+        f.due(at(t0, 7 * 3600 * 1000 + 30));
+        assert_eq!(f.state_size(), 0);
+    }
+
+    #[test]
+    fn a_master_removed_from_the_config_leaves_nothing_behind_and_no_open_page() {
+        let t0 = Instant::now();
+        let w = SystemTime::now();
+        let mut f = fold().for_masters(["mymaster".to_owned(), "other".to_owned()]);
+        feed(
+            &mut f,
+            t0,
+            0,
+            0,
+            "+odown",
+            "master other 10.0.0.9 6379 #quorum 2/2",
+        );
+        feed(
+            &mut f,
+            t0,
+            0,
+            0,
+            "+switch-master",
+            "mymaster 127.0.0.2 6379 127.0.0.3 6379",
+        );
+        assert_eq!(f.due(t0 + GW).len(), 2);
+        f.set_masters(at(t0, 20_000), w, ["mymaster".to_owned()]);
+        let closed = f.due(at(t0, 20_000));
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].state, State::Resolved);
+        assert!(
+            closed[0].summary().contains("no longer watched"),
+            "{}",
+            closed[0].summary()
+        );
+        f.due(at(t0, 3 * 3600 * 1000));
+        assert_eq!(f.state_size(), 1, "mymaster's last switch only");
     }
 }

@@ -1,29 +1,34 @@
 //! Alerts: fold events from all sentinels into incidents, and send each
 //! incident state change once to every webhook sink.
 //!
-//! `fold` is the pure state machine (time injected); `sink` formats and
-//! delivers; this module wires them into a task that never blocks the route path
-//! (the controller only ever `try_send`s into it).
+//! `fold` is the pure state machine (time injected); `speaker` is the pure rule
+//! for which watcher posts to chat sinks; `sink` formats and delivers; `inbox`
+//! is how the controller hands inputs over without waiting. This module wires
+//! them into a task that never blocks the route path.
 
 pub mod fold;
+pub mod inbox;
 pub mod sink;
+pub mod speaker;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::mpsc;
-use tracing::info;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
 
 use crate::config::{Config, SentinelAddr};
 use crate::event::Event;
 use crate::metrics::METRICS;
 use crate::shutdown::Shutdown;
 use crate::status::SharedStatus;
+use crate::watch::SentinelLink;
 use fold::{Fold, Incident, Kind};
+pub use inbox::offer;
 use sink::Sink;
+pub use speaker::{designated, Liveness};
 
-/// What the controller tells the alerter.
+/// What the controller tells the alerter (through [`offer`]).
 #[derive(Debug, Clone)]
 pub enum AlertInput {
     Event {
@@ -31,6 +36,14 @@ pub enum AlertInput {
         event: Event,
     },
     Route(RouteReport),
+    /// A read found the VIP route right for `addr` (→ `target`) in every table
+    /// without writing: another watcher fixed it, or a read-back was slow. It
+    /// resolves a route-failure incident of `master`.
+    RouteVerified {
+        master: String,
+        addr: String,
+        target: String,
+    },
     Majority {
         master: String,
         ok: bool,
@@ -56,43 +69,18 @@ pub struct RouteReport {
     pub error: Option<String>,
 }
 
-/// Whether this watcher speaks for chat sinks about `incident`.
-///
-/// Without `local_sentinel` every watcher speaks. With it: for a failover, the
-/// watcher beside the sentinel that published `+elected-leader`; otherwise (or
-/// when that sentinel is itself `+sdown` in the others' view) the watcher beside
-/// the lowest-addressed sentinel not seen down.
-pub fn designated(
-    local: Option<&SentinelAddr>,
-    sentinels: &[SentinelAddr],
-    leader: Option<usize>,
-    down: &HashSet<String>,
-) -> bool {
-    let Some(local) = local else { return true };
-    let is_down = |s: &SentinelAddr| down.contains(&s.to_string());
-    if let Some(l) = leader.and_then(|l| sentinels.get(l)) {
-        if !is_down(l) {
-            return l == local;
-        }
-    }
-    let mut up: Vec<&SentinelAddr> = sentinels.iter().filter(|s| !is_down(s)).collect();
-    up.sort_by(|a, b| {
-        let key = |s: &SentinelAddr| {
-            (
-                s.host.parse::<std::net::IpAddr>().ok(),
-                s.host.clone(),
-                s.port,
-            )
-        };
-        key(a).cmp(&key(b))
-    });
-    up.first().is_none_or(|first| *first == local)
-}
+/// The latest liveness view and when it was taken (`None`: no poll yet).
+type LivenessView = Option<(Instant, Liveness)>;
 
 /// Starts the alert task when sinks are configured; returns its inbox. The
-/// controller only ever `try_send`s into it: alerts never delay a route write.
+/// controller only ever [`offer`]s into it: alerts never delay a route write.
+///
+/// With `alerts.local_sentinel` set, the task also polls `CLIENT LIST` on every
+/// sentinel through `links` (see [`speaker`]) to decide who posts to chat sinks;
+/// the poller ends with the task's `shutdown`.
 pub fn spawn(
     cfg: &Config,
+    links: &[SentinelLink],
     status: SharedStatus,
     mut shutdown: Shutdown,
 ) -> Option<mpsc::Sender<AlertInput>> {
@@ -111,13 +99,18 @@ pub fn spawn(
         .iter()
         .map(|w| Sink::start(w.clone(), http.clone()))
         .collect();
-    let mut fold = Fold::new(cfg.alerts.group_wait, cfg.alerts.repeat_interval);
+    let mut fold = Fold::new(cfg.alerts.group_wait, cfg.alerts.repeat_interval)
+        .for_masters(cfg.masters.keys().cloned());
     let local = cfg.alerts.local_sentinel.clone();
     let sentinels = cfg.sentinels.clone();
     let receiver = local
         .as_ref()
         .map(|l| format!("sentinel-vip@{l}"))
         .unwrap_or_else(|| "sentinel-vip".into());
+    let live = match &local {
+        Some(_) => poll_liveness(links.to_vec(), sentinels.clone(), shutdown.clone()),
+        None => watch::channel(None).1,
+    };
     tokio::spawn(async move {
         loop {
             let wake = fold
@@ -136,21 +129,26 @@ pub fn spawn(
                     match &m {
                         AlertInput::Event { sentinel, event } => fold.on_event(now, wall, *sentinel, event),
                         AlertInput::Route(r) => fold.on_route(now, wall, r),
+                        AlertInput::RouteVerified { master, addr, target } => fold.on_route_verified(now, wall, master, addr, target),
                         AlertInput::Majority { master, ok, detail } => fold.on_majority(now, wall, master, *ok, detail),
                         AlertInput::Ec2 { ok, detail } => fold.on_ec2(now, wall, !*ok, detail),
                     }
                 }
             }
-            for incident in fold.due(Instant::now()) {
-                send(
-                    &incident,
-                    &sinks,
-                    &receiver,
-                    local.as_ref(),
-                    &sentinels,
-                    &fold.sentinels_down,
-                )
-                .await;
+            let due = fold.due(Instant::now());
+            if !due.is_empty() {
+                let live = current(&live.borrow());
+                for incident in due {
+                    send(
+                        &incident,
+                        &sinks,
+                        &receiver,
+                        local.as_ref(),
+                        &sentinels,
+                        &live,
+                    )
+                    .await;
+                }
             }
             METRICS.incidents_open.set(fold.open_count() as i64);
             let open = fold.open_count();
@@ -160,17 +158,79 @@ pub fn spawn(
     Some(tx)
 }
 
+/// The liveness view to decide with now: unknown when none was taken yet or
+/// the last one is stale.
+fn current(view: &LivenessView) -> Liveness {
+    match view {
+        Some((at, l)) if at.elapsed() < speaker::STALE_AFTER => l.clone(),
+        _ => Liveness::Unknown,
+    }
+}
+
+/// Polls `CLIENT LIST` on every sentinel every [`speaker::POLL_EVERY`] and
+/// publishes the liveness verdict. Ends on shutdown. Logs when a watcher is
+/// seen gone or back, and when nothing can be read.
+fn poll_liveness(
+    links: Vec<SentinelLink>,
+    sentinels: Vec<SentinelAddr>,
+    mut shutdown: Shutdown,
+) -> watch::Receiver<LivenessView> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(speaker::POLL_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: Option<Liveness> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                _ = tick.tick() => {}
+            }
+            let reads = links.iter().map(|l| async move {
+                match tokio::time::timeout(speaker::POLL_TIMEOUT, l.client_list()).await {
+                    Ok(Ok(text)) => Some(text),
+                    _ => None,
+                }
+            });
+            let lists = futures::future::join_all(reads).await;
+            let live = speaker::liveness(&sentinels, &lists);
+            if last.as_ref() != Some(&live) {
+                match &live {
+                    Liveness::Known { alive, answered } => {
+                        let gone: Vec<String> = sentinels
+                            .iter()
+                            .map(|s| s.to_string())
+                            .filter(|s| !alive.contains(s))
+                            .collect();
+                        info!(alive = ?alive, gone = ?gone, answered, "watchers seen through CLIENT LIST");
+                    }
+                    Liveness::Unknown => warn!(
+                        "CLIENT LIST unreadable on every sentinel: cannot tell which watchers are alive, \
+                         so this one posts to chat sinks too (needs ACL +client|list)"
+                    ),
+                }
+                last = Some(live.clone());
+            }
+            if tx.send(Some((Instant::now(), live))).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 async fn send(
     incident: &Incident,
     sinks: &[Arc<Sink>],
     receiver: &str,
     local: Option<&SentinelAddr>,
     sentinels: &[SentinelAddr],
-    down: &HashSet<String>,
+    live: &Liveness,
 ) {
-    let speak = designated(local, sentinels, incident.leader, down);
+    let speak = designated(local, sentinels, incident.leader, live);
     info!(key = %incident.key, state = incident.state.as_str(), summary = %incident.summary(),
         events = incident.events, designated = speak, "incident");
+    // Chat sinks: only the designated watcher. Generic and PagerDuty sinks are
+    // idempotent by key (`webhook-id`, `dedup_key`): every watcher sends.
     for s in sinks {
         if s.cfg.kind.is_chat() && !speak {
             continue;
@@ -239,46 +299,4 @@ pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::
         out.push((w.name.clone(), r));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addrs() -> Vec<SentinelAddr> {
-        ["10.0.0.12:26379", "10.0.0.2:26379", "10.0.0.11:26379"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn exactly_one_watcher_is_designated() {
-        let s = addrs();
-        let none = HashSet::new();
-        for leader in [None, Some(0), Some(2)] {
-            let n = s
-                .iter()
-                .filter(|l| designated(Some(l), &s, leader, &none))
-                .count();
-            assert_eq!(n, 1, "leader {leader:?}");
-        }
-        // Leader speaks; without a leader the lowest address (numerically) speaks.
-        assert!(designated(Some(&s[2]), &s, Some(2), &none));
-        assert!(designated(Some(&s[1]), &s, None, &none));
-    }
-
-    #[test]
-    fn next_in_order_takes_over_when_designated_sentinel_is_down() {
-        let s = addrs();
-        let down: HashSet<String> = ["10.0.0.2:26379".to_owned()].into();
-        assert!(designated(Some(&s[2]), &s, None, &down));
-        assert!(designated(Some(&s[2]), &s, Some(1), &down));
-        assert!(!designated(Some(&s[1]), &s, None, &down));
-    }
-
-    #[test]
-    fn without_local_sentinel_every_watcher_speaks() {
-        assert!(designated(None, &addrs(), Some(0), &HashSet::new()));
-    }
 }

@@ -1,0 +1,314 @@
+//! Who speaks to chat sinks when several watchers run (one beside each
+//! sentinel, `alerts.local_sentinel` set). Pure: no I/O, no clock.
+//!
+//! Chat sinks have no idempotency key, so each incident state must reach them
+//! from one watcher only, and from a *live* one. Liveness is read from Sentinel
+//! itself: every watcher names its connections `sentinel-vip:<local_sentinel>`
+//! (`watch::connection_name`) and polls `CLIENT LIST` on every sentinel every
+//! [`POLL_EVERY`], which keeps its command connection's `idle` near zero. A
+//! watcher whose name is missing (or idle for longer than [`MAX_IDLE_SECS`], as
+//! after a host crash that sent no FIN) on a majority of the sentinels that
+//! answered is gone, and the next in a fixed order speaks for it.
+//!
+//! **Architecture Invariant:** when this watcher cannot tell whether the one
+//! ahead of it is alive, it speaks (at-least-once: a rare duplicate beats a lost
+//! page).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::config::SentinelAddr;
+
+/// How often each watcher reads `CLIENT LIST` on every sentinel.
+pub const POLL_EVERY: Duration = Duration::from_secs(2);
+/// How long one `CLIENT LIST` read may take.
+pub const POLL_TIMEOUT: Duration = Duration::from_millis(1500);
+/// A liveness view older than this is not used (the poller is stuck).
+pub const STALE_AFTER: Duration = Duration::from_secs(10);
+/// A watcher connection idle for longer than this is not a live watcher: a live
+/// one touches its command connection every [`POLL_EVERY`].
+pub const MAX_IDLE_SECS: u64 = 10;
+
+/// Which watchers are alive, as far as this watcher can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// No sentinel's `CLIENT LIST` could be read, or the last view is stale.
+    Unknown,
+    /// Watchers (by their local sentinel, `host:port`) connected to a majority
+    /// of the `answered` sentinels; every other configured watcher is gone.
+    Known {
+        alive: BTreeSet<String>,
+        answered: usize,
+    },
+}
+
+impl Liveness {
+    fn is_alive(&self, watcher: &SentinelAddr) -> Option<bool> {
+        match self {
+            Liveness::Unknown => None,
+            Liveness::Known { alive, .. } => Some(alive.contains(&watcher.to_string())),
+        }
+    }
+}
+
+/// Connection names in one sentinel's `CLIENT LIST` output whose connection
+/// was active within `max_idle_secs`. Lines or fields it cannot read are skipped.
+pub fn live_names(client_list: &str, max_idle_secs: u64) -> BTreeSet<String> {
+    client_list
+        .lines()
+        .filter_map(|line| {
+            let mut name = None;
+            let mut idle = None;
+            for field in line.split_whitespace() {
+                match field.split_once('=') {
+                    Some(("name", v)) if !v.is_empty() => name = Some(v),
+                    Some(("idle", v)) => idle = v.parse::<u64>().ok(),
+                    _ => {}
+                }
+            }
+            match (name, idle) {
+                (Some(n), Some(i)) if i <= max_idle_secs => Some(n.to_owned()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The liveness verdict from one poll: `lists[i]` is sentinel `i`'s `CLIENT
+/// LIST` (`None`: it did not answer). A watcher is gone when its name is missing
+/// on a majority of the sentinels that answered; with no answer at all, nobody
+/// can tell.
+pub fn liveness(sentinels: &[SentinelAddr], lists: &[Option<String>]) -> Liveness {
+    let seen: Vec<BTreeSet<String>> = lists
+        .iter()
+        .flatten()
+        .map(|l| live_names(l, MAX_IDLE_SECS))
+        .collect();
+    let answered = seen.len();
+    if answered == 0 {
+        return Liveness::Unknown;
+    }
+    let alive = sentinels
+        .iter()
+        .filter(|s| {
+            let name = crate::watch::connection_name(Some(s));
+            let missing = seen.iter().filter(|names| !names.contains(&name)).count();
+            missing * 2 <= answered
+        })
+        .map(|s| s.to_string())
+        .collect();
+    Liveness::Known { alive, answered }
+}
+
+/// Whether this watcher speaks for chat sinks about an incident.
+///
+/// Without `local_sentinel` every watcher speaks. With it, watchers are taken
+/// in a fixed order — the failover leader's watcher first (every watcher saw the
+/// same `+elected-leader`), then by sentinel address — and the first one alive
+/// speaks. Gone watchers are skipped; a watcher whose liveness is unknown counts
+/// as possibly gone, so the ones after it speak too (at-least-once). This
+/// watcher is alive to itself whatever the sentinels say.
+pub fn designated(
+    local: Option<&SentinelAddr>,
+    sentinels: &[SentinelAddr],
+    leader: Option<usize>,
+    live: &Liveness,
+) -> bool {
+    let Some(local) = local else { return true };
+    for w in speaking_order(sentinels, leader) {
+        if w == local {
+            return true;
+        }
+        match live.is_alive(w) {
+            Some(true) => return false,
+            Some(false) => continue,
+            None => return true,
+        }
+    }
+    // Every listed watcher ahead of us is gone (or we are not listed).
+    true
+}
+
+/// The leader's sentinel first, then the others by address (numeric IPs
+/// first, in numeric order; then hostnames; then port).
+fn speaking_order(sentinels: &[SentinelAddr], leader: Option<usize>) -> Vec<&SentinelAddr> {
+    let mut order: Vec<&SentinelAddr> = sentinels.iter().collect();
+    order.sort_by_key(|s| {
+        (
+            s.host.parse::<std::net::IpAddr>().is_err(),
+            s.host.parse::<std::net::IpAddr>().ok(),
+            s.host.clone(),
+            s.port,
+        )
+    });
+    if let Some(l) = leader.and_then(|l| sentinels.get(l)) {
+        order.retain(|s| *s != l);
+        order.insert(0, l);
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs() -> Vec<SentinelAddr> {
+        ["10.0.0.12:26379", "10.0.0.2:26379", "10.0.0.11:26379"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect()
+    }
+
+    /// A `CLIENT LIST` line as Redis 7.0 prints it.
+    fn line(id: u32, name: &str, idle: u64) -> String {
+        format!(
+            "id={id} addr=10.0.0.9:5{id} laddr=10.0.0.2:26379 fd=9 name={name} age=40 idle={idle} \
+             flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 \
+             multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 omem=0 tot-mem=1800 events=r cmd=client|list \
+             user=default redir=-1 resp=2\n"
+        )
+    }
+
+    /// CLIENT LIST of one sentinel with the given watchers (by index into
+    /// `addrs()`) connected and active, plus unrelated clients.
+    fn list_with(watchers: &[usize]) -> String {
+        let s = addrs();
+        let mut out = line(1, "", 0);
+        out.push_str(&line(2, "sentinel-vip", 0));
+        for (n, w) in watchers.iter().enumerate() {
+            let name = crate::watch::connection_name(Some(&s[*w]));
+            out.push_str(&line(10 + n as u32 * 2, &name, 1));
+            out.push_str(&line(11 + n as u32 * 2, &name, 300));
+        }
+        out
+    }
+
+    fn all_alive() -> Liveness {
+        let l = Some(list_with(&[0, 1, 2]));
+        liveness(&addrs(), &[l.clone(), l.clone(), l])
+    }
+
+    /// Which of the running watchers speak (a watcher that is gone runs no
+    /// code: it is left out).
+    fn speakers(leader: Option<usize>, live: &Liveness) -> Vec<usize> {
+        let s = addrs();
+        (0..s.len())
+            .filter(|i| match live {
+                Liveness::Known { alive, .. } => alive.contains(&s[*i].to_string()),
+                Liveness::Unknown => true,
+            })
+            .filter(|i| designated(Some(&s[*i]), &s, leader, live))
+            .collect()
+    }
+
+    #[test]
+    fn client_list_gives_the_names_of_active_connections() {
+        let names = live_names(&list_with(&[1]), MAX_IDLE_SECS);
+        assert!(names.contains("sentinel-vip:10.0.0.2:26379"), "{names:?}");
+        assert!(names.contains("sentinel-vip"));
+        assert_eq!(names.len(), 2, "unnamed clients are skipped: {names:?}");
+        // A connection idle for minutes (host gone without FIN) is not alive.
+        let stale = line(5, "sentinel-vip:10.0.0.11:26379", 300);
+        assert!(live_names(&stale, MAX_IDLE_SECS).is_empty());
+        // Garbage is skipped, not an error.
+        assert!(live_names("ERR unknown\n\nname=x idle=abc", MAX_IDLE_SECS).is_empty());
+    }
+
+    #[test]
+    fn exactly_one_watcher_speaks_while_all_are_alive() {
+        let live = all_alive();
+        for leader in [None, Some(0), Some(1), Some(2)] {
+            assert_eq!(speakers(leader, &live).len(), 1, "leader {leader:?}");
+        }
+        // The leader's watcher; without a leader the lowest address (numerically).
+        assert_eq!(speakers(Some(2), &live), vec![2]);
+        assert_eq!(speakers(None, &live), vec![1]);
+    }
+
+    #[test]
+    fn next_in_order_speaks_when_the_leaders_watcher_is_gone() {
+        let s = addrs();
+        // Watcher 2 (leader's) killed: its name vanished from every sentinel.
+        let l = Some(list_with(&[0, 1]));
+        let live = liveness(&s, &[l.clone(), l.clone(), l]);
+        assert_eq!(
+            live,
+            Liveness::Known {
+                alive: ["10.0.0.12:26379", "10.0.0.2:26379"]
+                    .map(String::from)
+                    .into(),
+                answered: 3
+            }
+        );
+        // Leader's watcher gone → next by address: 10.0.0.2 (index 1).
+        assert_eq!(speakers(Some(2), &live), vec![1]);
+        // Lowest-address watcher gone too → 10.0.0.12.
+        let l = Some(list_with(&[0]));
+        let live = liveness(&s, &[l.clone(), l.clone(), l]);
+        assert_eq!(speakers(Some(2), &live), vec![0]);
+        assert_eq!(speakers(None, &live), vec![0]);
+    }
+
+    #[test]
+    fn a_watcher_missing_on_a_minority_of_sentinels_is_still_alive() {
+        let s = addrs();
+        // Watcher 2 lost its connection to one sentinel only.
+        let live = liveness(
+            &s,
+            &[
+                Some(list_with(&[0, 1])),
+                Some(list_with(&[0, 1, 2])),
+                Some(list_with(&[0, 1, 2])),
+            ],
+        );
+        assert_eq!(speakers(Some(2), &live), vec![2]);
+        // Missing on two of two that answered (third unreachable): gone.
+        let live = liveness(
+            &s,
+            &[Some(list_with(&[0, 1])), None, Some(list_with(&[0, 1]))],
+        );
+        assert_eq!(speakers(Some(2), &live), vec![1]);
+        // Missing on one of two that answered: not a majority, still alive.
+        let live = liveness(
+            &s,
+            &[Some(list_with(&[0, 1])), None, Some(list_with(&[0, 1, 2]))],
+        );
+        assert_eq!(speakers(Some(2), &live), vec![2]);
+    }
+
+    #[test]
+    fn when_no_client_list_can_be_read_every_watcher_speaks() {
+        let s = addrs();
+        let live = liveness(&s, &[None, None, None]);
+        assert_eq!(live, Liveness::Unknown);
+        // At-least-once: nobody can tell whether the one ahead is alive.
+        assert_eq!(speakers(Some(2), &live), vec![0, 1, 2]);
+        assert_eq!(speakers(None, &live), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_watcher_that_sees_itself_missing_still_speaks_when_first() {
+        let s = addrs();
+        // This watcher (2, the leader's) is cut off from the sentinels: the
+        // others take over, and it speaks too (a duplicate, not a loss).
+        let l = Some(list_with(&[0, 1]));
+        let live = liveness(&s, &[l.clone(), l.clone(), l]);
+        assert!(designated(Some(&s[2]), &s, Some(2), &live));
+        assert!(designated(Some(&s[1]), &s, Some(2), &live));
+    }
+
+    #[test]
+    fn without_local_sentinel_every_watcher_speaks() {
+        assert!(designated(None, &addrs(), Some(0), &all_alive()));
+    }
+
+    #[test]
+    fn a_watcher_not_in_the_list_speaks_only_when_all_listed_are_gone() {
+        let s = addrs();
+        let stranger: SentinelAddr = "10.0.0.99:26379".parse().unwrap();
+        assert!(!designated(Some(&stranger), &s, None, &all_alive()));
+        let l = Some(list_with(&[]));
+        let none_alive = liveness(&s, &[l.clone(), l.clone(), l]);
+        assert!(designated(Some(&stranger), &s, None, &none_alive));
+    }
+}
