@@ -182,7 +182,7 @@ impl Controller {
 
     fn alert(&self, input: AlertInput) {
         if let Some(a) = &self.alerts {
-            let _ = a.try_send(input);
+            crate::alerts::offer(a, input);
         }
     }
 

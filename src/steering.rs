@@ -906,6 +906,16 @@ impl Steering {
                             if st.applied.as_ref() != Some(&addr) {
                                 info!(master = %name, %addr, %target, "VIP route already right in every table");
                             }
+                            if st.failures > 0 || st.last_error.is_some() {
+                                // A failed write is open: the route is right
+                                // after all (another watcher fixed it, or the
+                                // read-back was slow), so the failure resolves.
+                                out.push(Action::Alert(AlertInput::RouteVerified {
+                                    master: name.to_owned(),
+                                    addr: addr.to_string(),
+                                    target: target.to_string(),
+                                }));
+                            }
                             st.applied = Some(addr);
                             if st.missing_tables.is_empty() {
                                 st.last_error = None;
@@ -1611,5 +1621,37 @@ reconcile:
             alerts.iter().map(|(ok, _)| *ok).collect::<Vec<_>>(),
             vec![false, true]
         );
+    }
+
+    #[test]
+    fn failed_write_found_right_by_a_later_read_resolves_the_failure() {
+        let mut s = Sim::started();
+        let w = s.feed(100, switch(0, A, B, s.at(100)));
+        s.complete(110, &w, false);
+        // Another watcher wrote it meanwhile: the next read finds B everywhere.
+        let seq = reads(&s.feed(700, Input::ReadRequested("retry")))
+            .into_iter()
+            .next()
+            .or_else(|| reads(&s.tick(700)).into_iter().next())
+            .expect("a read");
+        let a = s.feed(
+            710,
+            read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(B)),
+        );
+        assert!(writes(&a).is_empty(), "{a:?}");
+        assert!(
+            a.iter().any(|x| matches!(x, Action::Alert(AlertInput::RouteVerified { addr, .. }) if addr == "10.0.1.11:6379")),
+            "{a:?}"
+        );
+        assert_eq!(s.master().last_error, None);
+        // Once resolved, a further right read says nothing more.
+        let seq = reads(&s.feed(800, Input::ReadRequested("t")))[0];
+        let a = s.feed(
+            810,
+            read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(B)),
+        );
+        assert!(!a
+            .iter()
+            .any(|x| matches!(x, Action::Alert(AlertInput::RouteVerified { .. }))));
     }
 }
