@@ -138,11 +138,17 @@ async fn failover_after_routes_deleted_by_hand_creates_them_on_the_first_try() {
 
     let new = rig.redis.failover().await;
     rig.vpc.wait_all_point_at(&rig.vpc.enis[new], WITHIN).await;
+    let ms = eventually(
+        "the daemon to log the +switch-master write as verified",
+        Duration::from_secs(10),
+        || async { Some(switch_write_ms(&daemon.logs())).filter(|m| !m.is_empty()) },
+    )
+    .await;
+    // Confirmation reads run at +0.5 s and +2 s: a failed write would be retried by then.
     daemon
-        .wait_log("VIP route updated and verified", Duration::from_secs(10))
+        .wait_log("confirm switch", Duration::from_secs(10))
         .await;
     let logs = daemon.logs();
-    let ms = switch_write_ms(&logs);
     eprintln!("route-deleted failover: +switch-master -> both routes written: {ms:?} ms");
     rig.dump(&daemon);
     assert!(
