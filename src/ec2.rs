@@ -6,7 +6,7 @@
 //! deadline; permission and not-found errors are not retried and come back
 //! classified so that the caller can say what is missing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -27,14 +27,21 @@ pub enum ErrorClass {
     Transient,
     /// Missing IAM permission: an operator must act.
     Permission,
-    /// The route table / instance / ENI does not exist.
+    /// The route table (or a configured id) does not exist: an operator must act.
     NotFound,
+    /// The route's *target* (ENI or instance) no longer exists
+    /// (`InvalidNetworkInterfaceID.NotFound`, `InvalidInstanceID.NotFound`). A
+    /// discovered target heals by evicting it and resolving the address again
+    /// ([`crate::targets::Targets::evict`]); a static `nodes` entry needs the config fixed.
+    TargetGone,
     /// Anything else the API refused.
     Refused,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("EC2 {operation} on {subject}: {message}")]
+/// A failed EC2 call: which call, about what (route table, VIP and target, IP),
+/// how to treat it, AWS's code and message. Its `Display` ends with what to do
+/// for the cases an operator must fix.
+#[derive(Debug, Clone)]
 pub struct Ec2Error {
     pub operation: &'static str,
     /// What the call was about: a route table id, an IP, ...
@@ -45,7 +52,75 @@ pub struct Ec2Error {
     pub message: String,
 }
 
+impl std::fmt::Display for Ec2Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "EC2 {} on {}: {}",
+            self.operation, self.subject, self.message
+        )?;
+        if self.is_table_gone() {
+            f.write_str(" (check the id in route_tables, aws.region and the account of the credentials: a deleted table or one of another account reads as not found)")?;
+        } else if self.is_target_gone() {
+            f.write_str(" (the ENI/instance no longer exists: a discovered target is looked up again; a `nodes` entry must be updated)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Ec2Error {}
+
+/// What EC2 answers on the fault paths this module handles, as measured on moto
+/// 5.2.5 (`tests/ec2_repair.rs` asserts the moto column through this module) and as the
+/// EC2 API reference ("Error codes for the Amazon EC2 API") documents them:
+///
+/// | case | moto 5.2.5 | EC2 (docs) |
+/// |---|---|---|
+/// | ReplaceRoute, no route for the CIDR | `InvalidParameterValue` "There is no route defined for '<cidr>' in the route table. Use CreateRoute instead." | same (moto's source notes it copies AWS here; `InvalidRoute.NotFound` is DeleteRoute's answer) |
+/// | CreateRoute, route exists | ENI target: accepted silently (overwrites); instance target: `RouteAlreadyExists` "The route identified by <cidr> already exists" | `RouteAlreadyExists` "A route for the specified CIDR block already exists in this route table." |
+/// | route table gone, any call naming it | `InvalidRouteTableID.NotFound` "The routeTable ID '<id>' does not exist" | same code; a badly formed id is `InvalidRouteTableId.Malformed` (moto: NotFound) |
+/// | DescribeRouteTables `RouteTableIds=[ok, gone]` | whole call fails `InvalidRouteTableID.NotFound` naming one id | same |
+/// | DescribeRouteTables filter `route-table-id=[ok, gone]` | the gone table is silently absent | same |
+/// | ReplaceRoute/CreateRoute to a deleted ENI | `InvalidNetworkInterfaceID.NotFound` "The networkInterface ID '<id>' does not exist" | same code ("The specified network interface does not exist.") |
+/// | … to an unknown instance | `InvalidInstanceID.NotFound` "The instance ID '<id>' does not exist" | same code; plain `InvalidInstanceID` = instance has several ENIs (config problem, not "gone") |
+/// | route whose ENI was deleted, read back | still shows the old ENI id, `State: active` | `State: blackhole` |
+/// | ReplaceRoute to an ENI of another VPC | accepted | refused (a route's ENI must be in the table's VPC); discovery is scoped to the tables' VPCs so it is not asked |
 impl Ec2Error {
+    /// ReplaceRoute found no route for the CIDR: CreateRoute instead. EC2 and moto
+    /// say `InvalidParameterValue` with "There is no route defined for '…' in the
+    /// route table. Use CreateRoute instead."; `InvalidRoute.NotFound` (DeleteRoute's
+    /// answer) is accepted too. Other `InvalidParameterValue`s are not this.
+    pub fn is_route_missing(&self) -> bool {
+        match self.code.as_deref() {
+            Some("InvalidRoute.NotFound") => true,
+            Some("InvalidParameterValue") => {
+                self.message.contains("There is no route defined for")
+                    || self.message.contains("Use CreateRoute instead")
+            }
+            _ => false,
+        }
+    }
+
+    /// CreateRoute found a route already there: ReplaceRoute instead.
+    pub fn is_route_already_there(&self) -> bool {
+        self.code.as_deref() == Some("RouteAlreadyExists")
+    }
+
+    /// EC2 says the route's target (ENI or instance) does not exist: a discovered
+    /// target must be evicted and resolved again.
+    pub fn is_target_gone(&self) -> bool {
+        self.class == ErrorClass::TargetGone
+    }
+
+    /// EC2 says the route table does not exist (deleted, another account or
+    /// region, typo): no write can succeed until the config or the account is fixed.
+    pub fn is_table_gone(&self) -> bool {
+        self.code.as_deref().is_some_and(|c| {
+            let c = c.to_ascii_lowercase();
+            c.starts_with("invalidroutetableid.")
+        })
+    }
+
     fn from_sdk<E, R>(
         operation: &'static str,
         subject: impl Into<String>,
@@ -129,9 +204,13 @@ pub fn classify(code: Option<&str>) -> ErrorClass {
         Some(
             "UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "Blocked" | "OptInRequired",
         ) => ErrorClass::Permission,
+        Some("InvalidNetworkInterfaceID.NotFound" | "InvalidInstanceID.NotFound") => {
+            ErrorClass::TargetGone
+        }
         Some(c)
             if c.contains("NotFound")
-                || c.ends_with(".Malformed") && c.starts_with("InvalidRouteTableID") =>
+                || c.ends_with(".Malformed")
+                    && c.to_ascii_lowercase().starts_with("invalidroutetableid") =>
         {
             ErrorClass::NotFound
         }
@@ -142,6 +221,12 @@ pub fn classify(code: Option<&str>) -> ErrorClass {
         }
         _ => ErrorClass::Refused,
     }
+}
+
+/// Names a write in errors: the table, the VIP and the target, so that "does not
+/// exist" says which of them.
+fn write_subject(table: &RouteTableId, cidr: Ipv4Net, target: &Target) -> String {
+    format!("route table {table} ({cidr} -> {target})")
 }
 
 fn count_call(operation: &'static str, ok: bool) {
@@ -171,10 +256,53 @@ impl TableRead {
     }
 }
 
+/// Every route table asked for, each read or failed on its own (see
+/// [`Ec2::read_each_table`]).
+pub type TableReads = BTreeMap<RouteTableId, Result<TableRead, Ec2Error>>;
+
+/// The VIP routes of one table from EC2's answer; `None` for a table not asked for.
+fn table_read(
+    table: &aws_sdk_ec2::types::RouteTable,
+    asked: &BTreeSet<RouteTableId>,
+    cidrs: &BTreeSet<Ipv4Net>,
+) -> Option<(RouteTableId, TableRead)> {
+    let id = table
+        .route_table_id()
+        .and_then(|s| RouteTableId::try_from(s.to_owned()).ok())
+        .filter(|id| asked.contains(id))?;
+    let mut routes = HashMap::new();
+    for r in table.routes() {
+        let Some(cidr) = r
+            .destination_cidr_block()
+            .and_then(|c| c.parse::<Ipv4Net>().ok())
+        else {
+            continue;
+        };
+        if cidrs.contains(&cidr) {
+            routes.insert(
+                cidr,
+                CurrentRoute::Points {
+                    instance_id: r.instance_id().map(str::to_owned),
+                    eni_id: r.network_interface_id().map(str::to_owned),
+                    blackhole: r.state() == Some(&RouteState::Blackhole),
+                },
+            );
+        }
+    }
+    Some((
+        id,
+        TableRead {
+            vpc_id: table.vpc_id().map(str::to_owned),
+            routes,
+        },
+    ))
+}
+
 /// A network interface found by private IP.
 #[derive(Debug, Clone)]
 pub struct FoundInterface {
     pub eni_id: EniId,
+    pub vpc_id: Option<String>,
     pub instance_id: Option<String>,
     pub source_dest_check: Option<bool>,
 }
@@ -218,19 +346,45 @@ impl Ec2 {
         }
     }
 
-    /// Reads the given route tables in batches (filter `route-table-id`, paginated)
-    /// and keeps only the routes for `cidrs`. A table missing from the answer is
-    /// missing from the map.
+    /// Reads the given route tables and keeps only the routes for `cidrs`; a table
+    /// that is gone is absent from the map. Kept for callers that only need the
+    /// tables found; [`Ec2::read_each_table`] says which are gone and why.
     pub async fn read_tables(
         &self,
         tables: &BTreeSet<RouteTableId>,
         cidrs: &BTreeSet<Ipv4Net>,
     ) -> Result<HashMap<RouteTableId, TableRead>, Ec2Error> {
+        Ok(self
+            .read_each_table(tables, cidrs)
+            .await?
+            .into_iter()
+            .filter_map(|(id, r)| r.ok().map(|r| (id, r)))
+            .collect())
+    }
+
+    /// Reads the given route tables and keeps only the routes for `cidrs`.
+    ///
+    /// Every table asked for is a key of the answer: `Ok` with its routes, or
+    /// `Err` for that table alone (gone: [`Ec2Error::is_table_gone`]). The outer
+    /// `Err` is for a read that failed as a whole (network, throttling, permission).
+    ///
+    /// How: DescribeRouteTables with a `route-table-id` *filter* (batches of 200,
+    /// paginated), which answers for the tables that exist and silently leaves out
+    /// the others — so one gone table cannot blind the others, as a `RouteTableIds`
+    /// list would (that fails the whole call with `InvalidRouteTableID.NotFound`).
+    /// Each table left out is then asked for by id, alone, to get EC2's own verdict
+    /// (usually `InvalidRouteTableID.NotFound`) — an extra call only when a table is
+    /// missing, and it also absorbs a table created a moment ago.
+    pub async fn read_each_table(
+        &self,
+        tables: &BTreeSet<RouteTableId>,
+        cidrs: &BTreeSet<Ipv4Net>,
+    ) -> Result<TableReads, Ec2Error> {
         let ids: Vec<String> = tables.iter().map(|t| t.as_str().to_owned()).collect();
         let reads =
             futures::future::try_join_all(ids.chunks(TABLES_PER_READ).map(|chunk| async move {
                 let subject = if chunk.len() == 1 {
-                    chunk[0].clone()
+                    format!("route table {}", chunk[0])
                 } else {
                     format!("{} route tables", chunk.len())
                 };
@@ -256,46 +410,61 @@ impl Ec2 {
                 Ok::<_, Ec2Error>(tables)
             }))
             .await?;
-        let mut out = HashMap::new();
+        let mut out: TableReads = BTreeMap::new();
         for table in reads.into_iter().flatten() {
-            let Some(id) = table
-                .route_table_id()
-                .and_then(|s| RouteTableId::try_from(s.to_owned()).ok())
-            else {
-                continue;
-            };
-            let mut routes = HashMap::new();
-            for r in table.routes() {
-                let Some(cidr) = r
-                    .destination_cidr_block()
-                    .and_then(|c| c.parse::<Ipv4Net>().ok())
-                else {
-                    continue;
-                };
-                if cidrs.contains(&cidr) {
-                    routes.insert(
-                        cidr,
-                        CurrentRoute::Points {
-                            instance_id: r.instance_id().map(str::to_owned),
-                            eni_id: r.network_interface_id().map(str::to_owned),
-                            blackhole: r.state() == Some(&RouteState::Blackhole),
-                        },
-                    );
-                }
+            if let Some((id, read)) = table_read(&table, tables, cidrs) {
+                out.insert(id, Ok(read));
             }
-            out.insert(
-                id,
-                TableRead {
-                    vpc_id: table.vpc_id().map(str::to_owned),
-                    routes,
-                },
-            );
         }
+        let absent: Vec<&RouteTableId> = tables.iter().filter(|t| !out.contains_key(*t)).collect();
+        let verdicts = futures::future::join_all(
+            absent
+                .into_iter()
+                .map(|t| async move { (t.clone(), self.read_one_table(t, tables, cidrs).await) }),
+        )
+        .await;
+        out.extend(verdicts);
         Ok(out)
+    }
+
+    /// One table by id: EC2 names it when it is gone.
+    async fn read_one_table(
+        &self,
+        id: &RouteTableId,
+        tables: &BTreeSet<RouteTableId>,
+        cidrs: &BTreeSet<Ipv4Net>,
+    ) -> Result<TableRead, Ec2Error> {
+        let subject = format!("route table {id}");
+        let r = self
+            .client
+            .describe_route_tables()
+            .route_table_ids(id.as_str())
+            .send()
+            .await;
+        count_call("DescribeRouteTables", r.is_ok());
+        let found = r
+            .map_err(|e| Ec2Error::from_sdk("DescribeRouteTables", subject.clone(), e))?
+            .route_tables
+            .unwrap_or_default()
+            .iter()
+            .find_map(|t| table_read(t, tables, cidrs).filter(|(got, _)| got == id));
+        found.map(|(_, read)| read).ok_or_else(|| Ec2Error {
+            operation: "DescribeRouteTables",
+            subject,
+            class: ErrorClass::NotFound,
+            code: Some("InvalidRouteTableID.NotFound".into()),
+            message: "InvalidRouteTableID.NotFound: not in the answer".into(),
+        })
     }
 
     /// Points `cidr` in `table` at `target`: ReplaceRoute, or CreateRoute when the
     /// route does not exist (and the other way round when it appeared meanwhile).
+    ///
+    /// `create_first` picks the first call from what the caller last read. When
+    /// that is stale (the route was deleted, or created by someone else), EC2's
+    /// answer says so and the other call follows at once: one round trip more at
+    /// most, and no failure reported. Only "no such route" ([`Ec2Error::is_route_missing`])
+    /// and `RouteAlreadyExists` switch; every other error is returned as is.
     pub async fn write_route(
         &self,
         table: &RouteTableId,
@@ -309,10 +478,12 @@ impl Ec2 {
             self.replace_route(table, cidr, target).await
         };
         match first {
-            Err(e) if !create_first && e.code.as_deref() == Some("InvalidRoute.NotFound") => {
+            Err(e) if !create_first && e.is_route_missing() => {
+                tracing::debug!(table = %table, %cidr, %target, "no VIP route to replace; creating it");
                 self.create_route(table, cidr, target).await
             }
-            Err(e) if create_first && e.code.as_deref() == Some("RouteAlreadyExists") => {
+            Err(e) if create_first && e.is_route_already_there() => {
+                tracing::debug!(table = %table, %cidr, %target, "VIP route already exists; replacing it");
                 self.replace_route(table, cidr, target).await
             }
             other => other,
@@ -337,7 +508,7 @@ impl Ec2 {
         let r = req.send().await;
         count_call("ReplaceRoute", r.is_ok());
         r.map(|_| ())
-            .map_err(|e| Ec2Error::from_sdk("ReplaceRoute", table.as_str(), e))
+            .map_err(|e| Ec2Error::from_sdk("ReplaceRoute", write_subject(table, cidr, target), e))
     }
 
     async fn create_route(
@@ -358,7 +529,7 @@ impl Ec2 {
         let r = req.send().await;
         count_call("CreateRoute", r.is_ok());
         r.map(|_| ())
-            .map_err(|e| Ec2Error::from_sdk("CreateRoute", table.as_str(), e))
+            .map_err(|e| Ec2Error::from_sdk("CreateRoute", write_subject(table, cidr, target), e))
     }
 
     /// Harmless permission probe: a DryRun ReplaceRoute to the route's *current*
@@ -392,32 +563,59 @@ impl Ec2 {
         }
     }
 
-    /// Finds the network interface holding `ip` as a private address.
+    /// Finds the network interface holding `ip` as a private address, in any VPC
+    /// (the first one EC2 lists). Prefer [`Ec2::find_interfaces`] scoped to the
+    /// route tables' VPCs: private IPs overlap across VPCs.
     pub async fn find_interface(&self, ip: &str) -> Result<Option<FoundInterface>, Ec2Error> {
-        let out = self
-            .client
-            .describe_network_interfaces()
-            .filters(
+        Ok(self.find_interfaces(ip, &[]).await?.into_iter().next())
+    }
+
+    /// Every network interface holding `ip` as a private address in one of `vpcs`
+    /// (all VPCs when `vpcs` is empty). Inside one VPC a private IP is unique, so
+    /// more than one answer means the scope spans VPCs that overlap.
+    pub async fn find_interfaces(
+        &self,
+        ip: &str,
+        vpcs: &[String],
+    ) -> Result<Vec<FoundInterface>, Ec2Error> {
+        let mut req = self.client.describe_network_interfaces().filters(
+            Filter::builder()
+                .name("addresses.private-ip-address")
+                .values(ip)
+                .build(),
+        );
+        if !vpcs.is_empty() {
+            req = req.filters(
                 Filter::builder()
-                    .name("addresses.private-ip-address")
-                    .values(ip)
+                    .name("vpc-id")
+                    .set_values(Some(vpcs.to_vec()))
                     .build(),
-            )
-            .send()
-            .await
-            .inspect(|_| count_call("DescribeNetworkInterfaces", true))
-            .map_err(|e| Ec2Error::from_sdk("DescribeNetworkInterfaces", ip, e))?;
-        Ok(out.network_interfaces().iter().find_map(|ni| {
-            let eni_id = EniId::try_from(ni.network_interface_id()?.to_owned()).ok()?;
-            Some(FoundInterface {
-                eni_id,
-                instance_id: ni
-                    .attachment()
-                    .and_then(|a| a.instance_id())
-                    .map(str::to_owned),
-                source_dest_check: ni.source_dest_check(),
+            );
+        }
+        let subject = if vpcs.is_empty() {
+            format!("private IP {ip}")
+        } else {
+            format!("private IP {ip} in {}", vpcs.join(", "))
+        };
+        let r = req.send().await;
+        count_call("DescribeNetworkInterfaces", r.is_ok());
+        let out = r.map_err(|e| Ec2Error::from_sdk("DescribeNetworkInterfaces", subject, e))?;
+        Ok(out
+            .network_interfaces()
+            .iter()
+            .filter_map(|ni| {
+                let eni_id = EniId::try_from(ni.network_interface_id()?.to_owned()).ok()?;
+                Some(FoundInterface {
+                    eni_id,
+                    vpc_id: ni.vpc_id().map(str::to_owned),
+                    instance_id: ni
+                        .attachment()
+                        .and_then(|a| a.instance_id())
+                        .map(str::to_owned),
+                    source_dest_check: ni.source_dest_check(),
+                })
             })
-        }))
+            .collect())
     }
 
     /// The CIDR blocks of a VPC (for `check`'s VIP-inside-VPC warning).
@@ -481,7 +679,76 @@ mod tests {
             ErrorClass::NotFound
         );
         assert_eq!(classify(Some("InvalidInstanceID")), ErrorClass::NotFound);
+        assert_eq!(
+            classify(Some("InvalidRouteTableId.Malformed")),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify(Some("InvalidNetworkInterfaceID.NotFound")),
+            ErrorClass::TargetGone
+        );
+        assert_eq!(
+            classify(Some("InvalidInstanceID.NotFound")),
+            ErrorClass::TargetGone
+        );
         assert_eq!(classify(Some("InvalidParameterValue")), ErrorClass::Refused);
         assert_eq!(classify(None), ErrorClass::Refused);
+    }
+
+    fn err(code: &str, message: &str) -> Ec2Error {
+        Ec2Error {
+            operation: "ReplaceRoute",
+            subject: "route table rtb-1".into(),
+            class: classify(Some(code)),
+            code: Some(code.into()),
+            message: format!("{code}: {message}"),
+        }
+    }
+
+    #[test]
+    fn replace_on_a_missing_route_falls_back_to_create_only_on_that_message() {
+        // What moto 5.2.5 and EC2 answer (see the table above Ec2Error's impl).
+        assert!(err(
+            "InvalidParameterValue",
+            "There is no route defined for '172.16.0.10/32' in the route table. Use CreateRoute instead."
+        )
+        .is_route_missing());
+        assert!(err("InvalidRoute.NotFound", "no such route").is_route_missing());
+        assert!(!err(
+            "InvalidParameterValue",
+            "Value (x) for parameter cidr is invalid"
+        )
+        .is_route_missing());
+        assert!(err(
+            "RouteAlreadyExists",
+            "The route identified by 172.16.0.10/32 already exists"
+        )
+        .is_route_already_there());
+        assert!(
+            !err("InvalidParameterValue", "There is no route defined for 'x'")
+                .is_route_already_there()
+        );
+    }
+
+    #[test]
+    fn gone_target_and_gone_table_are_told_apart_and_say_what_to_do() {
+        let eni = err(
+            "InvalidNetworkInterfaceID.NotFound",
+            "The networkInterface ID 'eni-1' does not exist",
+        );
+        assert!(eni.is_target_gone() && !eni.is_table_gone());
+        assert!(eni.to_string().contains("looked up again"));
+        let rtb = err(
+            "InvalidRouteTableID.NotFound",
+            "The routeTable ID 'rtb-1' does not exist",
+        );
+        assert!(rtb.is_table_gone() && !rtb.is_target_gone());
+        assert_eq!(rtb.class, ErrorClass::NotFound);
+        let shown = rtb.to_string();
+        assert!(
+            shown.contains("rtb-1") && shown.contains("route_tables"),
+            "{shown}"
+        );
+        assert!(!err("InvalidInstanceID", "several network interfaces").is_target_gone());
     }
 }

@@ -49,6 +49,33 @@ impl CurrentRoute {
         }
     }
 
+    /// The route's target no longer exists (EC2 shows `State: blackhole`).
+    pub fn is_blackhole(&self) -> bool {
+        matches!(
+            self,
+            CurrentRoute::Points {
+                blackhole: true,
+                ..
+            }
+        )
+    }
+
+    /// Read back after writing `written`, this route says the target we resolved
+    /// is not (or no longer) the one EC2 holds: a blackhole, or a route that
+    /// points elsewhere. The discovered target must then be evicted and resolved
+    /// again ([`crate::targets::Targets::evict`]). A missing route says nothing
+    /// about the target.
+    ///
+    /// EC2 reads are eventually consistent: judge the *last* read-back of a write,
+    /// not the first. moto never shows `blackhole`: a route to a deleted ENI
+    /// keeps showing its id as `active`.
+    pub fn shows_target_gone(&self, written: &Target) -> bool {
+        match self {
+            CurrentRoute::Missing => false,
+            c => c.is_blackhole() || !c.points_at(written),
+        }
+    }
+
     /// A short description for logs and status: the target id or `missing`.
     pub fn describe(&self) -> String {
         match self {
@@ -143,6 +170,17 @@ mod tests {
             plan(&points(None, None, false), &inst("i-1")),
             RouteAction::Replace
         );
+    }
+
+    #[test]
+    fn read_back_blackhole_or_other_target_says_target_gone() {
+        let written = eni("eni-1");
+        assert!(points(Some("i-1"), Some("eni-1"), true).shows_target_gone(&written));
+        assert!(points(None, Some("eni-2"), false).shows_target_gone(&written));
+        assert!(!points(Some("i-1"), Some("eni-1"), false).shows_target_gone(&written));
+        assert!(!CurrentRoute::Missing.shows_target_gone(&written));
+        assert!(points(None, Some("eni-1"), true).is_blackhole());
+        assert!(!CurrentRoute::Missing.is_blackhole());
     }
 
     #[test]

@@ -1,33 +1,249 @@
 //! Maps a Redis master address to its EC2 target: the static `nodes` map, or
 //! discovery of the ENI that holds the private IP (cached, warmed ahead of a
 //! failover so that the switch path never waits for a lookup).
+//!
+//! Discovery rules (the cache rules are pure, in [`DiscoveryCache`], and take
+//! the time as an argument):
+//! - **Scoped to the VPCs of the master's route tables.** Private IPs overlap
+//!   across VPCs, and a route can only target an ENI of its table's VPC. The
+//!   VPC of a table is learned from any table read ([`Targets::learn_vpcs`]) or,
+//!   when unknown, by one DescribeRouteTables of the master's tables.
+//! - **Found answers are kept until EC2 says the target is gone**: the caller
+//!   evicts them ([`Targets::evict`]) on a write answered with
+//!   [`Ec2Error::is_target_gone`] or a read-back that
+//!   [`crate::plan::CurrentRoute::shows_target_gone`]. After [`REFRESH_AFTER`] an
+//!   answer is still used, but [`Targets::is_cached`] says no, so the warm-up
+//!   looks it up again in the background (an ENI replaced while its node was a
+//!   replica heals before the failover needs it).
+//! - **"No such IP" answers are kept for [`NOT_FOUND_TTL`]**, so a reconcile
+//!   every few seconds does not ask EC2 each time. Errors of the call itself
+//!   (network, throttling, permission) are not cached.
+//! - **One lookup at a time per (scope, IP)** (single-flight): the warm-up and a
+//!   write that need the same address share one DescribeNetworkInterfaces.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::config::{MasterConfig, Target};
-use crate::ec2::{Ec2, Ec2Error};
+use crate::config::{MasterConfig, RouteTableId, Target};
+use crate::ec2::{Ec2, Ec2Error, TableRead};
 use crate::event::Addr;
 use crate::plan::static_target;
+
+/// How long "no network interface holds this IP" is believed.
+pub const NOT_FOUND_TTL: Duration = Duration::from_secs(10);
+/// Age after which a found target is looked up again by the warm-up (still used
+/// meanwhile).
+pub const REFRESH_AFTER: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TargetError {
     #[error("{addr} is not in masters.{master}.nodes; add it there")]
     NotInNodes { master: String, addr: Addr },
-    #[error("no network interface in EC2 holds private IP {0}")]
-    NotFound(String),
+    /// Discovery found no single ENI for the address (see [`DiscoveryMiss`]).
+    #[error(transparent)]
+    NotFound(DiscoveryMiss),
     #[error(transparent)]
     Ec2(#[from] Ec2Error),
 }
 
-/// Target resolution with a shared discovery cache (private IP → ENI).
-#[derive(Clone, Default)]
+/// Why discovery found no single ENI for a private IP. An answer about the
+/// address, cached for [`NOT_FOUND_TTL`] (except [`DiscoveryMiss::NoScope`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DiscoveryMiss {
+    #[error("no network interface in EC2 holds private IP {ip}; is the Redis node's ENI in this account and region?")]
+    Anywhere { ip: String },
+    #[error("no network interface holds private IP {ip} in {vpcs}, the VPC(s) of the master's route tables; is the Redis node's ENI there (a replaced ENI is found again once it exists)?")]
+    InVpcs { ip: String, vpcs: String },
+    #[error("private IP {ip} is held by several network interfaces ({enis}) in {vpcs}: the master's route tables span VPCs with overlapping CIDRs; list the targets in masters.<name>.nodes")]
+    Ambiguous {
+        ip: String,
+        enis: String,
+        vpcs: String,
+    },
+    #[error("none of route tables {tables} could be read, so the VPC to look {ip} up in is unknown: {reason}")]
+    NoScope {
+        ip: String,
+        tables: String,
+        reason: String,
+    },
+}
+
+impl TargetError {
+    /// An answer about the address itself (cached briefly), not a failed call.
+    fn is_answer(&self) -> bool {
+        matches!(
+            self,
+            TargetError::NotFound(
+                DiscoveryMiss::Anywhere { .. }
+                    | DiscoveryMiss::InVpcs { .. }
+                    | DiscoveryMiss::Ambiguous { .. }
+            )
+        )
+    }
+}
+
+/// Where a lookup looks: the VPCs (sorted; empty = every VPC) and the IP.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DiscoveryKey {
+    pub vpcs: Vec<String>,
+    pub ip: String,
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Found { target: Target, at: Instant },
+    NotFound { error: TargetError, at: Instant },
+}
+
+/// What the cache knows about a key at a given time.
+#[derive(Debug, Clone)]
+pub enum Cached {
+    /// A target younger than [`REFRESH_AFTER`].
+    Fresh(Target),
+    /// A target older than [`REFRESH_AFTER`]: use it, and look it up again.
+    Stale(Target),
+    /// "Not found" younger than [`NOT_FOUND_TTL`].
+    Absent(TargetError),
+    /// Nothing, or an expired "not found".
+    Unknown,
+}
+
+/// The discovery cache's rules over plain data and a given `now`. Pure.
+#[derive(Debug, Default)]
+pub struct DiscoveryCache {
+    entries: HashMap<DiscoveryKey, Entry>,
+}
+
+impl DiscoveryCache {
+    pub fn get(&self, key: &DiscoveryKey, now: Instant) -> Cached {
+        match self.entries.get(key) {
+            Some(Entry::Found { target, at }) => {
+                if now.saturating_duration_since(*at) < REFRESH_AFTER {
+                    Cached::Fresh(target.clone())
+                } else {
+                    Cached::Stale(target.clone())
+                }
+            }
+            Some(Entry::NotFound { error, at })
+                if now.saturating_duration_since(*at) < NOT_FOUND_TTL =>
+            {
+                Cached::Absent(error.clone())
+            }
+            _ => Cached::Unknown,
+        }
+    }
+
+    /// Records a lookup's answer. A failed call is not an answer: it leaves
+    /// what was known (a stale target stays usable while EC2 is unreachable).
+    pub fn record(
+        &mut self,
+        key: DiscoveryKey,
+        answer: &Result<Target, TargetError>,
+        now: Instant,
+    ) {
+        match answer {
+            Ok(target) => {
+                self.entries.insert(
+                    key,
+                    Entry::Found {
+                        target: target.clone(),
+                        at: now,
+                    },
+                );
+            }
+            Err(e) if e.is_answer() => {
+                self.entries.insert(
+                    key,
+                    Entry::NotFound {
+                        error: e.clone(),
+                        at: now,
+                    },
+                );
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Forgets everything known about `ip` (every scope). Returns whether a
+    /// found target was dropped.
+    pub fn evict_ip(&mut self, ip: &str) -> bool {
+        let mut dropped = false;
+        self.entries.retain(|k, e| {
+            let hit = k.ip == ip;
+            dropped |= hit && matches!(e, Entry::Found { .. });
+            !hit
+        });
+        dropped
+    }
+
+    /// Forgets every address that resolved to `target`.
+    pub fn evict_target(&mut self, target: &Target) -> bool {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| !matches!(e, Entry::Found { target: t, .. } if t == target));
+        before != self.entries.len()
+    }
+
+    /// Whether `ip` has an answer that needs no lookup now (in any scope).
+    pub fn knows(&self, ip: &str, now: Instant) -> bool {
+        self.entries
+            .keys()
+            .filter(|k| k.ip == ip)
+            .any(|k| matches!(self.get(k, now), Cached::Fresh(_) | Cached::Absent(_)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    cache: Mutex<DiscoveryCache>,
+    /// Route table → its VPC (a table never changes VPC).
+    table_vpc: Mutex<HashMap<RouteTableId, String>>,
+    /// One lock per key being looked up (single-flight).
+    flights: Mutex<HashMap<DiscoveryKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The time source of the cache (injected in tests).
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// Target resolution with a shared discovery cache ((VPCs, private IP) → ENI).
+/// Cheap to clone; clones share the cache.
+#[derive(Clone)]
 pub struct Targets {
-    cache: Arc<Mutex<HashMap<String, Target>>>,
+    shared: Arc<Shared>,
+    clock: Clock,
+}
+
+impl Default for Targets {
+    fn default() -> Targets {
+        Targets::with_clock(Arc::new(Instant::now))
+    }
 }
 
 impl Targets {
-    /// The target if it is known without I/O (static map or cache).
+    /// A cache that reads the time from `clock` (tests advance it by hand).
+    pub fn with_clock(clock: Clock) -> Targets {
+        Targets {
+            shared: Arc::default(),
+            clock,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        (self.clock)()
+    }
+
+    /// The target if it is known without I/O (static map or cache). `None`:
+    /// unknown, resolve it. `Some(Err)` for an address EC2 recently said no
+    /// interface holds (for [`NOT_FOUND_TTL`]).
     pub fn cached(
         &self,
         master: &str,
@@ -43,11 +259,22 @@ impl Targets {
                     }),
                 )
             }
-            None => self.cache.lock().ok()?.get(&addr.host).cloned().map(Ok),
+            None => {
+                let key = DiscoveryKey {
+                    vpcs: self.known_scope(cfg)?,
+                    ip: addr.host.clone(),
+                };
+                match self.shared.cache.lock().ok()?.get(&key, self.now()) {
+                    Cached::Fresh(t) | Cached::Stale(t) => Some(Ok(t)),
+                    Cached::Absent(e) => Some(Err(e)),
+                    Cached::Unknown => None,
+                }
+            }
         }
     }
 
-    /// The target, discovering it through EC2 when it is not cached.
+    /// The target, discovering it through EC2 (in the VPCs of the master's route
+    /// tables) when it is not cached.
     pub async fn resolve(
         &self,
         ec2: &Ec2,
@@ -58,27 +285,444 @@ impl Targets {
         if let Some(t) = self.cached(master, cfg, addr) {
             return t;
         }
-        self.discover(ec2, &addr.host).await
+        let vpcs = self.scope(ec2, cfg, &addr.host).await?;
+        self.lookup(ec2, vpcs, &addr.host).await
     }
 
-    /// Looks `ip` up in EC2 and caches the answer.
+    /// Warm-up for a master without a `nodes` map: looks `addr` up unless a
+    /// fresh answer is cached. Call it for each replica after a reconcile.
+    pub async fn warm(
+        &self,
+        ec2: &Ec2,
+        cfg: &MasterConfig,
+        addr: &Addr,
+    ) -> Result<Target, TargetError> {
+        let vpcs = self.scope(ec2, cfg, &addr.host).await?;
+        self.lookup(ec2, vpcs, &addr.host).await
+    }
+
+    /// Looks `ip` up in EC2 and caches the answer, scoped to every VPC learned so
+    /// far (all VPCs when none is known yet). Kept for callers without the
+    /// master's config; prefer [`Targets::warm`], which scopes to one master's tables.
     pub async fn discover(&self, ec2: &Ec2, ip: &str) -> Result<Target, TargetError> {
-        let found = ec2
-            .find_interface(ip)
-            .await?
-            .ok_or_else(|| TargetError::NotFound(ip.to_owned()))?;
-        let target = Target::Eni(found.eni_id);
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(ip.to_owned(), target.clone());
-        }
-        Ok(target)
+        let vpcs: BTreeSet<String> = self
+            .shared
+            .table_vpc
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        self.lookup(ec2, vpcs.into_iter().collect(), ip).await
     }
 
-    /// Whether `ip` is already in the discovery cache.
+    /// Whether `ip` has a fresh answer (found, or recently not found), so that a
+    /// warm-up need not ask EC2.
     pub fn is_cached(&self, ip: &str) -> bool {
-        self.cache
+        self.shared
+            .cache
             .lock()
-            .map(|c| c.contains_key(ip))
+            .map(|c| c.knows(ip, self.now()))
             .unwrap_or(false)
+    }
+
+    /// Forgets the discovered target of `addr`: call it when a write to it was
+    /// answered [`Ec2Error::is_target_gone`], or when the route read back after the
+    /// write [`crate::plan::CurrentRoute::shows_target_gone`]. The next
+    /// [`Targets::cached`] says `None` and the next resolve asks EC2 again. Returns
+    /// whether a target was forgotten (`false` for a static `nodes` map: that needs
+    /// the config fixed).
+    pub fn evict(&self, addr: &Addr) -> bool {
+        self.shared
+            .cache
+            .lock()
+            .map(|mut c| c.evict_ip(&addr.host))
+            .unwrap_or(false)
+    }
+
+    /// Forgets every address that resolved to `target` (when only the target is
+    /// known, e.g. a blackhole route read back).
+    pub fn evict_target(&self, target: &Target) -> bool {
+        self.shared
+            .cache
+            .lock()
+            .map(|mut c| c.evict_target(target))
+            .unwrap_or(false)
+    }
+
+    /// Records the VPC of every table read, so discovery needs no extra call.
+    pub fn learn_vpcs<'a>(
+        &self,
+        reads: impl IntoIterator<Item = (&'a RouteTableId, &'a TableRead)>,
+    ) {
+        if let Ok(mut m) = self.shared.table_vpc.lock() {
+            for (id, read) in reads {
+                if let Some(vpc) = &read.vpc_id {
+                    m.insert(id.clone(), vpc.clone());
+                }
+            }
+        }
+    }
+
+    /// The VPCs of `cfg`'s route tables when every one is known.
+    fn known_scope(&self, cfg: &MasterConfig) -> Option<Vec<String>> {
+        let m = self.shared.table_vpc.lock().ok()?;
+        let vpcs: Option<BTreeSet<String>> =
+            cfg.route_tables.iter().map(|t| m.get(t).cloned()).collect();
+        vpcs.map(|v| v.into_iter().collect())
+    }
+
+    /// The VPCs of `cfg`'s route tables, reading the tables once if needed. Tables
+    /// that are gone are left out; none readable is an error.
+    async fn scope(
+        &self,
+        ec2: &Ec2,
+        cfg: &MasterConfig,
+        ip: &str,
+    ) -> Result<Vec<String>, TargetError> {
+        if let Some(v) = self.known_scope(cfg) {
+            return Ok(v);
+        }
+        let tables: BTreeSet<RouteTableId> = cfg.route_tables.iter().cloned().collect();
+        let reads = ec2.read_each_table(&tables, &BTreeSet::new()).await?;
+        self.learn_vpcs(
+            reads
+                .iter()
+                .filter_map(|(t, r)| r.as_ref().ok().map(|r| (t, r))),
+        );
+        let vpcs: BTreeSet<String> = reads
+            .values()
+            .filter_map(|r| r.as_ref().ok().and_then(|r| r.vpc_id.clone()))
+            .collect();
+        if vpcs.is_empty() {
+            let reason = reads
+                .values()
+                .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(TargetError::NotFound(DiscoveryMiss::NoScope {
+                ip: ip.to_owned(),
+                tables: cfg
+                    .route_tables
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason,
+            }));
+        }
+        Ok(vpcs.into_iter().collect())
+    }
+
+    /// Single-flight lookup of `ip` in `vpcs`, through the cache.
+    async fn lookup(&self, ec2: &Ec2, vpcs: Vec<String>, ip: &str) -> Result<Target, TargetError> {
+        let key = DiscoveryKey {
+            vpcs,
+            ip: ip.to_owned(),
+        };
+        let ask_key = key.clone();
+        self.single_flight(key, move || async move {
+            let found = ec2.find_interfaces(&ask_key.ip, &ask_key.vpcs).await?;
+            let scope = ask_key.vpcs.join(", ");
+            match found.as_slice() {
+                [] if ask_key.vpcs.is_empty() => {
+                    Err(TargetError::NotFound(DiscoveryMiss::Anywhere {
+                        ip: ask_key.ip.clone(),
+                    }))
+                }
+                [] => Err(TargetError::NotFound(DiscoveryMiss::InVpcs {
+                    ip: ask_key.ip.clone(),
+                    vpcs: scope,
+                })),
+                [one] => Ok(Target::Eni(one.eni_id.clone())),
+                many => Err(TargetError::NotFound(DiscoveryMiss::Ambiguous {
+                    ip: ask_key.ip.clone(),
+                    enis: many
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "{} in {}",
+                                f.eni_id,
+                                f.vpc_id.as_deref().unwrap_or("unknown VPC")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    vpcs: if scope.is_empty() {
+                        "all VPCs".into()
+                    } else {
+                        scope
+                    },
+                })),
+            }
+        })
+        .await
+    }
+
+    /// Runs `ask` for `key` unless a fresh answer is cached, at most one at a
+    /// time per key: a caller that waited for another's lookup takes its answer.
+    async fn single_flight<F, Fut>(&self, key: DiscoveryKey, ask: F) -> Result<Target, TargetError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Target, TargetError>>,
+    {
+        let flight = {
+            let Ok(mut flights) = self.shared.flights.lock() else {
+                return ask().await;
+            };
+            flights.entry(key.clone()).or_default().clone()
+        };
+        let answer = {
+            let _turn = flight.lock().await;
+            let known = self
+                .shared
+                .cache
+                .lock()
+                .map(|c| c.get(&key, self.now()))
+                .unwrap_or(Cached::Unknown);
+            match known {
+                Cached::Fresh(t) => Ok(t),
+                Cached::Absent(e) => Err(e),
+                Cached::Stale(_) | Cached::Unknown => {
+                    let answer = ask().await;
+                    if let Ok(mut c) = self.shared.cache.lock() {
+                        c.record(key.clone(), &answer, self.now());
+                    }
+                    answer
+                }
+            }
+        };
+        if let Ok(mut flights) = self.shared.flights.lock() {
+            // Drop the lock entry when nobody else holds or waits on it.
+            if flights
+                .get(&key)
+                .is_some_and(|f| Arc::ptr_eq(f, &flight) && Arc::strong_count(f) == 2)
+            {
+                flights.remove(&key);
+            }
+        }
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn eni(s: &str) -> Target {
+        Target::Eni(s.to_owned().try_into().unwrap())
+    }
+    fn key(ip: &str) -> DiscoveryKey {
+        DiscoveryKey {
+            vpcs: vec!["vpc-1".into()],
+            ip: ip.into(),
+        }
+    }
+    fn not_found(ip: &str) -> TargetError {
+        TargetError::NotFound(DiscoveryMiss::InVpcs {
+            ip: ip.into(),
+            vpcs: "vpc-1".into(),
+        })
+    }
+    fn call_failed() -> TargetError {
+        TargetError::Ec2(Ec2Error {
+            operation: "DescribeNetworkInterfaces",
+            subject: "private IP 10.0.1.11".into(),
+            class: crate::ec2::ErrorClass::Transient,
+            code: None,
+            message: "timed out".into(),
+        })
+    }
+
+    #[test]
+    fn found_target_is_fresh_then_stale_but_still_used() {
+        let t0 = Instant::now();
+        let mut c = DiscoveryCache::default();
+        c.record(key("10.0.1.11"), &Ok(eni("eni-1")), t0);
+        assert!(matches!(c.get(&key("10.0.1.11"), t0), Cached::Fresh(t) if t == eni("eni-1")));
+        assert!(c.knows("10.0.1.11", t0 + REFRESH_AFTER - Duration::from_secs(1)));
+        let later = t0 + REFRESH_AFTER;
+        assert!(matches!(c.get(&key("10.0.1.11"), later), Cached::Stale(t) if t == eni("eni-1")));
+        assert!(
+            !c.knows("10.0.1.11", later),
+            "a stale answer is refreshed by the warm-up"
+        );
+    }
+
+    #[test]
+    fn not_found_is_believed_for_ten_seconds_only() {
+        let t0 = Instant::now();
+        let mut c = DiscoveryCache::default();
+        c.record(key("10.0.1.11"), &Err(not_found("10.0.1.11")), t0);
+        assert!(matches!(
+            c.get(&key("10.0.1.11"), t0 + Duration::from_secs(9)),
+            Cached::Absent(_)
+        ));
+        assert!(c.knows("10.0.1.11", t0 + Duration::from_secs(9)));
+        assert!(matches!(
+            c.get(&key("10.0.1.11"), t0 + NOT_FOUND_TTL),
+            Cached::Unknown
+        ));
+        assert!(!c.knows("10.0.1.11", t0 + NOT_FOUND_TTL));
+    }
+
+    #[test]
+    fn failed_call_is_not_cached_and_keeps_the_last_target() {
+        let t0 = Instant::now();
+        let mut c = DiscoveryCache::default();
+        c.record(key("10.0.1.11"), &Err(call_failed()), t0);
+        assert!(c.is_empty());
+        c.record(key("10.0.1.11"), &Ok(eni("eni-1")), t0);
+        c.record(key("10.0.1.11"), &Err(call_failed()), t0 + REFRESH_AFTER);
+        assert!(
+            matches!(c.get(&key("10.0.1.11"), t0 + REFRESH_AFTER), Cached::Stale(t) if t == eni("eni-1"))
+        );
+    }
+
+    #[test]
+    fn evict_forgets_the_address_in_every_scope_and_by_target() {
+        let t0 = Instant::now();
+        let mut c = DiscoveryCache::default();
+        let other_scope = DiscoveryKey {
+            vpcs: vec![],
+            ip: "10.0.1.11".into(),
+        };
+        c.record(key("10.0.1.11"), &Ok(eni("eni-1")), t0);
+        c.record(other_scope.clone(), &Ok(eni("eni-1")), t0);
+        c.record(key("10.0.1.12"), &Ok(eni("eni-2")), t0);
+        assert!(c.evict_ip("10.0.1.11"));
+        assert!(matches!(c.get(&key("10.0.1.11"), t0), Cached::Unknown));
+        assert!(matches!(c.get(&other_scope, t0), Cached::Unknown));
+        assert!(!c.evict_ip("10.0.1.11"), "nothing left to evict");
+        assert!(c.evict_target(&eni("eni-2")));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn same_ip_in_two_scopes_are_two_answers() {
+        let t0 = Instant::now();
+        let mut c = DiscoveryCache::default();
+        let b = DiscoveryKey {
+            vpcs: vec!["vpc-2".into()],
+            ip: "10.0.1.11".into(),
+        };
+        c.record(key("10.0.1.11"), &Ok(eni("eni-a")), t0);
+        c.record(b.clone(), &Ok(eni("eni-b")), t0);
+        assert!(matches!(c.get(&key("10.0.1.11"), t0), Cached::Fresh(t) if t == eni("eni-a")));
+        assert!(matches!(c.get(&b, t0), Cached::Fresh(t) if t == eni("eni-b")));
+    }
+
+    /// A clock the test moves by hand.
+    fn manual_clock() -> (Clock, Arc<Mutex<Instant>>) {
+        let t = Arc::new(Mutex::new(Instant::now()));
+        let read = t.clone();
+        (Arc::new(move || *read.lock().unwrap()), t)
+    }
+
+    #[tokio::test]
+    async fn concurrent_lookups_of_one_address_ask_ec2_once() {
+        let targets = Targets::default();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let lookups = (0..5).map(|_| {
+            let (targets, asked, release) = (targets.clone(), asked.clone(), release.clone());
+            async move {
+                targets
+                    .single_flight(key("10.0.1.11"), || async move {
+                        asked.fetch_add(1, Ordering::SeqCst);
+                        // Held open until every other lookup waits behind it.
+                        release.notified().await;
+                        Ok(eni("eni-1"))
+                    })
+                    .await
+            }
+        });
+        // join_all polls every lookup once (one asks, four wait), then the release.
+        let releaser = async {
+            tokio::task::yield_now().await;
+            release.notify_one();
+            Ok(eni("eni-1"))
+        };
+        let answers = futures::future::join_all(
+            lookups
+                .map(futures::future::Either::Left)
+                .chain([futures::future::Either::Right(releaser)]),
+        )
+        .await;
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert!(answers
+            .iter()
+            .all(|a| matches!(a, Ok(t) if *t == eni("eni-1"))));
+        assert!(
+            targets.shared.flights.lock().unwrap().is_empty(),
+            "no lock left behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn not_found_is_asked_again_only_after_the_ttl() {
+        let (clock, t) = manual_clock();
+        let targets = Targets::with_clock(clock);
+        let asked = Arc::new(AtomicUsize::new(0));
+        let ask = |asked: Arc<AtomicUsize>| {
+            move || async move {
+                asked.fetch_add(1, Ordering::SeqCst);
+                Err(not_found("10.0.1.11"))
+            }
+        };
+        for _ in 0..3 {
+            let r = targets
+                .single_flight(key("10.0.1.11"), ask(asked.clone()))
+                .await;
+            assert!(matches!(
+                r,
+                Err(TargetError::NotFound(DiscoveryMiss::InVpcs { .. }))
+            ));
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert!(targets.is_cached("10.0.1.11"));
+        *t.lock().unwrap() += NOT_FOUND_TTL;
+        assert!(!targets.is_cached("10.0.1.11"));
+        let _ = targets
+            .single_flight(key("10.0.1.11"), ask(asked.clone()))
+            .await;
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn stale_target_is_used_by_the_switch_path_and_refreshed_by_the_warm_up() {
+        let (clock, t) = manual_clock();
+        let targets = Targets::with_clock(clock);
+        let _ = targets
+            .single_flight(key("10.0.1.11"), || async { Ok(eni("eni-old")) })
+            .await;
+        *t.lock().unwrap() += REFRESH_AFTER;
+        assert!(
+            !targets.is_cached("10.0.1.11"),
+            "the warm-up looks it up again"
+        );
+        let r = targets
+            .single_flight(key("10.0.1.11"), || async { Ok(eni("eni-new")) })
+            .await;
+        assert!(matches!(r, Ok(t) if t == eni("eni-new")));
+        assert!(targets.is_cached("10.0.1.11"));
+    }
+
+    #[tokio::test]
+    async fn evicted_target_is_looked_up_again() {
+        let targets = Targets::default();
+        let r = targets
+            .single_flight(key("10.0.1.11"), || async { Ok(eni("eni-old")) })
+            .await;
+        assert!(matches!(r, Ok(t) if t == eni("eni-old")));
+        // Cached: a second lookup does not ask.
+        let r = targets
+            .single_flight(key("10.0.1.11"), || async { Ok(eni("eni-never-asked")) })
+            .await;
+        assert!(matches!(r, Ok(t) if t == eni("eni-old")));
+        assert!(targets.evict(&Addr::new("10.0.1.11", 6379)));
+        let r = targets
+            .single_flight(key("10.0.1.11"), || async { Ok(eni("eni-new")) })
+            .await;
+        assert!(matches!(r, Ok(t) if t == eni("eni-new")));
     }
 }

@@ -833,3 +833,94 @@ impl Receiver {
             .collect()
     }
 }
+
+// --- ec2 helpers ---
+
+impl Vpc {
+    /// The VPC and subnet of the rig's nodes (from the first ENI).
+    pub async fn vpc_and_subnet(&self) -> (String, String) {
+        let out = self
+            .client
+            .describe_network_interfaces()
+            .network_interface_ids(&self.enis[0])
+            .send()
+            .await
+            .expect("DescribeNetworkInterfaces");
+        let ni = &out.network_interfaces()[0];
+        (
+            ni.vpc_id().expect("vpc id").to_owned(),
+            ni.subnet_id().expect("subnet id").to_owned(),
+        )
+    }
+
+    /// Deletes the VIP route of `table` by hand (as an operator might).
+    pub async fn delete_route(&self, table: usize) {
+        self.client
+            .delete_route()
+            .route_table_id(&self.tables[table])
+            .destination_cidr_block(VIP)
+            .send()
+            .await
+            .expect("DeleteRoute");
+    }
+
+    /// Creates an ENI holding `ip` in `subnet`.
+    pub async fn create_eni(&self, subnet: &str, ip: &str) -> String {
+        self.client
+            .create_network_interface()
+            .subnet_id(subnet)
+            .private_ip_address(ip)
+            .send()
+            .await
+            .expect("CreateNetworkInterface")
+            .network_interface()
+            .and_then(|n| n.network_interface_id())
+            .expect("eni id")
+            .to_owned()
+    }
+
+    /// Starts an instance in `subnet` (moto accepts its first listed image).
+    pub async fn create_instance(&self, subnet: &str) -> String {
+        let images = self
+            .client
+            .describe_images()
+            .send()
+            .await
+            .expect("DescribeImages");
+        let ami = images.images()[0].image_id().expect("image id").to_owned();
+        self.client
+            .run_instances()
+            .image_id(ami)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(subnet)
+            .send()
+            .await
+            .expect("RunInstances")
+            .instances()[0]
+            .instance_id()
+            .expect("instance id")
+            .to_owned()
+    }
+
+    /// Replaces the ENI `old` by a new one holding the same private IP, attached
+    /// to `instance` (what happens when a node's ENI is recreated); returns its id.
+    pub async fn replace_eni(&self, old: &str, subnet: &str, ip: &str, instance: &str) -> String {
+        self.client
+            .delete_network_interface()
+            .network_interface_id(old)
+            .send()
+            .await
+            .expect("DeleteNetworkInterface");
+        let new = self.create_eni(subnet, ip).await;
+        self.client
+            .attach_network_interface()
+            .network_interface_id(&new)
+            .instance_id(instance)
+            .device_index(1)
+            .send()
+            .await
+            .expect("AttachNetworkInterface");
+        new
+    }
+}
