@@ -160,6 +160,9 @@ impl Controller {
             Input::WriteDone(w) => {
                 log_write(&w);
                 count_write(&w);
+                if w.target_gone() && self.targets.evict(&w.addr) {
+                    warn!(master = %w.master, addr = %w.addr, "EC2 says the target is gone; looking the address up again");
+                }
                 steering::Input::WriteDone(w)
             }
         };
@@ -280,13 +283,17 @@ impl Controller {
         let ec2 = self.ec2.clone();
         let targets = self.targets.clone();
         let warming = self.warming.clone();
+        let cfg = self.cfg.clone();
         tokio::spawn(async move {
             for name in discovery {
+                let Some(m) = cfg.masters.get(&name) else {
+                    continue;
+                };
                 for link in links.iter() {
                     if let Ok(replicas) = link.replicas(&name).await {
                         for r in replicas {
                             if !targets.is_cached(&r.host) {
-                                if let Err(e) = targets.discover(&ec2, &r.host).await {
+                                if let Err(e) = targets.warm(&ec2, m, &r).await {
                                     debug!(master = %name, replica = %r, error = %e, "replica target not found yet");
                                 }
                             }
@@ -498,8 +505,15 @@ pub async fn majority_read(
             }
             r
         })),
-        ec2.read_tables(&tables, &cidrs)
+        ec2.read_each_table(&tables, &cidrs)
     );
+    if let Ok(reads) = &tables {
+        targets.learn_vpcs(
+            reads
+                .iter()
+                .filter_map(|(id, r)| Some((id, r.as_ref().ok()?))),
+        );
+    }
     let sentinels_answering = reports.iter().filter(|r| r.is_ok()).count();
     let mut answers = HashMap::new();
     let mut known = HashMap::new();

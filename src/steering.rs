@@ -35,7 +35,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::alerts::{AlertInput, RouteReport};
 use crate::config::{Config, MasterConfig, RouteTableId, Target};
-use crate::ec2::{Ec2Error, TableRead};
+use crate::ec2::{Ec2Error, TableReads};
 use crate::event::{Addr, Event, Role};
 use crate::plan::{plan, CurrentRoute, RouteAction};
 use crate::quorum::{self, Answer, Verdict};
@@ -122,7 +122,10 @@ pub struct ReadOutcome {
     pub seq: u64,
     /// Per master: one answer per configured sentinel, in configured order.
     pub answers: HashMap<String, Vec<Answer>>,
-    pub tables: Result<HashMap<RouteTableId, TableRead>, Ec2Error>,
+    /// Every configured table: its read, or why it could not be read (a table
+    /// that is gone is an error of its own, never silently absent). The outer
+    /// error is a failure of the whole call (network, permission).
+    pub tables: Result<TableReads, Ec2Error>,
     /// Targets known without I/O (static `nodes` or the discovery cache) for the
     /// addresses the sentinels named, per master.
     pub targets: HashMap<String, HashMap<Addr, Result<Target, TargetError>>>,
@@ -231,6 +234,24 @@ impl WriteOutcome {
                 }
             }
         }
+    }
+
+    /// Whether EC2 said the target is gone (`InvalidNetworkInterfaceID.NotFound`,
+    /// ...), or a written route reads back as a blackhole or another target:
+    /// the address must be looked up again. Only the last read-back is judged
+    /// (reads lag behind writes).
+    pub fn target_gone(&self) -> bool {
+        let refused = self
+            .tables
+            .iter()
+            .any(|(_, r)| r.as_ref().err().is_some_and(Ec2Error::is_target_gone));
+        let reads_wrong = match (&self.target, &self.verified) {
+            (Ok(t), Some(v)) => self.tables.iter().any(|(tb, r)| {
+                matches!(r, Ok(true)) && v.get(tb).is_some_and(|c| c.shows_target_gone(t))
+            }),
+            _ => false,
+        };
+        refused || reads_wrong
     }
 
     /// Whether every failure is one that retrying soon cannot fix (permission,
@@ -690,7 +711,10 @@ impl Steering {
             // Transient failures: retry with backoff (each retry is a fresh
             // majority read). Permission / not-found need an operator: alerted and
             // retried at the interval.
-            if st.queued.is_none() && !w.needs_operator() {
+            if w.target_gone() {
+                // The driver evicted the cached target: look again right away.
+                st.retry_at = Some(now);
+            } else if st.queued.is_none() && !w.needs_operator() {
                 st.retry_at = Some(now + retry_delay(st.failures, jitter));
             }
         }
@@ -780,20 +804,28 @@ impl Steering {
         // Route tables as read.
         if let Ok(tables) = &o.tables {
             st.missing_tables.clear();
+            let mut why = Vec::new();
             for t in &st.cfg.route_tables {
                 match tables.get(t) {
-                    Some(read) => {
+                    Some(Ok(read)) => {
                         st.routes.insert(t.clone(), read.route(&st.cfg.vip.0));
+                    }
+                    Some(Err(e)) => {
+                        // Never judge from a stale cache what cannot be read now.
+                        st.routes.remove(t);
+                        st.missing_tables.push(t.clone());
+                        why.push(e.to_string());
                     }
                     None => {
                         st.routes.remove(t);
                         st.missing_tables.push(t.clone());
+                        why.push(format!("{t}: not in EC2's answer"));
                     }
                 }
             }
             if !st.missing_tables.is_empty() {
-                error!(master = %name, tables = %missing_text(&st.missing_tables),
-                    "route table not found in EC2 (deleted, another account, or a typo in masters.{name}.route_tables)");
+                error!(master = %name, tables = %missing_text(&st.missing_tables), error = %why.join("; "),
+                    "route table cannot be read (deleted, another account or region, or a typo in masters.{name}.route_tables)");
                 result = Judged::Failed;
             }
         }
@@ -984,7 +1016,10 @@ enum Judged {
 
 fn missing_text(tables: &[RouteTableId]) -> String {
     let ids: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-    format!("route table {} not found in EC2", ids.join(", "))
+    format!(
+        "route table {} not found in EC2 (or not readable)",
+        ids.join(", ")
+    )
 }
 
 /// Backoff for the `failures`-th consecutive failure: 0.5 s doubling, capped at
@@ -998,6 +1033,7 @@ pub fn retry_delay(failures: u32, jitter: f64) -> Duration {
 mod tests {
     //! The decision rules as scenarios: inputs at injected times, expected actions.
     use super::*;
+    use crate::ec2::TableRead;
     use crate::quorum::MasterView;
 
     const A: &str = "10.0.1.10";
@@ -1053,6 +1089,17 @@ reconcile:
 
     /// The route tables as EC2 would answer: both pointing at `on`'s ENI.
     fn tables(on: Option<&str>) -> HashMap<RouteTableId, TableRead> {
+        plain_tables(on)
+    }
+
+    fn table_reads(on: Option<&str>) -> TableReads {
+        plain_tables(on)
+            .into_iter()
+            .map(|(t, r)| (t, Ok(r)))
+            .collect()
+    }
+
+    fn plain_tables(on: Option<&str>) -> HashMap<RouteTableId, TableRead> {
         let cfg = cfg();
         let vip = cfg.masters["m"].vip.0;
         cfg.masters["m"]
@@ -1101,7 +1148,7 @@ reconcile:
         Input::ReadDone(Box::new(ReadOutcome {
             seq,
             answers: [("m".to_owned(), answers)].into_iter().collect(),
-            tables: Ok(tables(vip_on)),
+            tables: Ok(table_reads(vip_on)),
             targets: [("m".to_owned(), targets)].into_iter().collect(),
             sentinels_answering: 3,
             took: Duration::from_millis(5),
@@ -1583,7 +1630,17 @@ reconcile:
             unreachable!()
         };
         if let Ok(t) = o.tables.as_mut() {
-            t.remove(&RouteTableId::try_from("rtb-2".to_owned()).expect("id"));
+            let id = RouteTableId::try_from("rtb-2".to_owned()).expect("id");
+            t.insert(
+                id.clone(),
+                Err(Ec2Error {
+                    operation: "DescribeRouteTables",
+                    subject: id.to_string(),
+                    class: crate::ec2::ErrorClass::NotFound,
+                    code: Some("InvalidRouteTableID.NotFound".into()),
+                    message: "The routeTable ID 'rtb-2' does not exist".into(),
+                }),
+            );
         }
         s.feed(110, Input::ReadDone(o));
         assert!(!s.core.last_read_ok());
