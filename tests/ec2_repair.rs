@@ -345,7 +345,7 @@ async fn failover_to_a_node_whose_eni_was_replaced_points_the_route_at_the_new_e
     rig.vpc.wait_all_point_at(&node_eni[0], WITHIN).await;
     rig.redis.wait_ready_for_failover(2).await;
     // Let two more reconciles run: each warms the replicas' ENIs into the cache.
-    let reconciles = |logs: &str| logs.matches(" reconcile").count();
+    let reconciles = |logs: &str| logs.matches("majority read").count();
     let seen = reconciles(&daemon.logs());
     eventually(
         "two more reconciles (warm-up)",
