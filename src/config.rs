@@ -148,7 +148,11 @@ fn explain(text: &str, path: &str, e: &serde_yaml_ng::Error) -> String {
             msg = rest.to_owned();
         }
     }
-    let mut path = if path == "." { String::new() } else { path.to_owned() };
+    let mut path = if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    };
     if let Some(start) = msg.find(KEY) {
         if let Some(len) = msg[start + 1..].find(KEY) {
             let field = msg[start + 1..start + 1 + len].to_owned();
@@ -232,7 +236,12 @@ fn at_line(text: &str, path: &[&str]) -> String {
             // Left the parent's block without finding the key.
             return String::new();
         }
-        let name = body.split(':').next().unwrap_or("").trim().trim_matches(['"', '\'']);
+        let name = body
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(['"', '\'']);
         if body.contains(':') && name == *key {
             match want.next() {
                 Some(next) => {
@@ -701,7 +710,12 @@ impl TryFrom<RawWebhook> for WebhookConfig {
             (None, None) if raw.kind == SinkKind::Pagerduty => {
                 Secret("https://events.pagerduty.com/v2/enqueue".into())
             }
-            (None, None) => return Err(keyed("url", format!("webhook {}: set url or url_env", raw.name))),
+            (None, None) => {
+                return Err(keyed(
+                    "url",
+                    format!("webhook {}: set url or url_env", raw.name),
+                ))
+            }
             (Some(_), Some(_)) => {
                 return Err(keyed(
                     "url",
@@ -712,7 +726,10 @@ impl TryFrom<RawWebhook> for WebhookConfig {
         if !(url.0.starts_with("http://") || url.0.starts_with("https://")) {
             return Err(keyed(
                 "url",
-                format!("webhook {}: url must start with http:// or https://", raw.name),
+                format!(
+                    "webhook {}: url must start with http:// or https://",
+                    raw.name
+                ),
             ));
         }
         let secret = raw
@@ -901,7 +918,12 @@ masters:
     #[test]
     fn overlapping_vips_of_two_masters_are_refused_naming_both_keys() {
         let e = err(TWO_MASTERS);
-        assert!(e.starts_with("masters.queue.vip: 172.16.0.10/32 overlaps masters.cache.vip 172.16.0.0/24"), "{e}");
+        assert!(
+            e.starts_with(
+                "masters.queue.vip: 172.16.0.10/32 overlaps masters.cache.vip 172.16.0.0/24"
+            ),
+            "{e}"
+        );
         assert!(e.contains("line 8"), "{e}");
         let same = TWO_MASTERS.replace("172.16.0.0/24", "172.16.0.10/32");
         assert!(err(&same).contains("overlaps"), "{}", err(&same));
@@ -911,30 +933,65 @@ masters:
 
     #[test]
     fn local_sentinel_not_in_the_list_is_refused() {
-        let e = err(&format!("{GOOD}alerts:\n  local_sentinel: 127.0.0.9:26379\n"));
-        assert!(e.starts_with("alerts.local_sentinel: 127.0.0.9:26379 is not one of `sentinels`"), "{e}");
+        let e = err(&format!(
+            "{GOOD}alerts:\n  local_sentinel: 127.0.0.9:26379\n"
+        ));
+        assert!(
+            e.starts_with("alerts.local_sentinel: 127.0.0.9:26379 is not one of `sentinels`"),
+            "{e}"
+        );
         assert!(e.contains("line 20"), "{e}");
-        Config::parse(&format!("{GOOD}alerts:\n  local_sentinel: 127.0.0.3:26379\n")).unwrap();
+        Config::parse(&format!(
+            "{GOOD}alerts:\n  local_sentinel: 127.0.0.3:26379\n"
+        ))
+        .unwrap();
     }
 
     #[test]
     fn every_validation_message_names_the_full_key_path() {
         let cases: Vec<(String, &str)> = vec![
-            (GOOD.replace("[rtb-0123, rtb-4567]", "[]"), "masters.mymaster.route_tables: list at least one route table (rtb-...) at line 9"),
-            (GOOD.replace("[rtb-0123, rtb-4567]", "[rtb-0123, rtb-0123]"), "masters.mymaster.route_tables: "),
-            (GOOD.replace("rtb-4567", "rt-4567"), "masters.mymaster.route_tables"),
-            (GOOD.replace("172.16.0.10/32", "172.16.0.11/24"), "masters.mymaster.vip: "),
+            (
+                GOOD.replace("[rtb-0123, rtb-4567]", "[]"),
+                "masters.mymaster.route_tables: list at least one route table (rtb-...) at line 9",
+            ),
+            (
+                GOOD.replace("[rtb-0123, rtb-4567]", "[rtb-0123, rtb-0123]"),
+                "masters.mymaster.route_tables: ",
+            ),
+            (
+                GOOD.replace("rtb-4567", "rt-4567"),
+                "masters.mymaster.route_tables",
+            ),
+            (
+                GOOD.replace("172.16.0.10/32", "172.16.0.11/24"),
+                "masters.mymaster.vip: ",
+            ),
             (GOOD.replace("30s", "thirty"), "reconcile.interval: "),
             (GOOD.replace("30s", "0s"), "reconcile.interval: "),
-            (GOOD.replace("\"127.0.0.2:26379\"", "\"127.0.0.2\""), "sentinels"),
-            ("sentinels: [\"127.0.0.2:26379\"]\nmasters: {}\n".to_owned(), "masters: configure at least one master at line 2"),
-            ("reconcile:\n  interval: 30s\n".to_owned(), "missing field `sentinels`"),
             (
-                GOOD.replace("{ instance_id: i-0aaa }", "{ instance_id: i-0aaa, network_interface_id: eni-1 }"),
+                GOOD.replace("\"127.0.0.2:26379\"", "\"127.0.0.2\""),
+                "sentinels",
+            ),
+            (
+                "sentinels: [\"127.0.0.2:26379\"]\nmasters: {}\n".to_owned(),
+                "masters: configure at least one master at line 2",
+            ),
+            (
+                "reconcile:\n  interval: 30s\n".to_owned(),
+                "missing field `sentinels`",
+            ),
+            (
+                GOOD.replace(
+                    "{ instance_id: i-0aaa }",
+                    "{ instance_id: i-0aaa, network_interface_id: eni-1 }",
+                ),
                 "masters.mymaster.nodes",
             ),
             (
-                GOOD.replace("aws:", "sentinel_auth:\n  password_env: SV_TEST_UNSET_VAR\naws:"),
+                GOOD.replace(
+                    "aws:",
+                    "sentinel_auth:\n  password_env: SV_TEST_UNSET_VAR\naws:",
+                ),
                 "sentinel_auth.password_env: ",
             ),
             (

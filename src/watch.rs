@@ -191,6 +191,28 @@ fn connect_named(c: &SentinelClient, name: String) {
     drop(c.connect());
 }
 
+/// `PSUBSCRIBE *`, then proof that it took.
+///
+/// fred 10 resolves `psubscribe()` as soon as the command is written (its reply
+/// is out-of-band, `Command::has_no_responses`), so an ACL refusal never reaches
+/// that call: the `NOPERM` error frame arrives as the answer to the next command
+/// instead. A `PING` right behind it therefore tells all three cases apart:
+/// `["pong", ""]` (RESP2 subscribed mode) = subscribed; the `NOPERM` error =
+/// refused, with Redis's reason; a plain `PONG` = not subscribed for another reason.
+async fn psubscribe_confirmed(c: &SentinelClient) -> Result<(), String> {
+    c.psubscribe("*").await.map_err(|e| e.to_string())?;
+    match c.ping::<Value>(None).await {
+        Ok(Value::Array(a)) if a.first().and_then(|v| v.as_string()).as_deref() == Some("pong") => {
+            Ok(())
+        }
+        Ok(other) => Err(format!(
+            "PSUBSCRIBE * did not take (PING answered {:?} outside subscribed mode)",
+            other.as_string().unwrap_or_default()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Why a PSUBSCRIBE was refused, in the words an operator acts on.
 ///
 /// Redis 7 answers `NOPERM ... channel ...` when the ACL user has no channel
@@ -203,6 +225,10 @@ pub fn refused_subscribe_hint(error: &str, user: Option<&str>) -> String {
         format!("ACL user {user:?} lacks channel access `&*` (Sentinel events are published on every channel): run `ACL SETUSER {user} &*` on the sentinel and persist it")
     } else if lower.contains("noperm") {
         format!("ACL user {user:?} may not run PSUBSCRIBE: grant `+psubscribe` (and `+subscribe +ping`) with `ACL SETUSER {user} +psubscribe` on the sentinel")
+    } else if lower.contains("did not take") {
+        // The NOPERM frame raced ahead of our PING and fred dropped it, so Redis's
+        // own reason is lost; name both permissions PSUBSCRIBE * needs.
+        format!("ACL user {user:?} was refused PSUBSCRIBE * (an ACL NOPERM): it needs channel access `&*` (Redis 7 defaults to resetchannels; the usual cause) and `+psubscribe`: run `ACL SETUSER {user} &* +psubscribe` on the sentinel and persist it")
     } else {
         "PSUBSCRIBE * failed; check the sentinel's log".to_owned()
     }
@@ -331,7 +357,7 @@ impl Watcher {
 
     /// `PSUBSCRIBE *` on a fresh connection; tells the controller the outcome.
     async fn subscribe(&self, told_up: &mut Option<bool>) -> LinkState {
-        match self.sub.psubscribe("*").await {
+        match psubscribe_confirmed(&self.sub).await {
             Ok(()) => {
                 info!(sentinel = %self.addr, "subscribed to sentinel events");
                 METRICS
@@ -342,8 +368,7 @@ impl Watcher {
                 let _ = self.tx.send(WatchMsg::Connected(self.id)).await;
                 LinkState::Subscribed
             }
-            Err(e) => {
-                let err = e.to_string();
+            Err(err) => {
                 let hint = refused_subscribe_hint(&err, self.user.as_deref());
                 error!(sentinel = %self.addr, error = %err, retry_in_s = SUBSCRIBE_RETRY.as_secs(),
                     "PSUBSCRIBE * refused: {hint}; this sentinel counts as not connected until it is accepted");
@@ -451,10 +476,7 @@ fn masters_entry(m: &HashMap<String, String>) -> Option<MastersEntry> {
 fn addr_reply(v: &Value) -> Option<Addr> {
     let Value::Array(a) = v else { return None };
     match a.as_slice() {
-        [ip, port] => Some(Addr::new(
-            ip.as_string()?,
-            port.as_string()?.parse().ok()?,
-        )),
+        [ip, port] => Some(Addr::new(ip.as_string()?, port.as_string()?.parse().ok()?)),
         _ => None,
     }
 }
@@ -503,7 +525,9 @@ impl SentinelLink {
         let masters = masters.map_err(|e| format!("SENTINEL MASTERS: {e}"))?;
         let tilt = info.lines().any(|l| l.trim() == "sentinel_tilt:1");
         let entries: Vec<MastersEntry> = masters.iter().filter_map(masters_entry).collect();
-        let reads = futures::future::join_all(entries.iter().map(|e| self.addr_and_replicas(&e.name))).await;
+        let reads =
+            futures::future::join_all(entries.iter().map(|e| self.addr_and_replicas(&e.name)))
+                .await;
         let mut report = SentinelReport {
             tilt,
             masters: HashMap::with_capacity(entries.len()),
@@ -511,7 +535,9 @@ impl SentinelLink {
         };
         for (e, read) in entries.into_iter().zip(reads) {
             // None: removed between the two reads; it is not monitored any more.
-            let Some((addr, replicas)) = read? else { continue };
+            let Some((addr, replicas)) = read? else {
+                continue;
+            };
             if let Some(listed) = e.listed.filter(|l| *l != addr) {
                 report.stale_addrs.insert(e.name.clone(), listed);
             }
@@ -665,12 +691,14 @@ fn no_such_master(e: &fred::error::Error) -> bool {
 
 /// Tries `PSUBSCRIBE *` on a short-lived connection (for `check`): `Err` says
 /// which permission is missing, or why the sentinel could not be reached.
-pub async fn probe_subscribe(addr: &SentinelAddr, auth: Option<&SentinelAuth>) -> Result<(), String> {
+pub async fn probe_subscribe(
+    addr: &SentinelAddr,
+    auth: Option<&SentinelAuth>,
+) -> Result<(), String> {
     let c = client(addr, auth);
     drop(c.connect());
     let result = match tokio::time::timeout(Duration::from_secs(3), c.wait_for_connect()).await {
-        Ok(Ok(())) => c.psubscribe("*").await.map_err(|e| {
-            let e = e.to_string();
+        Ok(Ok(())) => psubscribe_confirmed(&c).await.map_err(|e| {
             format!(
                 "{}: {e}",
                 refused_subscribe_hint(&e, auth.and_then(|a| a.username.as_deref()))
@@ -711,11 +739,11 @@ mod tests {
 
     #[test]
     fn get_master_addr_reply_is_parsed_and_nil_is_none() {
-        let v = Value::Array(vec![
-            Value::from("127.0.0.3"),
-            Value::from("6380"),
-        ]);
-        assert_eq!(addr_reply(&v), Some(Addr::new("127.0.0.3".to_owned(), 6380)));
+        let v = Value::Array(vec![Value::from("127.0.0.3"), Value::from("6380")]);
+        assert_eq!(
+            addr_reply(&v),
+            Some(Addr::new("127.0.0.3".to_owned(), 6380))
+        );
         assert_eq!(addr_reply(&Value::Null), None);
         let bad = Value::Array(vec![Value::from("127.0.0.3"), Value::from("x")]);
         assert_eq!(addr_reply(&bad), None);
@@ -729,6 +757,16 @@ mod tests {
         let cmd = "NOPERM User watcher has no permissions to run the 'psubscribe' command";
         let h = refused_subscribe_hint(cmd, Some("watcher"));
         assert!(h.contains("+psubscribe"), "{h}");
-        assert!(refused_subscribe_hint("NOPERM this user has no permissions to access one of the channels used as arguments", None).contains("\"default\""));
+        let lost = "PSUBSCRIBE * did not take (PING answered \"PONG\" outside subscribed mode)";
+        let h = refused_subscribe_hint(lost, Some("watcher"));
+        assert!(
+            h.contains("&*") && h.contains("+psubscribe") && h.contains("watcher"),
+            "{h}"
+        );
+        assert!(refused_subscribe_hint(
+            "NOPERM this user has no permissions to access one of the channels used as arguments",
+            None
+        )
+        .contains("\"default\""));
     }
 }

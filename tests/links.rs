@@ -16,6 +16,17 @@ use sentinel_vip::watch;
 
 const WITHIN: Duration = Duration::from_secs(45);
 
+/// Prints the daemon's log when the test fails.
+struct LogOnPanic<'a>(&'a Daemon);
+
+impl Drop for LogOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- daemon log ----\n{}", self.0.logs());
+        }
+    }
+}
+
 /// `SENTINEL MASTER mymaster` on sentinel `i` as (ip:port, flags).
 fn sentinel_master(redis: &Redis, i: usize) -> (String, String) {
     let out = cli(
@@ -194,10 +205,11 @@ async fn silent_subscriber_is_dropped_and_reconnected_and_still_sees_the_next_fa
     let rig = Rig::start(1).await;
     let first = rig.redis.sentinel_addrs()[0].clone();
     let proxy = SilentProxy::start(first.clone()).await;
-    let yaml = rig
-        .config("1h", "")
-        .replacen(&format!("\"{first}\""), &format!("\"{}\"", proxy.addr), 1);
+    let yaml =
+        rig.config("1h", "")
+            .replacen(&format!("\"{first}\""), &format!("\"{}\"", proxy.addr), 1);
     let daemon = Daemon::start(rig.redis.dir.path(), &yaml);
+    let _log = LogOnPanic(&daemon);
     let subscribed = format!("subscribed to sentinel events sentinel={}", proxy.addr);
     daemon.wait_log(&subscribed, WITHIN).await;
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
@@ -207,16 +219,18 @@ async fn silent_subscriber_is_dropped_and_reconnected_and_still_sees_the_next_fa
     let t0 = Instant::now();
     proxy.silence_open_connections();
     let silent = format!("sentinel subscriber silent");
-    eventually("the daemon to notice the silent subscriber", Duration::from_secs(10), || async {
-        log_since(&daemon, mark)
-            .contains(&silent)
-            .then_some(())
-    })
+    eventually(
+        "the daemon to notice the silent subscriber",
+        Duration::from_secs(10),
+        || async { log_since(&daemon, mark).contains(&silent).then_some(()) },
+    )
     .await;
     let detected = t0.elapsed();
-    eventually("the daemon to resubscribe through a new connection", Duration::from_secs(10), || async {
-        log_since(&daemon, mark).contains(&subscribed).then_some(())
-    })
+    eventually(
+        "the daemon to resubscribe through a new connection",
+        Duration::from_secs(10),
+        || async { log_since(&daemon, mark).contains(&subscribed).then_some(()) },
+    )
     .await;
     let reconnected = t0.elapsed();
     eprintln!(
@@ -232,13 +246,12 @@ async fn silent_subscriber_is_dropped_and_reconnected_and_still_sees_the_next_fa
     let mark = daemon.logs().len();
     let m = rig.redis.failover().await;
     rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
-    eventually("a +switch-master through the reconnected link", Duration::from_secs(10), || async {
-        (switch_lines_from(&log_since(&daemon, mark), &proxy.addr) > 0).then_some(())
-    })
+    eventually(
+        "a +switch-master through the reconnected link",
+        Duration::from_secs(10),
+        || async { (switch_lines_from(&log_since(&daemon, mark), &proxy.addr) > 0).then_some(()) },
+    )
     .await;
-    if std::thread::panicking() {
-        rig.dump(&daemon);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,11 +261,23 @@ async fn psubscribe_refused_by_acl_is_logged_naming_the_permission_and_retried()
     let redis = &rig.redis;
     // The watcher's user: everything but channel access on sentinel 0.
     for i in 0..3 {
-        let channels = if i == 0 { "resetchannels" } else { "allchannels" };
+        let channels = if i == 0 {
+            "resetchannels"
+        } else {
+            "allchannels"
+        };
         let out = cli(
             &redis.hosts[i],
             redis.sentinel_port,
-            &["ACL", "SETUSER", "vipwatch", "on", &format!(">{PW}"), "+@all", channels],
+            &[
+                "ACL",
+                "SETUSER",
+                "vipwatch",
+                "on",
+                &format!(">{PW}"),
+                "+@all",
+                channels,
+            ],
         );
         assert_eq!(out, "OK", "ACL SETUSER on sentinel {i}: {out}");
     }
@@ -261,15 +286,22 @@ async fn psubscribe_refused_by_acl_is_logged_naming_the_permission_and_retried()
         "30s",
         "sentinel_auth:\n  username: vipwatch\n  password_env: SV_LINKS_ACL_PW\n",
     );
+    let _log = LogOnPanic(&daemon);
     let first = &redis.sentinel_addrs()[0];
-    eventually("two refused PSUBSCRIBEs on sentinel 0", Duration::from_secs(20), || async {
-        let log = daemon.logs();
-        let refused = log
-            .lines()
-            .filter(|l| l.contains("PSUBSCRIBE * refused") && l.contains(&format!("sentinel={first}")))
-            .count();
-        (refused >= 2).then_some(())
-    })
+    eventually(
+        "two refused PSUBSCRIBEs on sentinel 0",
+        Duration::from_secs(20),
+        || async {
+            let log = daemon.logs();
+            let refused = log
+                .lines()
+                .filter(|l| {
+                    l.contains("PSUBSCRIBE * refused") && l.contains(&format!("sentinel={first}"))
+                })
+                .count();
+            (refused >= 2).then_some(())
+        },
+    )
     .await;
     let log = daemon.logs();
     let line = log
@@ -277,7 +309,10 @@ async fn psubscribe_refused_by_acl_is_logged_naming_the_permission_and_retried()
         .find(|l| l.contains("PSUBSCRIBE * refused"))
         .unwrap_or_default();
     assert!(line.contains("ERROR"), "{line}");
-    assert!(line.contains("&*"), "names the missing channel permission: {line}");
+    assert!(
+        line.contains("&*"),
+        "names the missing channel permission: {line}"
+    );
     assert!(line.contains("vipwatch"), "names the user: {line}");
     // Granting it is picked up by the retry timer, with no reconnect.
     let out = cli(
@@ -292,7 +327,10 @@ async fn psubscribe_refused_by_acl_is_logged_naming_the_permission_and_retried()
             Duration::from_secs(15),
         )
         .await;
-    assert!(!daemon.logs().contains(PW), "the password leaked into the log");
+    assert!(
+        !daemon.logs().contains(PW),
+        "the password leaked into the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,8 +354,14 @@ async fn check_fails_on_a_redis_data_node_listed_as_a_sentinel() {
         "{text}"
     );
     for s in &rig.redis.sentinel_addrs()[..2] {
-        assert!(text.contains(&format!("ok    sentinel {s}: ROLE is sentinel")), "{text}");
-        assert!(text.contains(&format!("ok    sentinel {s}: PSUBSCRIBE * allowed")), "{text}");
+        assert!(
+            text.contains(&format!("ok    sentinel {s}: ROLE is sentinel")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ok    sentinel {s}: PSUBSCRIBE * allowed")),
+            "{text}"
+        );
     }
 }
 
@@ -337,5 +381,9 @@ async fn check_warns_when_the_sentinel_list_is_shorter_than_the_sentinels_own_co
         text.contains("knows 3 sentinels (num-other-sentinels + 1) but `sentinels` lists 2"),
         "{text}"
     );
-    assert!(text.lines().any(|l| l.starts_with("warn") && l.contains("knows 3 sentinels")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("warn") && l.contains("knows 3 sentinels")),
+        "{text}"
+    );
 }
