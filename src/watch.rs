@@ -177,14 +177,10 @@ fn connect_named(c: &SentinelClient, name: String) {
     let mut reconnects = c.reconnect_rx();
     let named = c.clone();
     tokio::spawn(async move {
-        loop {
-            match reconnects.recv().await {
-                // A lagged receiver still means "reconnected at least once".
-                Ok(_) | Err(RecvError::Lagged(_)) => {
-                    let _ = named.client_setname(name.clone()).await;
-                }
-                Err(RecvError::Closed) => break,
-            }
+        // A lagged receiver still means "reconnected at least once"; only
+        // Closed (the client is gone) ends this task.
+        while let Ok(_) | Err(RecvError::Lagged(_)) = reconnects.recv().await {
+            let _ = named.client_setname(name.clone()).await;
         }
     });
     // The handle resolves when the client stops for good; the reconnect policy keeps it up.

@@ -218,11 +218,11 @@ async fn silent_subscriber_is_dropped_and_reconnected_and_still_sees_the_next_fa
     let mark = daemon.logs().len();
     let t0 = Instant::now();
     proxy.silence_open_connections();
-    let silent = format!("sentinel subscriber silent");
+    let silent = "sentinel subscriber silent";
     eventually(
         "the daemon to notice the silent subscriber",
         Duration::from_secs(10),
-        || async { log_since(&daemon, mark).contains(&silent).then_some(()) },
+        || async { log_since(&daemon, mark).contains(silent).then_some(()) },
     )
     .await;
     let detected = t0.elapsed();
