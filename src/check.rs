@@ -49,6 +49,14 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
     for (l, ok) in links.iter().zip(&up) {
         if *ok {
             r.ok(format!("sentinel {}: reachable", l.addr));
+            check_is_sentinel(&mut r, l).await;
+            match watch::probe_subscribe(&l.addr, cfg.sentinel_auth.as_ref()).await {
+                Ok(()) => r.ok(format!("sentinel {}: PSUBSCRIBE * allowed", l.addr)),
+                Err(e) => r.fail(format!(
+                    "sentinel {}: PSUBSCRIBE * refused, the daemon would see no events from it: {e}",
+                    l.addr
+                )),
+            }
         } else {
             r.fail(format!(
                 "sentinel {}: unreachable (is it running, is the address/port right, auth?)",
@@ -173,9 +181,12 @@ async fn check_master(
     let mut answers = Vec::new();
     for l in links {
         match l.master(name).await {
-            Ok(Some(v)) => {
+            Ok(Some((v, stale))) => {
+                let stale = stale
+                    .map(|s| format!("; SENTINEL MASTER still shows {s} until its failover ends"))
+                    .unwrap_or_default();
                 r.ok(format!(
-                    "sentinel {}: monitors {name}, master {} (config-epoch {}, flags {})",
+                    "sentinel {}: monitors {name}, master {} (config-epoch {}, flags {}{stale})",
                     l.addr, v.addr, v.config_epoch, v.flags
                 ));
                 answers.push(Answer::View(v));
@@ -190,6 +201,7 @@ async fn check_master(
             Err(_) => answers.push(Answer::Unreachable),
         }
     }
+    check_sentinel_count(r, links, name).await;
     match quorum::decide(&answers, links.len()) {
         Verdict::Master {
             addr,
@@ -221,5 +233,49 @@ async fn check_source_dest(r: &mut Report, ec2: &Ec2, name: &str, t: &Target) {
         r.warn(format!(
             "master {name}: source/dest check is ON for {t}; the node will drop packets for the VIP (disable it on every Redis node)"
         ));
+    }
+}
+
+/// A Redis data node listed as a sentinel accepts any `PUBLISH`, so anyone
+/// could forge a `+switch-master` through it: `ROLE` must say `sentinel`.
+async fn check_is_sentinel(r: &mut Report, l: &SentinelLink) {
+    match l.role().await {
+        Ok(role) if role == "sentinel" => r.ok(format!("sentinel {}: ROLE is sentinel", l.addr)),
+        Ok(role) => r.fail(format!(
+            "sentinel {}: ROLE says {role:?}: this is a Redis data node, not a sentinel; list the sentinels' addresses (their `port`, 26379 by default) under `sentinels`",
+            l.addr
+        )),
+        Err(e) => r.fail(format!(
+            "sentinel {}: ROLE failed ({e}); is it a sentinel?",
+            l.addr
+        )),
+    }
+}
+
+/// The majority is counted over the configured list: when the sentinels know
+/// more of their own (`num-other-sentinels` + 1), a list that leaves some out
+/// can reach a "majority" that Sentinel's own quorum does not share.
+async fn check_sentinel_count(r: &mut Report, links: &[SentinelLink], name: &str) {
+    let mut known = 0;
+    let mut by = None;
+    for l in links {
+        if let Ok(Some(n)) = l.other_sentinels(name).await {
+            if n + 1 > known {
+                known = n + 1;
+                by = Some(&l.addr);
+            }
+        }
+    }
+    if let Some(by) = by {
+        if known > links.len() {
+            r.warn(format!(
+                "master {name}: sentinel {by} knows {known} sentinels (num-other-sentinels + 1) but `sentinels` lists {}: the majority is counted over the list, so list every sentinel",
+                links.len()
+            ));
+        } else {
+            r.ok(format!(
+                "master {name}: `sentinels` lists all {known} sentinels that monitor it"
+            ));
+        }
     }
 }

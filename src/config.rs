@@ -69,7 +69,40 @@ impl Config {
 
     /// Parses config text; the error names the key, line and reason.
     pub fn parse(text: &str) -> Result<Config, String> {
-        serde_yaml_ng::from_str::<Config>(text).map_err(|e| e.to_string())
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            explain(text, &path, e.inner())
+        })?;
+        cfg.check_across(text)?;
+        Ok(cfg)
+    }
+
+    /// Rules that span several keys (serde checks one value at a time):
+    /// VIPs must not overlap, `alerts.local_sentinel` must be a listed sentinel.
+    fn check_across(&self, text: &str) -> Result<(), String> {
+        let masters: Vec<(&String, &MasterConfig)> = self.masters.iter().collect();
+        for (i, (a, ma)) in masters.iter().enumerate() {
+            for (b, mb) in &masters[i + 1..] {
+                let (va, vb) = (ma.vip.0, mb.vip.0);
+                if va.contains(&vb.network()) || vb.contains(&va.network()) {
+                    return Err(format!(
+                        "masters.{b}.vip: {vb} overlaps masters.{a}.vip {va}{}; each master needs its own VIP, or one route would be written for two masters",
+                        at_line(text, &["masters", b, "vip"])
+                    ));
+                }
+            }
+        }
+        if let Some(local) = &self.alerts.local_sentinel {
+            let key = SentinelKey::of(local);
+            if !self.sentinels.iter().any(|s| SentinelKey::of(s) == key) {
+                return Err(format!(
+                    "alerts.local_sentinel: {local} is not one of `sentinels`{}; give the address of the sentinel beside this watcher exactly as listed there",
+                    at_line(text, &["alerts", "local_sentinel"])
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// How many sentinels make a majority of the configured ones.
@@ -78,24 +111,148 @@ impl Config {
     }
 }
 
+/// Marks the field a list- or struct-level rule is about. serde_yaml_ng puts
+/// the *parent's* path in front of such errors (`masters.mymaster: ...`, or no
+/// path at the top level); [`Config::parse`] turns `parent: KEY<field>KEY msg`
+/// into `parent.field: msg`, so every message names the full key path.
+const KEY: char = '\u{1}';
+
+fn field_error<E: serde::de::Error>(field: &str, msg: impl fmt::Display) -> E {
+    E::custom(keyed(field, msg))
+}
+
+/// A `try_from` error about `field` of the value being converted.
+fn keyed(field: &str, msg: impl fmt::Display) -> String {
+    format!("{KEY}{field}{KEY}{msg}")
+}
+
+/// One parse error as `full.key.path: reason at line N`.
+///
+/// serde_yaml_ng names only the *parent* of the value that failed
+/// (`masters.mymaster: ...`, nothing at the top level) and points at the start of
+/// the parent mapping; serde_path_to_error knows the full path. A rule about one
+/// field of a struct or list ([`field_error`], [`keyed`]) adds that field.
+fn explain(text: &str, path: &str, e: &serde_yaml_ng::Error) -> String {
+    let mut msg = e.to_string();
+    let mut line = None;
+    if let Some(loc) = e.location() {
+        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+        if let Some(m) = msg.strip_suffix(&suffix) {
+            msg = m.to_owned();
+        }
+        line = Some(loc.line());
+    }
+    // Drop serde_yaml_ng's own (parent) path prefix.
+    if let Some((prefix, rest)) = msg.split_once(": ") {
+        if !prefix.contains(' ') && !prefix.contains(KEY) && path.starts_with(prefix) {
+            msg = rest.to_owned();
+        }
+    }
+    let mut path = if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    };
+    if let Some(start) = msg.find(KEY) {
+        if let Some(len) = msg[start + 1..].find(KEY) {
+            let field = msg[start + 1..start + 1 + len].to_owned();
+            msg = format!("{}{}", &msg[..start], &msg[start + 2 + len..]);
+            if path.is_empty() {
+                path = field;
+            } else if !path.ends_with(&format!(".{field}")) && path != field {
+                path = format!("{path}.{field}");
+            }
+        }
+    }
+    // The failing key's own line where it can be found, else the parent's.
+    let segments: Vec<&str> = path
+        .split('.')
+        .filter(|s| !s.is_empty() && !s.contains('['))
+        .collect();
+    let at = match at_line(text, &segments) {
+        found if !found.is_empty() && !path.contains('[') => found,
+        _ => line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+    };
+    if path.is_empty() {
+        format!("{msg}{at}")
+    } else {
+        format!("{path}: {msg}{at}")
+    }
+}
+
 fn non_empty_sentinels<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Vec<SentinelAddr>, D::Error> {
     let v = Vec::<SentinelAddr>::deserialize(d)?;
     if v.is_empty() {
-        return Err(serde::de::Error::custom(
+        return Err(field_error(
+            "sentinels",
             "list at least one sentinel (all of them, so that a majority can be counted)",
         ));
     }
     let mut seen = std::collections::HashSet::new();
     for s in &v {
-        if !seen.insert(s.to_string()) {
-            return Err(serde::de::Error::custom(format!(
-                "sentinel {s} is listed twice"
-            )));
+        if !seen.insert(SentinelKey::of(s)) {
+            return Err(field_error(
+                "sentinels",
+                format!("sentinel {s} is listed twice; a sentinel listed twice would vote twice in the majority"),
+            ));
         }
     }
     Ok(v)
+}
+
+/// One sentinel however it is spelled: host names are case-insensitive, and an
+/// IP address has one canonical form (`::1` = `0:0::1`).
+#[derive(PartialEq, Eq, Hash)]
+struct SentinelKey(String, u16);
+
+impl SentinelKey {
+    fn of(s: &SentinelAddr) -> SentinelKey {
+        let host = match s.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => s.host.to_ascii_lowercase(),
+        };
+        SentinelKey(host, s.port)
+    }
+}
+
+/// ` at line N` for a block-style key path (`["masters", "mymaster", "vip"]`),
+/// or nothing when it cannot be found (flow style, anchors): best effort for
+/// rules checked after parsing, when serde's marks are gone.
+fn at_line(text: &str, path: &[&str]) -> String {
+    let mut want = path.iter();
+    let Some(mut key) = want.next() else {
+        return String::new();
+    };
+    let mut min_indent = 0;
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start();
+        let indent = line.len() - body.len();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        if indent < min_indent {
+            // Left the parent's block without finding the key.
+            return String::new();
+        }
+        let name = body
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(['"', '\'']);
+        if body.contains(':') && name == *key {
+            match want.next() {
+                Some(next) => {
+                    key = next;
+                    min_indent = indent + 1;
+                }
+                None => return format!(" at line {}", n + 1),
+            }
+        }
+    }
+    String::new()
 }
 
 fn non_empty_masters<'de, D: serde::Deserializer<'de>>(
@@ -103,7 +260,7 @@ fn non_empty_masters<'de, D: serde::Deserializer<'de>>(
 ) -> Result<BTreeMap<String, MasterConfig>, D::Error> {
     let v = BTreeMap::<String, MasterConfig>::deserialize(d)?;
     if v.is_empty() {
-        return Err(serde::de::Error::custom("configure at least one master"));
+        return Err(field_error("masters", "configure at least one master"));
     }
     Ok(v)
 }
@@ -201,9 +358,16 @@ impl TryFrom<RawSentinelAuth> for SentinelAuth {
     type Error = String;
     fn try_from(raw: RawSentinelAuth) -> Result<Self, String> {
         let password = match (raw.password_env, raw.password_file) {
-            (Some(_), Some(_)) => return Err("set password_env or password_file, not both".into()),
-            (Some(var), None) => Some(secret_from_env(&var)?),
-            (None, Some(path)) => Some(secret_from_file(&path)?),
+            (Some(_), Some(_)) => {
+                return Err(keyed(
+                    "password_env",
+                    "set password_env or password_file, not both",
+                ))
+            }
+            (Some(var), None) => Some(secret_from_env(&var).map_err(|e| keyed("password_env", e))?),
+            (None, Some(path)) => {
+                Some(secret_from_file(&path).map_err(|e| keyed("password_file", e))?)
+            }
             (None, None) => None,
         };
         Ok(SentinelAuth {
@@ -265,7 +429,8 @@ pub struct MasterConfig {
 fn non_empty_tables<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RouteTableId>, D::Error> {
     let v = Vec::<RouteTableId>::deserialize(d)?;
     if v.is_empty() {
-        return Err(serde::de::Error::custom(
+        return Err(field_error(
+            "route_tables",
             "list at least one route table (rtb-...)",
         ));
     }
@@ -273,7 +438,7 @@ fn non_empty_tables<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RouteT
     sorted.sort();
     sorted.dedup();
     if sorted.len() != v.len() {
-        return Err(serde::de::Error::custom("a route table is listed twice"));
+        return Err(field_error("route_tables", "a route table is listed twice"));
     }
     Ok(v)
 }
@@ -541,34 +706,48 @@ impl TryFrom<RawWebhook> for WebhookConfig {
     fn try_from(raw: RawWebhook) -> Result<Self, String> {
         let url = match (raw.url, raw.url_env) {
             (Some(u), None) => Secret(u),
-            (None, Some(var)) => secret_from_env(&var)?,
+            (None, Some(var)) => secret_from_env(&var).map_err(|e| keyed("url_env", e))?,
             (None, None) if raw.kind == SinkKind::Pagerduty => {
                 Secret("https://events.pagerduty.com/v2/enqueue".into())
             }
-            (None, None) => return Err(format!("webhook {}: set url or url_env", raw.name)),
+            (None, None) => {
+                return Err(keyed(
+                    "url",
+                    format!("webhook {}: set url or url_env", raw.name),
+                ))
+            }
             (Some(_), Some(_)) => {
-                return Err(format!(
-                    "webhook {}: set url or url_env, not both",
-                    raw.name
+                return Err(keyed(
+                    "url",
+                    format!("webhook {}: set url or url_env, not both", raw.name),
                 ))
             }
         };
         if !(url.0.starts_with("http://") || url.0.starts_with("https://")) {
-            return Err(format!(
-                "webhook {}: url must start with http:// or https://",
-                raw.name
+            return Err(keyed(
+                "url",
+                format!(
+                    "webhook {}: url must start with http:// or https://",
+                    raw.name
+                ),
             ));
         }
-        let secret = raw.secret_env.as_deref().map(secret_from_env).transpose()?;
+        let secret = raw
+            .secret_env
+            .as_deref()
+            .map(secret_from_env)
+            .transpose()
+            .map_err(|e| keyed("secret_env", e))?;
         let routing_key = raw
             .routing_key_env
             .as_deref()
             .map(secret_from_env)
-            .transpose()?;
+            .transpose()
+            .map_err(|e| keyed("routing_key_env", e))?;
         if raw.kind == SinkKind::Pagerduty && routing_key.is_none() {
-            return Err(format!(
-                "webhook {}: kind pagerduty needs routing_key_env",
-                raw.name
+            return Err(keyed(
+                "routing_key_env",
+                format!("webhook {}: kind pagerduty needs routing_key_env", raw.name),
             ));
         }
         Ok(WebhookConfig {
@@ -701,6 +880,135 @@ log:
         assert!(
             err(&GOOD.replace("[rtb-0123, rtb-4567]", "[]")).contains("at least one route table")
         );
+    }
+
+    #[test]
+    fn same_sentinel_spelled_twice_is_refused_naming_the_key() {
+        let e = err(&GOOD.replace(
+            r#""127.0.0.4:26379"]"#,
+            r#""127.0.0.4:26379", "127.0.0.2:26379"]"#,
+        ));
+        assert!(e.starts_with("sentinels:"), "{e}");
+        assert!(e.contains("127.0.0.2:26379 is listed twice"), "{e}");
+        let hosts = "sentinels: [\"Sentinel-A:26379\", \"sentinel-a:26379\"]";
+        let e = err(&GOOD.replace(
+            r#"sentinels: ["127.0.0.2:26379", "127.0.0.3:26379", "127.0.0.4:26379"]"#,
+            hosts,
+        ));
+        assert!(e.contains("listed twice"), "{e}");
+        let v6 = "sentinels: [\"[::1]:26379\", \"[0:0::1]:26379\"]";
+        let e = err(&GOOD.replace(
+            r#"sentinels: ["127.0.0.2:26379", "127.0.0.3:26379", "127.0.0.4:26379"]"#,
+            v6,
+        ));
+        assert!(e.contains("listed twice"), "{e}");
+    }
+
+    const TWO_MASTERS: &str = r#"
+sentinels: ["127.0.0.2:26379", "127.0.0.3:26379", "127.0.0.4:26379"]
+masters:
+  cache:
+    vip: 172.16.0.0/24
+    route_tables: [rtb-0123]
+  queue:
+    vip: 172.16.0.10/32
+    route_tables: [rtb-0123]
+"#;
+
+    #[test]
+    fn overlapping_vips_of_two_masters_are_refused_naming_both_keys() {
+        let e = err(TWO_MASTERS);
+        assert!(
+            e.starts_with(
+                "masters.queue.vip: 172.16.0.10/32 overlaps masters.cache.vip 172.16.0.0/24"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("line 8"), "{e}");
+        let same = TWO_MASTERS.replace("172.16.0.0/24", "172.16.0.10/32");
+        assert!(err(&same).contains("overlaps"), "{}", err(&same));
+        let apart = TWO_MASTERS.replace("172.16.0.0/24", "172.16.1.0/24");
+        Config::parse(&apart).unwrap();
+    }
+
+    #[test]
+    fn local_sentinel_not_in_the_list_is_refused() {
+        let e = err(&format!(
+            "{GOOD}alerts:\n  local_sentinel: 127.0.0.9:26379\n"
+        ));
+        assert!(
+            e.starts_with("alerts.local_sentinel: 127.0.0.9:26379 is not one of `sentinels`"),
+            "{e}"
+        );
+        assert!(e.contains("line 20"), "{e}");
+        Config::parse(&format!(
+            "{GOOD}alerts:\n  local_sentinel: 127.0.0.3:26379\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn every_validation_message_names_the_full_key_path() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                GOOD.replace("[rtb-0123, rtb-4567]", "[]"),
+                "masters.mymaster.route_tables: list at least one route table (rtb-...) at line 9",
+            ),
+            (
+                GOOD.replace("[rtb-0123, rtb-4567]", "[rtb-0123, rtb-0123]"),
+                "masters.mymaster.route_tables: ",
+            ),
+            (
+                GOOD.replace("rtb-4567", "rt-4567"),
+                "masters.mymaster.route_tables",
+            ),
+            (
+                GOOD.replace("172.16.0.10/32", "172.16.0.11/24"),
+                "masters.mymaster.vip: ",
+            ),
+            (GOOD.replace("30s", "thirty"), "reconcile.interval: "),
+            (GOOD.replace("30s", "0s"), "reconcile.interval: "),
+            (
+                GOOD.replace("\"127.0.0.2:26379\"", "\"127.0.0.2\""),
+                "sentinels",
+            ),
+            (
+                "sentinels: [\"127.0.0.2:26379\"]\nmasters: {}\n".to_owned(),
+                "masters: configure at least one master at line 2",
+            ),
+            (
+                "reconcile:\n  interval: 30s\n".to_owned(),
+                "missing field `sentinels`",
+            ),
+            (
+                GOOD.replace(
+                    "{ instance_id: i-0aaa }",
+                    "{ instance_id: i-0aaa, network_interface_id: eni-1 }",
+                ),
+                "masters.mymaster.nodes",
+            ),
+            (
+                GOOD.replace(
+                    "aws:",
+                    "sentinel_auth:\n  password_env: SV_TEST_UNSET_VAR\naws:",
+                ),
+                "sentinel_auth.password_env: ",
+            ),
+            (
+                format!("{GOOD}alerts:\n  webhooks:\n    - {{ name: ops, kind: slack }}\n"),
+                "alerts.webhooks[0]",
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .map(|(text, key)| (err(text), key))
+            .filter(|(e, key)| !e.starts_with(*key))
+            .map(|(e, key)| format!("want {key:?} at the start of: {e}"))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        for (text, _) in &cases {
+            eprintln!("{}", err(text));
+        }
     }
 
     #[test]

@@ -75,11 +75,20 @@ pub async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<MasterVi
         let sentinels = links
             .iter()
             .zip(&answers)
-            .map(|(l, a)| SentinelView {
+            .zip(&reports)
+            .map(|((l, a), rep)| SentinelView {
                 sentinel: l.addr.to_string(),
                 says: match a {
                     Answer::View(v) => {
-                        format!("{} @ epoch {} ({})", v.addr, v.config_epoch, v.flags)
+                        // The address is GET-MASTER-ADDR-BY-NAME's (what the verdict
+                        // counts); SENTINEL MASTER lags behind during a failover.
+                        let stale = rep
+                            .as_ref()
+                            .ok()
+                            .and_then(|r| r.stale_addrs.get(name))
+                            .map(|s| format!("; SENTINEL MASTER still shows {s}"))
+                            .unwrap_or_default();
+                        format!("{} @ epoch {} ({}{stale})", v.addr, v.config_epoch, v.flags)
                     }
                     Answer::Tilt => "TILT".into(),
                     Answer::NotMonitored => "does not monitor it".into(),

@@ -13,10 +13,12 @@ use fred::interfaces::{
     ClientInterface, ClientLike, EventInterface, PubsubInterface, SentinelInterface,
 };
 use fred::prelude::{ConnectionConfig, PerformanceConfig, ReconnectPolicy};
-use fred::types::config::{SentinelConfig, UnresponsiveConfig};
+use fred::types::config::{SentinelConfig, TcpConfig, UnresponsiveConfig};
 use fred::types::{ClusterHash, CustomCommand, Value};
+use futures::future::BoxFuture;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{SentinelAddr, SentinelAuth};
 use crate::event::{self, Addr, Event, ParseError};
@@ -52,6 +54,32 @@ pub struct SentinelLink {
 /// How long a command to a sentinel may take before it counts as unreachable.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// How often a subscriber is PINGed. Sentinel sends nothing on an idle
+/// subscription, so an answered PING is the only sign that a quiet link is alive.
+pub const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// A subscriber that has delivered nothing (no event, no PING answer) for this
+/// long is dead, whatever its socket says: a NAT or firewall that forgets the
+/// flow drops packets without a reset.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(5);
+
+/// How often a refused PSUBSCRIBE (ACL) is retried: a refusal does not drop the
+/// connection, so there is no reconnect to retry on.
+pub const SUBSCRIBE_RETRY: Duration = Duration::from_secs(5);
+
+/// TCP keepalive on every sentinel connection: the kernel probes an idle
+/// connection after 30 s, then every 10 s, and gives up after 3 unanswered
+/// probes. It backs up the PINGs (command links are idle between reads) and keeps
+/// NAT/conntrack entries warm.
+fn keepalive() -> fred::socket2::TcpKeepalive {
+    let k = fred::socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+    let k = k.with_retries(3);
+    k
+}
+
 fn client(addr: &SentinelAddr, auth: Option<&SentinelAuth>) -> SentinelClient {
     let config = SentinelConfig {
         host: addr.host.clone(),
@@ -67,9 +95,18 @@ fn client(addr: &SentinelAddr, auth: Option<&SentinelAuth>) -> SentinelClient {
         connection_timeout: Duration::from_secs(2),
         internal_command_timeout: Duration::from_secs(2),
         max_command_attempts: 1,
+        // Covers the command links: a command written without any frame read back
+        // for 5 s drops the connection. It cannot cover subscribers: fred measures
+        // from the *last* write (fred 10.1 `poll_connection`), so PINGs every second
+        // keep resetting it; `watch_one` measures silence from the last frame instead.
         unresponsive: UnresponsiveConfig {
-            max_timeout: Some(Duration::from_secs(5)),
+            max_timeout: Some(SILENCE_LIMIT),
             interval: Duration::from_secs(1),
+        },
+        tcp: TcpConfig {
+            nodelay: Some(true),
+            keepalive: Some(keepalive()),
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -96,14 +133,15 @@ pub fn spawn_watchers(
     shutdown: &Shutdown,
 ) -> Vec<SentinelLink> {
     for (id, addr) in sentinels.iter().enumerate() {
-        tokio::spawn(watch_one(
+        let watcher = Watcher {
             id,
-            addr.clone(),
-            client(addr, auth),
-            name.to_owned(),
-            tx.clone(),
-            shutdown.clone(),
-        ));
+            addr: addr.clone(),
+            user: auth.and_then(|a| a.username.clone()),
+            sub: client(addr, auth),
+            name: name.to_owned(),
+            tx: tx.clone(),
+        };
+        tokio::spawn(watcher.run(shutdown.clone()));
     }
     command_links(sentinels, auth, name)
 }
@@ -139,7 +177,9 @@ fn connect_named(c: &SentinelClient, name: String) {
     let mut reconnects = c.reconnect_rx();
     let named = c.clone();
     tokio::spawn(async move {
-        while reconnects.recv().await.is_ok() {
+        // A lagged receiver still means "reconnected at least once"; only
+        // Closed (the client is gone) ends this task.
+        while let Ok(_) | Err(RecvError::Lagged(_)) = reconnects.recv().await {
             let _ = named.client_setname(name.clone()).await;
         }
     });
@@ -147,80 +187,248 @@ fn connect_named(c: &SentinelClient, name: String) {
     drop(c.connect());
 }
 
-async fn watch_one(
+/// `PSUBSCRIBE *`, then proof that it took.
+///
+/// fred 10 resolves `psubscribe()` as soon as the command is written (its reply
+/// is out-of-band, `Command::has_no_responses`), so an ACL refusal never reaches
+/// that call: the `NOPERM` error frame arrives as the answer to the next command
+/// instead. A `PING` right behind it therefore tells all three cases apart:
+/// `["pong", ""]` (RESP2 subscribed mode) = subscribed; the `NOPERM` error =
+/// refused, with Redis's reason; a plain `PONG` = not subscribed for another reason.
+async fn psubscribe_confirmed(c: &SentinelClient) -> Result<(), String> {
+    c.psubscribe("*").await.map_err(|e| e.to_string())?;
+    match c.ping::<Value>(None).await {
+        Ok(Value::Array(a)) if a.first().and_then(|v| v.as_string()).as_deref() == Some("pong") => {
+            Ok(())
+        }
+        Ok(other) => Err(format!(
+            "PSUBSCRIBE * did not take (PING answered {:?} outside subscribed mode)",
+            other.as_string().unwrap_or_default()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Why a PSUBSCRIBE was refused, in the words an operator acts on.
+///
+/// Redis 7 answers `NOPERM ... channel ...` when the ACL user has no channel
+/// access (Redis 7 defaults to `resetchannels`) and `NOPERM ... 'psubscribe'
+/// command` when the command itself is not allowed.
+pub fn refused_subscribe_hint(error: &str, user: Option<&str>) -> String {
+    let user = user.unwrap_or("default");
+    let lower = error.to_ascii_lowercase();
+    if lower.contains("noperm") && lower.contains("channel") {
+        format!("ACL user {user:?} lacks channel access `&*` (Sentinel events are published on every channel): run `ACL SETUSER {user} &*` on the sentinel and persist it")
+    } else if lower.contains("noperm") {
+        format!("ACL user {user:?} may not run PSUBSCRIBE: grant `+psubscribe` (and `+subscribe +ping`) with `ACL SETUSER {user} +psubscribe` on the sentinel")
+    } else if lower.contains("did not take") {
+        // The NOPERM frame raced ahead of our PING and fred dropped it, so Redis's
+        // own reason is lost; name both permissions PSUBSCRIBE * needs.
+        format!("ACL user {user:?} was refused PSUBSCRIBE * (an ACL NOPERM): it needs channel access `&*` (Redis 7 defaults to resetchannels; the usual cause) and `+psubscribe`: run `ACL SETUSER {user} &* +psubscribe` on the sentinel and persist it")
+    } else {
+        "PSUBSCRIBE * failed; check the sentinel's log".to_owned()
+    }
+}
+
+/// One sentinel's pub/sub subscriber: events in, [`WatchMsg`]s out.
+struct Watcher {
     id: SentinelId,
     addr: SentinelAddr,
+    /// ACL user, for naming it in permission errors (never the password).
+    user: Option<String>,
     sub: SentinelClient,
     name: String,
     tx: mpsc::Sender<WatchMsg>,
-    mut shutdown: Shutdown,
-) {
-    let mut messages = sub.message_rx();
-    let mut reconnects = sub.reconnect_rx();
-    let mut errors = sub.error_rx();
-    drop(sub.connect());
-    let mut connected = false;
-    loop {
-        tokio::select! {
-            _ = shutdown.recv() => break,
-            r = reconnects.recv() => {
-                if r.is_err() { break; }
-                let _ = sub.client_setname(name.clone()).await;
-                match sub.psubscribe("*").await {
-                    Ok(()) => {
-                        info!(sentinel = %addr, "subscribed to sentinel events");
-                        connected = true;
-                        METRICS.sentinel_connected.get_or_create(&vec![("sentinel", addr.to_string())]).set(1);
-                        let _ = tx.send(WatchMsg::Connected(id)).await;
-                    }
-                    Err(e) => warn!(sentinel = %addr, error = %e, "PSUBSCRIBE failed; will retry on reconnect"),
+}
+
+/// Where one subscriber stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// No TCP connection (fred is reconnecting).
+    Down,
+    /// Connected, PSUBSCRIBE not (yet) accepted; retried at `retry_at`.
+    Unsubscribed { retry_at: Instant },
+    /// Subscribed: events flow, silence is watched.
+    Subscribed,
+}
+
+impl Watcher {
+    /// **Architecture Invariant:** this task ends only on shutdown, when the
+    /// controller's inbox is gone, or when fred's client is dropped; never
+    /// because a broadcast receiver lagged.
+    async fn run(self, mut shutdown: Shutdown) {
+        let mut messages = self.sub.message_rx();
+        let mut reconnects = self.sub.reconnect_rx();
+        let mut errors = self.sub.error_rx();
+        drop(self.sub.connect());
+        let mut state = LinkState::Down;
+        // What the controller was last told: Some(true) = Connected, None = nothing yet.
+        let mut told_up: Option<bool> = None;
+        let mut last_heard = Instant::now();
+        let mut ping: Option<BoxFuture<'static, Result<Value, fred::error::Error>>> = None;
+        let mut reconnecting: Option<BoxFuture<'static, ()>> = None;
+        let mut tick = tokio::time::interval(PING_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                r = reconnects.recv() => {
+                    if matches!(r, Err(RecvError::Closed)) { break; }
+                    // Lagged: we missed some reconnects, but we are connected now.
+                    let _ = self.sub.client_setname(self.name.clone()).await;
+                    last_heard = Instant::now();
+                    ping = None;
+                    state = self.subscribe(&mut told_up).await;
                 }
-            }
-            e = errors.recv() => {
-                let Ok((err, _)) = e else { break };
-                if connected {
-                    warn!(sentinel = %addr, error = %err, "sentinel connection lost; reconnecting");
-                    connected = false;
-                    METRICS.sentinel_connected.get_or_create(&vec![("sentinel", addr.to_string())]).set(0);
-                    let _ = tx.send(WatchMsg::Disconnected(id, err.to_string())).await;
-                } else {
-                    debug!(sentinel = %addr, error = %err, "sentinel still unreachable");
-                }
-            }
-            m = messages.recv() => {
-                let msg = match m {
-                    Ok(msg) => msg,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        warn!(sentinel = %addr, skipped = n, "event stream lagged; asking for a reconcile");
-                        let _ = tx.send(WatchMsg::Connected(id)).await;
-                        continue;
+                e = errors.recv() => {
+                    let err = match e {
+                        Ok((err, _)) => err.to_string(),
+                        Err(RecvError::Lagged(n)) => format!("{n} connection errors"),
+                        Err(RecvError::Closed) => break,
+                    };
+                    if told_up == Some(true) {
+                        warn!(sentinel = %self.addr, error = %err, "sentinel connection lost; reconnecting");
+                    } else {
+                        debug!(sentinel = %self.addr, error = %err, "sentinel still unreachable");
                     }
-                    Err(_) => break,
-                };
-                let at = Instant::now();
-                let payload = match &msg.value {
-                    Value::String(s) => s.to_string(),
-                    Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-                    other => other.as_string().unwrap_or_default(),
-                };
-                match event::parse(&msg.channel, &payload) {
-                    Ok(event) => {
-                        METRICS
-                            .events
-                            .get_or_create(&vec![("sentinel", addr.to_string()), ("type", event.channel().to_owned())])
-                            .inc();
-                        debug!(sentinel = %addr, channel = %msg.channel, %payload, "event");
-                        if tx.send(WatchMsg::Event { sentinel: id, event, at }).await.is_err() {
-                            break;
+                    state = LinkState::Down;
+                    ping = None;
+                    if !self.tell_down(&mut told_up, err).await { break; }
+                }
+                m = messages.recv() => {
+                    last_heard = Instant::now();
+                    let msg = match m {
+                        Ok(msg) => msg,
+                        Err(RecvError::Lagged(n)) => {
+                            warn!(sentinel = %self.addr, skipped = n, "event stream lagged; asking for a reconcile");
+                            if self.tx.send(WatchMsg::Connected(self.id)).await.is_err() { break; }
+                            continue;
+                        }
+                        Err(RecvError::Closed) => break,
+                    };
+                    if !self.forward(&msg).await { break; }
+                }
+                r = async { ping.as_mut().expect("guarded by is_some").await }, if ping.is_some() => {
+                    ping = None;
+                    match r {
+                        Ok(_) => last_heard = Instant::now(),
+                        Err(e) => debug!(sentinel = %self.addr, error = %e, "PING unanswered"),
+                    }
+                }
+                () = async { reconnecting.as_mut().expect("guarded by is_some").await }, if reconnecting.is_some() => {
+                    reconnecting = None;
+                }
+                _ = tick.tick() => match state {
+                    LinkState::Down => {}
+                    LinkState::Unsubscribed { retry_at } => {
+                        if Instant::now() >= retry_at {
+                            state = self.subscribe(&mut told_up).await;
                         }
                     }
-                    Err(ParseError::Hello) => {}
-                    Err(e) => warn!(sentinel = %addr, error = %e, "skipped sentinel message"),
+                    LinkState::Subscribed => {
+                        let silent = last_heard.elapsed();
+                        if silent >= SILENCE_LIMIT {
+                            let reason = format!("no answer to PING for {} ms", silent.as_millis());
+                            warn!(sentinel = %self.addr, silent_ms = silent.as_millis() as u64,
+                                "sentinel subscriber silent (no answer to PING); dropping the connection and reconnecting");
+                            state = LinkState::Down;
+                            ping = None;
+                            if !self.tell_down(&mut told_up, reason).await { break; }
+                            if reconnecting.is_none() {
+                                let sub = self.sub.clone();
+                                reconnecting = Some(Box::pin(async move {
+                                    let _ = sub.force_reconnection().await;
+                                }));
+                            }
+                        } else if ping.is_none() {
+                            let sub = self.sub.clone();
+                            ping = Some(Box::pin(async move { sub.ping::<Value>(None).await }));
+                        }
+                    }
+                },
+            }
+        }
+        let _ = self.sub.quit().await;
+    }
+
+    /// `PSUBSCRIBE *` on a fresh connection; tells the controller the outcome.
+    async fn subscribe(&self, told_up: &mut Option<bool>) -> LinkState {
+        match psubscribe_confirmed(&self.sub).await {
+            Ok(()) => {
+                info!(sentinel = %self.addr, "subscribed to sentinel events");
+                METRICS
+                    .sentinel_connected
+                    .get_or_create(&vec![("sentinel", self.addr.to_string())])
+                    .set(1);
+                *told_up = Some(true);
+                let _ = self.tx.send(WatchMsg::Connected(self.id)).await;
+                LinkState::Subscribed
+            }
+            Err(err) => {
+                let hint = refused_subscribe_hint(&err, self.user.as_deref());
+                error!(sentinel = %self.addr, error = %err, retry_in_s = SUBSCRIBE_RETRY.as_secs(),
+                    "PSUBSCRIBE * refused: {hint}; this sentinel counts as not connected until it is accepted");
+                let _ = self
+                    .tell_down(told_up, format!("PSUBSCRIBE refused: {hint}"))
+                    .await;
+                LinkState::Unsubscribed {
+                    retry_at: Instant::now() + SUBSCRIBE_RETRY,
                 }
             }
         }
     }
-    let _ = sub.quit().await;
+
+    /// Tells the controller this sentinel is not connected (once per drop, and
+    /// once at start when it never came up); false when the controller is gone.
+    async fn tell_down(&self, told_up: &mut Option<bool>, reason: String) -> bool {
+        METRICS
+            .sentinel_connected
+            .get_or_create(&vec![("sentinel", self.addr.to_string())])
+            .set(0);
+        if *told_up == Some(false) {
+            return !self.tx.is_closed();
+        }
+        *told_up = Some(false);
+        self.tx
+            .send(WatchMsg::Disconnected(self.id, reason))
+            .await
+            .is_ok()
+    }
+
+    /// Parses one pub/sub message and forwards it; false when the controller is gone.
+    async fn forward(&self, msg: &fred::types::Message) -> bool {
+        let at = Instant::now();
+        let payload = match &msg.value {
+            Value::String(s) => s.to_string(),
+            Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            other => other.as_string().unwrap_or_default(),
+        };
+        match event::parse(&msg.channel, &payload) {
+            Ok(event) => {
+                METRICS
+                    .events
+                    .get_or_create(&vec![
+                        ("sentinel", self.addr.to_string()),
+                        ("type", event.channel().to_owned()),
+                    ])
+                    .inc();
+                debug!(sentinel = %self.addr, channel = %msg.channel, %payload, "event");
+                self.tx
+                    .send(WatchMsg::Event {
+                        sentinel: self.id,
+                        event,
+                        at,
+                    })
+                    .await
+                    .is_ok()
+            }
+            Err(ParseError::Hello) => true,
+            Err(e) => {
+                warn!(sentinel = %self.addr, error = %e, "skipped sentinel message");
+                true
+            }
+        }
+    }
 }
 
 /// One sentinel's answer to a majority read.
@@ -229,10 +437,80 @@ pub struct SentinelReport {
     pub tilt: bool,
     /// Master name → view, for every master this sentinel monitors.
     pub masters: HashMap<String, MasterView>,
+    /// Master name → the address `SENTINEL MASTERS` still prints, only where it
+    /// differs from the view's (`GET-MASTER-ADDR-BY-NAME`): the old master while
+    /// this sentinel leads a failover through its reconfiguration phase. For
+    /// showing both reads side by side; never used to decide.
+    pub stale_addrs: HashMap<String, Addr>,
+}
+
+/// The fields of one `SENTINEL MASTERS` entry that a report keeps.
+struct MastersEntry {
+    name: String,
+    listed: Option<Addr>,
+    config_epoch: u64,
+    flags: String,
+}
+
+fn masters_entry(m: &HashMap<String, String>) -> Option<MastersEntry> {
+    Some(MastersEntry {
+        name: m.get("name")?.clone(),
+        listed: m
+            .get("ip")
+            .zip(m.get("port").and_then(|p| p.parse().ok()))
+            .map(|(ip, port)| Addr::new(ip.clone(), port)),
+        config_epoch: m
+            .get("config-epoch")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0),
+        flags: m.get("flags").cloned().unwrap_or_default(),
+    })
+}
+
+/// `GET-MASTER-ADDR-BY-NAME`'s answer: `[ip, port]`, or nil when the sentinel
+/// does not (or no longer) monitor the name.
+fn addr_reply(v: &Value) -> Option<Addr> {
+    let Value::Array(a) = v else { return None };
+    match a.as_slice() {
+        [ip, port] => Some(Addr::new(ip.as_string()?, port.as_string()?.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// Replica addresses from `SENTINEL REPLICAS`, without those Sentinel itself
+/// would never promote: flagged `s_down`/`o_down` or `disconnected`
+/// (`sentinelSelectSlave` skips them). The list guards the fast path ("is the
+/// `+switch-master` target a replica the sentinels know?"), so a replica that
+/// cannot be the target must not make a forged or stale switch look plausible.
+/// The old master of a finished failover shows up here as an `s_down` replica
+/// until it returns, and is left out for the same reason.
+fn promotable_replicas(rs: &[HashMap<String, String>]) -> Vec<Addr> {
+    rs.iter()
+        .filter(|r| {
+            let flags = r.get("flags").map(String::as_str).unwrap_or("");
+            !flags
+                .split(',')
+                .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
+        })
+        .filter_map(|r| {
+            Some(Addr::new(
+                r.get("ip")?.clone(),
+                r.get("port")?.parse().ok()?,
+            ))
+        })
+        .collect()
 }
 
 impl SentinelLink {
-    /// `INFO sentinel` (for TILT) and `SENTINEL MASTERS` in one round.
+    /// One sentinel's view of every master it monitors.
+    ///
+    /// `INFO sentinel` (TILT) and `SENTINEL MASTERS` (names, config-epoch,
+    /// flags), then, per master and all at once, `GET-MASTER-ADDR-BY-NAME` (the
+    /// address: it names the promoted replica from the reconfiguration phase on,
+    /// while `SENTINEL MASTERS` keeps the old one until the failover ends;
+    /// `sentinelGetCurrentMasterAddress` in redis `sentinel.c`) and `SENTINEL
+    /// REPLICAS`. fred pipelines concurrent commands on the one connection, so
+    /// 1,000 masters cost two round trips, not 2,001.
     pub async fn report(&self) -> Result<SentinelReport, String> {
         let info = CustomCommand::new_static("INFO", ClusterHash::FirstKey, false);
         let (info, masters) = tokio::join!(
@@ -242,18 +520,107 @@ impl SentinelLink {
         let info = info.map_err(|e| format!("INFO sentinel: {e}"))?;
         let masters = masters.map_err(|e| format!("SENTINEL MASTERS: {e}"))?;
         let tilt = info.lines().any(|l| l.trim() == "sentinel_tilt:1");
-        let masters = masters
-            .into_iter()
-            .filter_map(|m| master_view(&m))
-            .collect();
-        Ok(SentinelReport { tilt, masters })
+        let entries: Vec<MastersEntry> = masters.iter().filter_map(masters_entry).collect();
+        let reads =
+            futures::future::join_all(entries.iter().map(|e| self.addr_and_replicas(&e.name)))
+                .await;
+        let mut report = SentinelReport {
+            tilt,
+            masters: HashMap::with_capacity(entries.len()),
+            stale_addrs: HashMap::new(),
+        };
+        for (e, read) in entries.into_iter().zip(reads) {
+            // None: removed between the two reads; it is not monitored any more.
+            let Some((addr, replicas)) = read? else {
+                continue;
+            };
+            if let Some(listed) = e.listed.filter(|l| *l != addr) {
+                report.stale_addrs.insert(e.name.clone(), listed);
+            }
+            report.masters.insert(
+                e.name,
+                MasterView {
+                    addr,
+                    config_epoch: e.config_epoch,
+                    flags: e.flags,
+                    replicas,
+                },
+            );
+        }
+        Ok(report)
     }
 
-    /// `SENTINEL MASTER <name>` → address and epoch (for `check`).
-    pub async fn master(&self, name: &str) -> Result<Option<MasterView>, String> {
+    /// `GET-MASTER-ADDR-BY-NAME` and `SENTINEL REPLICAS` for one master, sent
+    /// together; `Ok(None)` when the sentinel does not monitor it.
+    async fn addr_and_replicas(&self, name: &str) -> Result<Option<(Addr, Vec<Addr>)>, String> {
+        let (addr, replicas) = tokio::join!(
+            self.cmd.get_master_addr_by_name::<Value, _>(name),
+            self.cmd.replicas::<Vec<HashMap<String, String>>, _>(name)
+        );
+        let addr = match addr {
+            Ok(v) => addr_reply(&v),
+            Err(e) if no_such_master(&e) => None,
+            Err(e) => return Err(format!("SENTINEL GET-MASTER-ADDR-BY-NAME {name}: {e}")),
+        };
+        let replicas = match replicas {
+            Ok(rs) => promotable_replicas(&rs),
+            Err(e) if no_such_master(&e) => return Ok(None),
+            Err(e) => return Err(format!("SENTINEL REPLICAS {name}: {e}")),
+        };
+        Ok(addr.map(|a| (a, replicas)))
+    }
+
+    /// One master as [`report`](Self::report) sees it (for `check`), plus the
+    /// address `SENTINEL MASTER` itself prints when it differs.
+    pub async fn master(&self, name: &str) -> Result<Option<(MasterView, Option<Addr>)>, String> {
+        let (master, read) = tokio::join!(
+            self.cmd.master::<HashMap<String, String>, _>(name),
+            self.addr_and_replicas(name)
+        );
+        let m = match master {
+            Ok(m) => m,
+            Err(e) if no_such_master(&e) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let (Some(e), Some((addr, replicas))) = (masters_entry(&m), read?) else {
+            return Ok(None);
+        };
+        let stale = e.listed.filter(|l| *l != addr);
+        Ok(Some((
+            MasterView {
+                addr,
+                config_epoch: e.config_epoch,
+                flags: e.flags,
+                replicas,
+            },
+            stale,
+        )))
+    }
+
+    /// `ROLE`'s first element: `sentinel` for a sentinel, `master`/`slave` for a
+    /// Redis data node listed by mistake.
+    pub async fn role(&self) -> Result<String, String> {
+        let cmd = CustomCommand::new_static("ROLE", ClusterHash::FirstKey, false);
+        let v = self
+            .cmd
+            .custom::<Value, _>(cmd, Vec::<Value>::new())
+            .await
+            .map_err(|e| format!("ROLE: {e}"))?;
+        match v {
+            Value::Array(a) => a
+                .first()
+                .and_then(|r| r.as_string())
+                .ok_or_else(|| "ROLE: empty answer".to_owned()),
+            other => Err(format!("ROLE: unexpected answer {:?}", other.kind())),
+        }
+    }
+
+    /// `num-other-sentinels` from `SENTINEL MASTER <name>`: how many other
+    /// sentinels this one knows for the master.
+    pub async fn other_sentinels(&self, name: &str) -> Result<Option<usize>, String> {
         match self.cmd.master::<HashMap<String, String>, _>(name).await {
-            Ok(m) => Ok(master_view(&m).map(|(_, v)| v)),
-            Err(e) if e.details().contains("No such master") => Ok(None),
+            Ok(m) => Ok(m.get("num-other-sentinels").and_then(|n| n.parse().ok())),
+            Err(e) if no_such_master(&e) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -314,16 +681,88 @@ pub fn answer(report: &Result<SentinelReport, String>, master: &str) -> crate::q
     }
 }
 
-fn master_view(m: &HashMap<String, String>) -> Option<(String, MasterView)> {
-    let name = m.get("name")?.clone();
-    let view = MasterView {
-        addr: Addr::new(m.get("ip")?.clone(), m.get("port")?.parse().ok()?),
-        config_epoch: m
-            .get("config-epoch")
-            .and_then(|e| e.parse().ok())
-            .unwrap_or(0),
-        flags: m.get("flags").cloned().unwrap_or_default(),
-        replicas: Vec::new(),
+fn no_such_master(e: &fred::error::Error) -> bool {
+    e.details().contains("No such master")
+}
+
+/// Tries `PSUBSCRIBE *` on a short-lived connection (for `check`): `Err` says
+/// which permission is missing, or why the sentinel could not be reached.
+pub async fn probe_subscribe(
+    addr: &SentinelAddr,
+    auth: Option<&SentinelAuth>,
+) -> Result<(), String> {
+    let c = client(addr, auth);
+    drop(c.connect());
+    let result = match tokio::time::timeout(Duration::from_secs(3), c.wait_for_connect()).await {
+        Ok(Ok(())) => psubscribe_confirmed(&c).await.map_err(|e| {
+            format!(
+                "{}: {e}",
+                refused_subscribe_hint(&e, auth.and_then(|a| a.username.as_deref()))
+            )
+        }),
+        Ok(Err(e)) => Err(format!("cannot connect: {e}")),
+        Err(_) => Err("cannot connect within 3 s".to_owned()),
     };
-    Some((name, view))
+    let _ = c.quit().await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(ip: &str, flags: &str) -> HashMap<String, String> {
+        [("ip", ip), ("port", "6379"), ("flags", flags)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn replicas_sentinel_would_not_promote_are_left_out() {
+        let rs = vec![
+            replica("10.0.1.12", "slave"),
+            replica("10.0.1.11", "s_down,slave,disconnected"),
+            replica("10.0.1.13", "slave,disconnected"),
+            replica("10.0.1.14", "slave,s_down"),
+            replica("10.0.1.15", "slave,o_down"),
+        ];
+        assert_eq!(
+            promotable_replicas(&rs),
+            vec![Addr::new("10.0.1.12".to_owned(), 6379)]
+        );
+    }
+
+    #[test]
+    fn get_master_addr_reply_is_parsed_and_nil_is_none() {
+        let v = Value::Array(vec![Value::from("127.0.0.3"), Value::from("6380")]);
+        assert_eq!(
+            addr_reply(&v),
+            Some(Addr::new("127.0.0.3".to_owned(), 6380))
+        );
+        assert_eq!(addr_reply(&Value::Null), None);
+        let bad = Value::Array(vec![Value::from("127.0.0.3"), Value::from("x")]);
+        assert_eq!(addr_reply(&bad), None);
+    }
+
+    #[test]
+    fn refused_psubscribe_names_the_missing_permission() {
+        let channel = "NOPERM No permissions to access a channel";
+        let h = refused_subscribe_hint(channel, Some("watcher"));
+        assert!(h.contains("&*") && h.contains("watcher"), "{h}");
+        let cmd = "NOPERM User watcher has no permissions to run the 'psubscribe' command";
+        let h = refused_subscribe_hint(cmd, Some("watcher"));
+        assert!(h.contains("+psubscribe"), "{h}");
+        let lost = "PSUBSCRIBE * did not take (PING answered \"PONG\" outside subscribed mode)";
+        let h = refused_subscribe_hint(lost, Some("watcher"));
+        assert!(
+            h.contains("&*") && h.contains("+psubscribe") && h.contains("watcher"),
+            "{h}"
+        );
+        assert!(refused_subscribe_hint(
+            "NOPERM this user has no permissions to access one of the channels used as arguments",
+            None
+        )
+        .contains("\"default\""));
+    }
 }

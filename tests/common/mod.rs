@@ -924,3 +924,94 @@ impl Vpc {
         new
     }
 }
+
+// --- links helpers ---
+
+/// A TCP proxy in front of one sentinel that can be told to go silent: every
+/// connection open at that moment stops forwarding both ways (bytes are read and
+/// dropped) without being closed, as when a NAT or firewall forgets a flow. New
+/// connections pass, as they would through the same NAT.
+pub struct SilentProxy {
+    /// `127.0.0.1:port` to give the daemon instead of the sentinel's address.
+    pub addr: String,
+    /// Connections opened before this generation are silent.
+    cut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentProxy {
+    pub async fn start(upstream: String) -> SilentProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr").to_string();
+        let cut = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (c, a) = (cut.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let generation = a.fetch_add(1, Ordering::SeqCst);
+                let Ok(up) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (dr, dw) = down.into_split();
+                let (ur, uw) = up.into_split();
+                let silent = {
+                    let c = c.clone();
+                    move || generation < c.load(Ordering::SeqCst)
+                };
+                tokio::spawn(pump(dr, uw, silent.clone()));
+                tokio::spawn(pump(ur, dw, silent));
+            }
+        });
+        SilentProxy {
+            addr,
+            cut,
+            accepted,
+        }
+    }
+
+    /// Every connection open now goes silent (for good).
+    pub fn silence_open_connections(&self) {
+        use std::sync::atomic::Ordering;
+        self.cut
+            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    pub fn connections_accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    silent: impl Fn() -> bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if silent() {
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    if silent() {
+        // Keep the other side open: a silent path never says goodbye.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The text of the daemon's log after byte `from` (to look only at what
+/// happened after a point in the test).
+pub fn log_since(d: &Daemon, from: usize) -> String {
+    d.logs().get(from..).unwrap_or("").to_owned()
+}
