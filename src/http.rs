@@ -39,9 +39,7 @@ pub async fn serve(
 /// `/metrics` in the format the scraper asks for (`Accept`): OpenMetrics
 /// when asked for, else the classic text format 0.0.4.
 async fn metrics(headers: HeaderMap) -> impl IntoResponse {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     (
         [(header::CONTENT_TYPE, format.content_type())],

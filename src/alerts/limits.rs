@@ -134,7 +134,10 @@ pub fn cut_slack(s: &str, max: usize) -> String {
 pub fn discord_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '[' | ']') {
+        if matches!(
+            c,
+            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '[' | ']'
+        ) {
             out.push('\\');
         }
         out.push(c);

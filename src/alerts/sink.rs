@@ -162,10 +162,7 @@ pub fn validate(webhooks: &[WebhookConfig]) -> Result<(), String> {
     for (i, w) in webhooks.iter().enumerate() {
         if let Some(s) = &w.secret {
             signing_key(s.expose()).map_err(|e| {
-                format!(
-                    "alerts.webhooks[{i}].secret_env (webhook {}): {e}",
-                    w.name
-                )
+                format!("alerts.webhooks[{i}].secret_env (webhook {}): {e}", w.name)
             })?;
         }
     }
@@ -186,14 +183,17 @@ pub fn sign(key: &[u8], id: &str, ts: &str, body: &str) -> String {
     )
 }
 
+/// One attempt's body and headers, signed at send time.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
 /// The body and headers of one attempt to send `req`, signed at `now`.
-pub fn signed(
-    cfg: &WebhookConfig,
-    req: &Request,
-    now: SystemTime,
-) -> Result<(String, Vec<(&'static str, String)>), String> {
-    let body = serde_json::to_string(&req.body)
-        .map_err(|e| format!("cannot encode the message: {e}"))?;
+pub fn signed(cfg: &WebhookConfig, req: &Request, now: SystemTime) -> Result<Signed, String> {
+    let body =
+        serde_json::to_string(&req.body).map_err(|e| format!("cannot encode the message: {e}"))?;
     let mut headers = Vec::new();
     if let Some(id) = &req.webhook_id {
         let ts = now
@@ -209,7 +209,7 @@ pub fn signed(
         headers.push(("webhook-id", id.clone()));
         headers.push(("webhook-timestamp", ts));
     }
-    Ok((body, headers))
+    Ok(Signed { body, headers })
 }
 
 /// The incident as it should be told: a trigger sent for an incident that is
@@ -458,10 +458,16 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// Result of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    Sent { status: u16, attempts: u32 },
+    Sent {
+        status: u16,
+        attempts: u32,
+    },
     /// `why` says what went wrong last, once (no attempt count: that is
     /// `attempts`), without any secret.
-    Failed { why: String, attempts: u32 },
+    Failed {
+        why: String,
+        attempts: u32,
+    },
 }
 
 /// `text` with every secret of `cfg` replaced by `***`: the URL, its path
@@ -472,10 +478,7 @@ pub fn redact(cfg: &WebhookConfig, text: &str) -> String {
     let mut secrets: Vec<&str> = vec![url];
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     if let Some((_, path)) = rest.split_once('/') {
-        secrets.extend(
-            path.split(['/', '?', '&', '='])
-                .filter(|s| s.len() >= 8),
-        );
+        secrets.extend(path.split(['/', '?', '&', '=']).filter(|s| s.len() >= 8));
     }
     if let Some(k) = &cfg.routing_key {
         secrets.push(k.expose());
@@ -686,7 +689,7 @@ async fn deliver_one(
     loop {
         *attempts += 1;
         // Signed now, on this attempt: the timestamp is never stale.
-        let (body, headers) = signed(cfg, req, clock.now())?;
+        let Signed { body, headers } = signed(cfg, req, clock.now())?;
         let mut b = http
             .post(&url)
             .header(reqwest::header::USER_AGENT, USER_AGENT)
@@ -819,14 +822,22 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let req = render(&cfg, &failover("m"), "r", t0);
         let header = |h: &[(&str, String)], k: &str| {
-            h.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap()
+            h.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
         };
-        let (body, a) = signed(&cfg, &req, t0).unwrap();
-        let (_, b) = signed(&cfg, &req, t0 + Duration::from_secs(400)).unwrap();
+        let Signed { body, headers: a } = signed(&cfg, &req, t0).unwrap();
+        let b = signed(&cfg, &req, t0 + Duration::from_secs(400))
+            .unwrap()
+            .headers;
         assert_eq!(header(&a, "webhook-id"), header(&b, "webhook-id"));
         assert_eq!(header(&a, "webhook-timestamp"), "1700000000");
         assert_eq!(header(&b, "webhook-timestamp"), "1700000400");
-        assert_ne!(header(&a, "webhook-signature"), header(&b, "webhook-signature"));
+        assert_ne!(
+            header(&a, "webhook-signature"),
+            header(&b, "webhook-signature")
+        );
         let key = signing_key(cfg.secret.as_ref().unwrap().expose()).unwrap();
         assert_eq!(
             header(&b, "webhook-signature"),
@@ -861,7 +872,10 @@ mod tests {
         assert_eq!(trigger["event_action"], "trigger");
         assert_eq!(resolve["event_action"], "resolve");
         let s = trigger["payload"]["summary"].as_str().unwrap();
-        assert!(s.contains("failed over 10.0.1.11:6379 → 10.0.1.12:6379"), "{s}");
+        assert!(
+            s.contains("failed over 10.0.1.11:6379 → 10.0.1.12:6379"),
+            "{s}"
+        );
         assert!(!s.contains("has not finished"), "{s}");
         assert_eq!(trigger["dedup_key"], resolve["dedup_key"]);
     }
@@ -879,9 +893,11 @@ mod tests {
         assert_eq!(then.body["dedup_key"], req.body["dedup_key"]);
         assert!(then.then.is_none());
         // Other sinks: one message.
-        assert!(render_test_alert(&sink(SinkKind::Slack), &i, SystemTime::now())
-            .then
-            .is_none());
+        assert!(
+            render_test_alert(&sink(SinkKind::Slack), &i, SystemTime::now())
+                .then
+                .is_none()
+        );
     }
 
     /// A master name with markup, mentions and non-ASCII, `n` characters long.
@@ -911,16 +927,28 @@ mod tests {
             let n = text.chars().count();
             if target <= limit {
                 assert_eq!(n, target, "{kind:?} {target}: not cut");
-                assert!(!text.contains(ELLIPSIS), "{kind:?} {target}: cut below the limit");
+                assert!(
+                    !text.contains(ELLIPSIS),
+                    "{kind:?} {target}: cut below the limit"
+                );
             } else {
                 assert_eq!(n, limit, "{kind:?} {target}: cut to the limit");
                 assert!(text.contains(ELLIPSIS), "{kind:?}: visible ellipsis");
             }
             // What an operator needs survives: name (start and end), addresses, outcome.
-            assert!(text.contains("a*b_") || text.contains("a\\*b\\_"), "{kind:?}: {text}");
+            assert!(
+                text.contains("a*b_") || text.contains("a\\*b\\_"),
+                "{kind:?}: {text}"
+            );
             assert!(text.ends_with("ñ") || text.contains("ññ"), "{kind:?}");
-            assert!(text.contains("10.0.1.11:6379 → 10.0.1.12:6379"), "{kind:?}: {text}");
-            assert!(text.contains("VIP route updated in 2 tables"), "{kind:?}: {text}");
+            assert!(
+                text.contains("10.0.1.11:6379 → 10.0.1.12:6379"),
+                "{kind:?}: {text}"
+            );
+            assert!(
+                text.contains("VIP route updated in 2 tables"),
+                "{kind:?}: {text}"
+            );
         }
     }
 
@@ -955,7 +983,10 @@ mod tests {
             section.starts_with(":white_check_mark: *RedisMasterFailover* (resolved)\n"),
             "{section}"
         );
-        assert!(section.contains("a*b &lt;!channel&gt; &amp; c failed over"), "{section}");
+        assert!(
+            section.contains("a*b &lt;!channel&gt; &amp; c failed over"),
+            "{section}"
+        );
         for t in [section, b["text"].as_str().unwrap()] {
             assert!(!t.contains('<') && !t.contains('>'), "{t}");
         }
@@ -974,7 +1005,10 @@ mod tests {
         )
         .body;
         assert_eq!(b["allowed_mentions"], json!({"parse": []}));
-        assert!(b["content"].as_str().unwrap().starts_with("@everyone \\*\\*x\\*\\*"));
+        assert!(b["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("@everyone \\*\\*x\\*\\*"));
     }
 
     #[test]
@@ -1003,7 +1037,9 @@ mod tests {
             let b = render(&cfg, &i, "r", SystemTime::now()).body;
             let size = serde_json::to_string(&b).unwrap().len();
             assert!(size <= limits::TEAMS_BODY_BYTES, "{n}: {size} bytes");
-            let head = b["attachments"][0]["content"]["body"][0]["text"].as_str().unwrap();
+            let head = b["attachments"][0]["content"]["body"][0]["text"]
+                .as_str()
+                .unwrap();
             assert!(head.contains("10.0.1.11:6379 → 10.0.1.12:6379"), "{n}");
         }
     }
@@ -1014,7 +1050,11 @@ mod tests {
         let text = "HTTP 404: no_service for https://hooks.example/services/T000/B000/XXXXSECRETTOKEN \
                     key pd-routing-key-SECRET whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw XXXXSECRETTOKEN";
         let r = redact(&cfg, text);
-        for s in ["SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "hooks.example"] {
+        for s in [
+            "SECRET",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "hooks.example",
+        ] {
             assert!(!r.contains(s), "{r}");
         }
         assert!(r.starts_with("HTTP 404: no_service"), "{r}");
