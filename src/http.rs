@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::metrics::METRICS;
+use crate::metrics::{Format, METRICS};
 use crate::shutdown::Shutdown;
 use crate::status::SharedStatus;
 
@@ -36,13 +36,14 @@ pub async fn serve(
     }))
 }
 
-async fn metrics() -> impl IntoResponse {
+/// `/metrics` in the format the scraper asks for (`Accept`): OpenMetrics
+/// when asked for, else the classic text format 0.0.4.
+async fn metrics(headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        METRICS.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        METRICS.render_as(format),
     )
 }
 

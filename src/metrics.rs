@@ -118,10 +118,135 @@ impl Metrics {
         Metrics { registry: r, ..m }
     }
 
-    /// The text exposition format.
+    /// The OpenMetrics 1.0 text exposition (what prometheus-client encodes).
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// The exposition `format` asks for.
+    pub fn render_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.render(),
+            Format::Text004 => openmetrics_to_text004(&self.render()),
+        }
+    }
+}
+
+/// The two exposition formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/openmetrics-text; version=1.0.0`
+    OpenMetrics,
+    /// The classic Prometheus text format, `text/plain; version=0.0.4`.
+    Text004,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// Content negotiation on an `Accept` header: OpenMetrics only when the
+    /// scraper asks for it at least as much as for the classic format
+    /// (Prometheus ranks OpenMetrics first; curl and older scrapers ask for
+    /// nothing or `text/plain` and get the classic format).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text004;
+        };
+        let (mut om, mut text) = (0.0f32, 0.0f32);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => om = om.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if om > 0.0 && om >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text004
+        }
+    }
+}
+
+/// Rewrites OpenMetrics text as the classic 0.0.4 format: a counter's
+/// `# TYPE`/`# HELP` name carries the `_total` its samples have, `# UNIT` and
+/// `# EOF` are OpenMetrics-only and go.
+pub fn openmetrics_to_text004(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# TYPE ", "# HELP "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{p}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_accept_header_gets_openmetrics() {
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; version=1.0.0")),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn classic_or_no_accept_gets_text_004() {
+        for a in [
+            None,
+            Some("*/*"),
+            Some("text/plain;version=0.0.4"),
+            Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+            Some("application/openmetrics-text;q=0"),
+        ] {
+            assert_eq!(Format::negotiate(a), Format::Text004, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn text_004_names_counters_with_total_and_has_no_eof() {
+        let om = "# HELP x_events Events.\n# TYPE x_events counter\nx_events_total{a=\"b\"} 1\n# HELP x_open Open.\n# TYPE x_open gauge\nx_open 2\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text004(om),
+            "# HELP x_events_total Events.\n# TYPE x_events_total counter\nx_events_total{a=\"b\"} 1\n# HELP x_open Open.\n# TYPE x_open gauge\nx_open 2\n"
+        );
     }
 }
