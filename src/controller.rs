@@ -169,7 +169,11 @@ impl Controller {
         let actions = self.core.handle(now, input);
         self.act(actions);
         let connected = self.core.connected_count();
-        self.status.update(|s| s.sentinels_connected = connected);
+        let refused = self.core.refused();
+        self.status.update(|s| {
+            s.sentinels_connected = connected;
+            s.sentinels_refused = refused;
+        });
         self.publish_status();
     }
 

@@ -37,7 +37,7 @@ pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: finishing in-flight route writes, then exiting"); break None; }
                 _ = int.recv() => { info!("SIGINT: finishing in-flight route writes, then exiting"); break None; }
-                _ = hup.recv() => match Config::load(&path) {
+                _ = hup.recv() => match load_config(&path) {
                     Ok(new) => { info!(config = %path.display(), "SIGHUP: config reloaded"); break Some(new); }
                     Err(e) => error!(error = %e, "SIGHUP: new config is invalid; keeping the running one"),
                 },
@@ -125,5 +125,10 @@ async fn start(cfg: Arc<Config>, status: SharedStatus, shutdown: Shutdown) -> Ru
 
 /// Loads the config or explains why not (used by every CLI verb).
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+    let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Secrets named by the config are checked once, here, for every verb and
+    // for SIGHUP (a `whsec_` value that is not base64 is an error, not a raw key).
+    crate::alerts::sink::validate(&cfg.alerts.webhooks)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(cfg)
 }

@@ -41,6 +41,8 @@ pub struct Status {
     pub sentinels_configured: usize,
     pub sentinels_connected: usize,
     pub sentinels_answering: usize,
+    /// Sentinels that refuse the watcher's subscription (ACL), with why.
+    pub sentinels_refused: Vec<String>,
     pub reconciles: u64,
     pub last_reconcile_ok: bool,
     pub last_reconcile_ms: f64,
@@ -58,6 +60,7 @@ impl Status {
         self.sentinels_connected > self.sentinels_configured / 2
             && self.last_reconcile_ok
             && !self.masters.iter().any(|m| m.unconfirmed_too_long)
+            && self.sentinels_refused.is_empty()
     }
 
     /// One line for systemd's `STATUS=` and logs.

@@ -41,7 +41,7 @@ use crate::plan::{plan, CurrentRoute, RouteAction};
 use crate::quorum::{self, Answer, Verdict};
 use crate::status::{MasterStatus, TableStatus};
 use crate::targets::TargetError;
-use crate::watch::SentinelId;
+use crate::watch::{SentinelId, REFUSED_PREFIX};
 
 /// First confirming read after a fast-path switch (the other sentinels usually
 /// learn the new configuration from the leader's hello within a second or two).
@@ -359,6 +359,8 @@ pub struct Steering {
     /// Earliest extra read asked for by a rule (retry, epoch recheck).
     read_at: Option<(Instant, &'static str)>,
     connected: Vec<bool>,
+    /// Per sentinel: why it refuses our subscription (ACL), while it does.
+    refused: Vec<Option<String>>,
     ec2_down: bool,
     ec2_failures: u32,
     last_read_ok: bool,
@@ -382,6 +384,7 @@ impl Steering {
             next_interval_read: now + cfg.reconcile.interval,
             read_at: None,
             connected: vec![false; cfg.sentinels.len()],
+            refused: vec![None; cfg.sentinels.len()],
             ec2_down: false,
             ec2_failures: 0,
             last_read_ok: false,
@@ -404,9 +407,15 @@ impl Steering {
             } => self.on_event(now, sentinel, event, at, &mut out),
             Input::Connected(id) => {
                 self.set_connected(id, true);
+                self.set_refused(id, None, &mut out);
                 self.request_read("sentinel connected", &mut out);
             }
-            Input::Disconnected(id, _) => self.set_connected(id, false),
+            Input::Disconnected(id, why) => {
+                self.set_connected(id, false);
+                if why.starts_with(REFUSED_PREFIX) {
+                    self.set_refused(id, Some(why), &mut out);
+                }
+            }
             Input::ReadRequested(why) => self.request_read(why, &mut out),
             Input::ReadDone(o) => self.on_read(now, *o, &mut out),
             Input::WriteDone(w) => self.on_write_done(now, *w, &mut out),
@@ -547,6 +556,32 @@ impl Steering {
                     .collect(),
             })
             .collect()
+    }
+
+    /// Sentinels refusing our subscription, with why (`/readyz` fails while any does).
+    pub fn refused(&self) -> Vec<String> {
+        self.refused
+            .iter()
+            .zip(&self.sentinels)
+            .filter_map(|(r, s)| r.as_ref().map(|why| format!("{s}: {why}")))
+            .collect()
+    }
+
+    fn set_refused(&mut self, id: SentinelId, why: Option<String>, out: &mut Vec<Action>) {
+        let Some(slot) = self.refused.get_mut(id) else {
+            return;
+        };
+        if slot.is_some() == why.is_some() {
+            *slot = why;
+            return;
+        }
+        let sentinel = self.sentinels.get(id).cloned().unwrap_or_default();
+        out.push(Action::Alert(AlertInput::SentinelRefused {
+            sentinel,
+            ok: why.is_none(),
+            detail: why.clone().unwrap_or_default(),
+        }));
+        *slot = why;
     }
 
     fn set_connected(&mut self, id: SentinelId, up: bool) {
@@ -1710,5 +1745,35 @@ reconcile:
         assert!(!a
             .iter()
             .any(|x| matches!(x, Action::Alert(AlertInput::RouteVerified { .. }))));
+    }
+
+    #[test]
+    fn refused_subscription_is_alerted_once_and_cleared_on_connect() {
+        let mut s = Sim::started();
+        let why = || Input::Disconnected(1, "PSUBSCRIBE refused: NOPERM (grant &*)".into());
+        let a = s.feed(10, why());
+        let b = s.feed(5010, why());
+        let refusals = |a: &[Action]| {
+            a.iter()
+                .filter(|x| {
+                    matches!(
+                        x,
+                        Action::Alert(AlertInput::SentinelRefused { ok: false, .. })
+                    )
+                })
+                .count()
+        };
+        assert_eq!(refusals(&a) + refusals(&b), 1, "told once: {a:?} {b:?}");
+        assert_eq!(s.core.refused().len(), 1);
+        // A plain disconnect is not a refusal.
+        assert!(s
+            .feed(5020, Input::Disconnected(2, "connection reset".into()))
+            .is_empty());
+        let a = s.feed(6000, Input::Connected(1));
+        assert!(a.iter().any(|x| matches!(
+            x,
+            Action::Alert(AlertInput::SentinelRefused { ok: true, .. })
+        )));
+        assert!(s.core.refused().is_empty());
     }
 }

@@ -26,6 +26,10 @@ use crate::metrics::METRICS;
 use crate::quorum::MasterView;
 use crate::shutdown::Shutdown;
 
+/// How a refused subscription (ACL `NOPERM`) is worded in
+/// [`WatchMsg::Disconnected`]: the controller alerts on it and fails `/readyz`.
+pub const REFUSED_PREFIX: &str = "PSUBSCRIBE refused";
+
 /// Index of a sentinel in the configured list.
 pub type SentinelId = usize;
 
@@ -369,7 +373,7 @@ impl Watcher {
                 error!(sentinel = %self.addr, error = %err, retry_in_s = SUBSCRIBE_RETRY.as_secs(),
                     "PSUBSCRIBE * refused: {hint}; this sentinel counts as not connected until it is accepted");
                 let _ = self
-                    .tell_down(told_up, format!("PSUBSCRIBE refused: {hint}"))
+                    .tell_down(told_up, format!("{REFUSED_PREFIX}: {hint}"))
                     .await;
                 LinkState::Unsubscribed {
                     retry_at: Instant::now() + SUBSCRIBE_RETRY,

@@ -67,6 +67,9 @@ pub enum Kind {
     NoMajority,
     /// EC2 could not be read at all.
     Ec2Unreachable,
+    /// A sentinel refuses what the watcher needs (ACL `NOPERM` on PSUBSCRIBE):
+    /// its events are not seen until an operator fixes the user.
+    SentinelRefused,
 }
 
 impl Kind {
@@ -77,6 +80,7 @@ impl Kind {
             Kind::RouteFailure => "VipRouteUpdateFailed",
             Kind::NoMajority => "SentinelNoMajority",
             Kind::Ec2Unreachable => "Ec2Unreachable",
+            Kind::SentinelRefused => "SentinelSubscriptionRefused",
         }
     }
 }
@@ -238,6 +242,13 @@ impl Incident {
                 self.detail.as_deref().unwrap_or("")
             ),
             (Kind::Ec2Unreachable, State::Resolved) => "EC2 API reachable again".to_owned(),
+            (Kind::SentinelRefused, State::Firing) => format!(
+                "sentinel refuses the watcher's subscription: events from it are not seen ({})",
+                self.detail.as_deref().unwrap_or("")
+            ),
+            (Kind::SentinelRefused, State::Resolved) => {
+                "sentinel accepts the watcher's subscription again".to_owned()
+            }
         }
     }
 
@@ -963,6 +974,28 @@ impl Fold {
     /// EC2 unreachable (`down == true`) or reachable again.
     pub fn on_ec2(&mut self, now: Instant, wall: SystemTime, down: bool, detail: &str) {
         self.on_condition(now, wall, "*", Kind::Ec2Unreachable, "ec2", down, detail);
+    }
+
+    /// A sentinel refusing (`refused == true`) or accepting again the
+    /// watcher's PSUBSCRIBE. One incident per sentinel.
+    pub fn on_sentinel_refused(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        sentinel: &str,
+        refused: bool,
+        detail: &str,
+    ) {
+        // Keyed by the sentinel (in the master slot): one incident each.
+        self.on_condition(
+            now,
+            wall,
+            sentinel,
+            Kind::SentinelRefused,
+            "subscribe",
+            refused,
+            detail,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -49,6 +49,13 @@ pub enum AlertInput {
         ok: bool,
         detail: String,
     },
+    /// A sentinel refusing the watcher's PSUBSCRIBE (`ok == false`, ACL) or
+    /// accepting it again.
+    SentinelRefused {
+        sentinel: String,
+        ok: bool,
+        detail: String,
+    },
     /// EC2 reads failing (`ok == false`) or working again.
     Ec2 {
         ok: bool,
@@ -132,6 +139,7 @@ pub fn spawn(
                         AlertInput::RouteVerified { master, addr, target } => fold.on_route_verified(now, wall, master, addr, target),
                         AlertInput::Majority { master, ok, detail } => fold.on_majority(now, wall, master, *ok, detail),
                         AlertInput::Ec2 { ok, detail } => fold.on_ec2(now, wall, !*ok, detail),
+                        AlertInput::SentinelRefused { sentinel, ok, detail } => fold.on_sentinel_refused(now, wall, sentinel, !*ok, detail),
                     }
                 }
             }
@@ -254,20 +262,9 @@ async fn send(
 /// `test-alert`: sends a clearly marked test incident to each sink (or one) and
 /// returns each result.
 pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::Delivery)> {
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
+    let http = match sink::http_client() {
         Ok(h) => h,
-        Err(e) => {
-            return vec![(
-                "http".into(),
-                sink::Delivery::Failed {
-                    why: e.to_string(),
-                    attempts: 0,
-                },
-            )]
-        }
+        Err(why) => return vec![("http".into(), sink::Delivery::Failed { why, attempts: 0 })],
     };
     let now = SystemTime::now();
     let mut incident = Incident::new(
@@ -293,9 +290,9 @@ pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::
         .iter()
         .filter(|w| only.is_none_or(|o| o == w.name))
     {
-        let req = sink::render(w, &incident, "sentinel-vip-test", now);
-        // Interactive: a few quick retries, not the daemon's two minutes.
-        let r = sink::deliver(w, &http, &req, Duration::from_secs(5)).await;
+        // Interactive: a few quick retries, not the daemon's two minutes. A
+        // trigger is followed by its resolve, so no test incident stays open.
+        let r = sink::send_test_alert(w, &http, &incident, Duration::from_secs(5)).await;
         out.push((w.name.clone(), r));
     }
     out
