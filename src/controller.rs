@@ -47,6 +47,24 @@ pub enum Input {
     Reconcile(&'static str),
     ReadDone(Box<ReadOutcome>),
     WriteDone(Box<WriteOutcome>),
+    /// SIGHUP: a new config, and new links / EC2 client where those changed.
+    Reload(Box<Reload>),
+}
+
+/// What changes on a reload; `None` keeps what runs.
+pub struct Reload {
+    pub cfg: Arc<Config>,
+    pub links: Option<Vec<SentinelLink>>,
+    pub ec2: Option<Ec2>,
+}
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reload")
+            .field("links", &self.links.as_ref().map(|l| l.len()))
+            .field("ec2", &self.ec2.is_some())
+            .finish()
+    }
 }
 
 /// The decision loop's driver. Create with [`Controller::new`], drive with [`Controller::run`].
@@ -155,6 +173,20 @@ impl Controller {
                 let actions = self.core.handle(now, steering::Input::ReadDone(o));
                 self.after_read(took, answering);
                 self.act(actions);
+                return;
+            }
+            Input::Reload(r) => {
+                let Reload { cfg, links, ec2 } = *r;
+                if let Some(links) = links {
+                    self.links = Arc::new(links);
+                }
+                if let Some(ec2) = ec2 {
+                    self.ec2 = ec2;
+                }
+                self.cfg = cfg;
+                let actions = self.core.reconfigure(now, &self.cfg);
+                self.act(actions);
+                self.publish_status();
                 return;
             }
             Input::WriteDone(w) => {

@@ -10,116 +10,183 @@ use tracing::{error, info, warn};
 
 use crate::alerts;
 use crate::config::Config;
-use crate::controller::{Controller, Input};
+use crate::controller::{Controller, Input, Reload};
 use crate::ec2::Ec2;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::status::SharedStatus;
 use crate::watch::{self, SentinelLink};
 
-/// Runs the daemon until SIGTERM/SIGINT. SIGHUP reloads the config (an invalid
-/// new config is logged and the running one kept).
+/// Runs the daemon until SIGTERM/SIGINT.
+///
+/// SIGHUP reloads **in place**: the controller (every master's state, in-flight
+/// writes), the alert task (open incidents) and the HTTP server keep running;
+/// only what changed is swapped — the sentinel links when the sentinel list,
+/// auth or `alerts.local_sentinel` changed, the EC2 client when `aws` changed.
+/// An invalid new config is logged and the running one kept. `http.listen` and
+/// `log` take effect at the next restart.
+///
+/// **Architecture Invariant:** every task has an owner that ends it: watchers
+/// end with their links' trigger, everything else with the process shutdown.
 pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
     let status = SharedStatus::new(cfg.sentinels.len());
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let (outer_trigger, outer) = Shutdown::new();
+    let (trigger, shutdown) = Shutdown::new();
     let _http = match cfg.http.listen {
-        Some(addr) => Some(crate::http::serve(addr, status.clone(), outer.clone()).await?),
+        Some(addr) => Some(crate::http::serve(addr, status.clone(), shutdown.clone()).await?),
         None => None,
     };
-    loop {
-        let cfg_arc = Arc::new(cfg.clone());
-        let (trigger, shutdown) = Shutdown::new();
-        let running = start(cfg_arc.clone(), status.clone(), shutdown).await;
-        let mut controller = running.controller;
-        let reload = loop {
-            tokio::select! {
-                _ = term.recv() => { info!("SIGTERM: finishing in-flight route writes, then exiting"); break None; }
-                _ = int.recv() => { info!("SIGINT: finishing in-flight route writes, then exiting"); break None; }
-                _ = hup.recv() => match load_config(&path) {
-                    Ok(new) => { info!(config = %path.display(), "SIGHUP: config reloaded"); break Some(new); }
-                    Err(e) => error!(error = %e, "SIGHUP: new config is invalid; keeping the running one"),
-                },
-                r = &mut controller => {
-                    error!(?r, "controller stopped unexpectedly; restarting it");
-                    break Some(cfg.clone());
-                }
-            }
-        };
-        trigger.trigger();
-        if tokio::time::timeout(Duration::from_secs(15), &mut controller)
-            .await
-            .is_err()
-        {
-            warn!("controller did not stop in time");
-        }
-        for l in running.links.iter() {
-            l.close().await;
-        }
-        match reload {
-            Some(new) => cfg = new,
-            None => break,
-        }
-    }
-    outer_trigger.trigger();
-    crate::notify::stopping();
-    info!("stopped");
-    Ok(())
-}
-
-struct Running {
-    controller: tokio::task::JoinHandle<()>,
-    links: Arc<Vec<SentinelLink>>,
-}
-
-async fn start(cfg: Arc<Config>, status: SharedStatus, shutdown: Shutdown) -> Running {
     let ec2 = Ec2::new(&cfg.aws).await;
     let (tx, rx) = mpsc::channel::<Input>(4096);
-    let (wtx, mut wrx) = mpsc::channel(4096);
-    let name = watch::connection_name(cfg.alerts.local_sentinel.as_ref());
-    let links = watch::spawn_watchers(
-        &cfg.sentinels,
-        cfg.sentinel_auth.as_ref(),
-        &name,
-        wtx,
-        &shutdown,
-    );
-    let forward = tx.clone();
-    tokio::spawn(async move {
-        while let Some(m) = wrx.recv().await {
-            if forward.send(Input::Watch(m)).await.is_err() {
-                break;
-            }
-        }
-    });
-    // Wait (bounded) for the command connections so the first reconcile counts.
-    let up = watch::wait_connected(&links, Duration::from_secs(3)).await;
-    for (l, ok) in links.iter().zip(&up) {
-        if !ok {
-            warn!(sentinel = %l.addr, "sentinel unreachable at start; will keep retrying");
-        }
-    }
-    if !up.iter().any(|u| *u) {
-        error!("no sentinel reachable at start; routes are left as they are until one answers");
-    }
-    let alert_tx = alerts::spawn(&cfg, &links, status.clone(), shutdown.clone());
-    let links_arc = Arc::new(links.clone());
+    let mut links = Links::start(&cfg, tx.clone()).await;
+    let alerter = alerts::spawn(&cfg, &links.links, status.clone(), shutdown.clone());
     let controller = Controller::new(
-        cfg.clone(),
+        Arc::new(cfg.clone()),
         ec2,
-        links,
+        links.links.clone(),
         rx,
         tx.clone(),
-        alert_tx,
+        Some(alerter.inbox.clone()),
         status.clone(),
     );
     let _ = tx.send(Input::Reconcile("start")).await;
-    let handle = tokio::spawn(controller.run(shutdown.clone()));
-    tokio::spawn(crate::notify::watch_ready(status, shutdown));
-    Running {
-        controller: handle,
-        links: links_arc,
+    let mut handle = tokio::spawn(controller.run(shutdown.clone()));
+    tokio::spawn(crate::notify::watch_ready(status.clone(), shutdown.clone()));
+    let outcome = loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: finishing in-flight route writes, then exiting"); break Ok(()); }
+            _ = int.recv() => { info!("SIGINT: finishing in-flight route writes, then exiting"); break Ok(()); }
+            _ = hup.recv() => match load_config(&path) {
+                Ok(new) => {
+                    reload(&cfg, &new, &mut links, &tx, &alerter).await;
+                    status.update(|s| s.sentinels_configured = new.sentinels.len());
+                    cfg = new;
+                    info!(config = %path.display(), "SIGHUP: config reloaded in place");
+                }
+                Err(e) => error!(error = %e, "SIGHUP: new config is invalid; keeping the running one"),
+            },
+            r = &mut handle => {
+                error!(?r, "controller stopped unexpectedly; exiting so that systemd restarts the service");
+                break Err(anyhow::anyhow!("controller stopped unexpectedly"));
+            }
+        }
+    };
+    trigger.trigger();
+    if tokio::time::timeout(Duration::from_secs(15), &mut handle)
+        .await
+        .is_err()
+    {
+        warn!("controller did not stop in time");
+    }
+    links.close().await;
+    crate::notify::stopping();
+    info!("stopped");
+    outcome
+}
+
+/// Swaps what changed between `old` and `new`.
+async fn reload(
+    old: &Config,
+    new: &Config,
+    links: &mut Links,
+    tx: &mpsc::Sender<Input>,
+    alerter: &alerts::Alerter,
+) {
+    let links_changed = links_differ(old, new);
+    // AwsConfig holds no secrets: its Debug form is its identity.
+    let aws_changed = format!("{:?}", old.aws) != format!("{:?}", new.aws);
+    if old.http.listen != new.http.listen {
+        warn!("http.listen changed: takes effect at the next restart");
+    }
+    let new_links = if links_changed {
+        let fresh = Links::start(new, tx.clone()).await;
+        let stale = std::mem::replace(links, fresh);
+        stale.close().await;
+        Some(links.links.clone())
+    } else {
+        None
+    };
+    let ec2 = if aws_changed {
+        Some(Ec2::new(&new.aws).await)
+    } else {
+        None
+    };
+    info!(links_changed, aws_changed, "reload: swapping what changed");
+    let cfg = Arc::new(new.clone());
+    let _ = tx
+        .send(Input::Reload(Box::new(Reload {
+            cfg: cfg.clone(),
+            links: new_links,
+            ec2,
+        })))
+        .await;
+    let _ = alerter
+        .reconfigure
+        .send(alerts::Reconfigure {
+            cfg,
+            links: links.links.clone(),
+        })
+        .await;
+}
+
+/// Whether the sentinel connections must be made anew.
+fn links_differ(a: &Config, b: &Config) -> bool {
+    let auth = |c: &Config| {
+        c.sentinel_auth
+            .as_ref()
+            .map(|x| (x.username.clone(), x.password.clone()))
+    };
+    a.sentinels != b.sentinels
+        || auth(a) != auth(b)
+        || a.alerts.local_sentinel != b.alerts.local_sentinel
+}
+
+/// The sentinel links of one config: a watcher task per sentinel (pub/sub)
+/// and a command link per sentinel. `close` ends all of them.
+struct Links {
+    links: Vec<SentinelLink>,
+    stop: ShutdownTrigger,
+}
+
+impl Links {
+    async fn start(cfg: &Config, tx: mpsc::Sender<Input>) -> Links {
+        let (stop, stopped) = Shutdown::new();
+        let (wtx, mut wrx) = mpsc::channel(4096);
+        let name = watch::connection_name(cfg.alerts.local_sentinel.as_ref());
+        let links = watch::spawn_watchers(
+            &cfg.sentinels,
+            cfg.sentinel_auth.as_ref(),
+            &name,
+            wtx,
+            &stopped,
+        );
+        // Ends when every watcher has ended (their senders dropped).
+        tokio::spawn(async move {
+            while let Some(m) = wrx.recv().await {
+                if tx.send(Input::Watch(m)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        // Wait (bounded) for the command connections so the first read counts.
+        let up = watch::wait_connected(&links, Duration::from_secs(3)).await;
+        for (l, ok) in links.iter().zip(&up) {
+            if !ok {
+                warn!(sentinel = %l.addr, "sentinel unreachable at start; will keep retrying");
+            }
+        }
+        if !up.iter().any(|u| *u) {
+            error!("no sentinel reachable; routes are left as they are until one answers");
+        }
+        Links { links, stop }
+    }
+
+    async fn close(self) {
+        self.stop.trigger();
+        for l in &self.links {
+            l.close().await;
+        }
     }
 }
 

@@ -70,5 +70,9 @@ async fn readyz(State(s): State<SharedStatus>) -> impl IntoResponse {
 }
 
 async fn status_json(State(s): State<SharedStatus>) -> impl IntoResponse {
-    Json(s.get())
+    let mut st = s.get();
+    st.tasks_alive = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    Json(st)
 }

@@ -41,6 +41,8 @@ pub struct Status {
     pub sentinels_configured: usize,
     pub sentinels_connected: usize,
     pub sentinels_answering: usize,
+    /// Tokio tasks alive when `/status` was served (flat across reloads).
+    pub tasks_alive: usize,
     /// Sentinels that refuse the watcher's subscription (ACL), with why.
     pub sentinels_refused: Vec<String>,
     pub reconciles: u64,

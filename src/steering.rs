@@ -423,6 +423,50 @@ impl Steering {
         out
     }
 
+    /// Takes a reloaded config in place: masters whose config is unchanged keep
+    /// all their state; a changed master keeps its decision state but forgets
+    /// its routes (they are read again); new masters start fresh, removed ones
+    /// are dropped. A changed sentinel list resets the link states. Any read
+    /// running now was started under the old config and does not judge.
+    pub fn reconfigure(&mut self, now: Instant, cfg: &Config) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.interval = cfg.reconcile.interval;
+        self.next_interval_read = self.next_interval_read.min(now + self.interval);
+        let sentinels: Vec<String> = cfg.sentinels.iter().map(|s| s.to_string()).collect();
+        if sentinels != self.sentinels {
+            self.connected = vec![false; sentinels.len()];
+            self.refused = vec![None; sentinels.len()];
+            self.sentinels = sentinels;
+        }
+        let mut masters = BTreeMap::new();
+        for (name, m) in &cfg.masters {
+            let st = match self.masters.remove(name) {
+                Some(mut st) => {
+                    // MasterConfig holds no secrets: its Debug form is its identity.
+                    if format!("{:?}", st.cfg) != format!("{m:?}") {
+                        info!(master = %name, "master's config changed: its routes are read again");
+                        st.cfg = m.clone();
+                        st.routes.clear();
+                        st.missing_tables.clear();
+                        st.applied = None;
+                    }
+                    st
+                }
+                None => MasterState::new(m.clone()),
+            };
+            masters.insert(name.clone(), st);
+        }
+        for name in self.masters.keys() {
+            info!(master = %name, "master removed from the config: no longer watched");
+        }
+        self.masters = masters;
+        for st in self.masters.values_mut() {
+            st.changed_seq = self.seq;
+        }
+        self.request_read("reload", &mut out);
+        out
+    }
+
     /// Fires whatever is due at `now` (interval reads, confirmations, retries,
     /// the unconfirmed-switch alert).
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
@@ -1775,5 +1819,35 @@ reconcile:
             Action::Alert(AlertInput::SentinelRefused { ok: true, .. })
         )));
         assert!(s.core.refused().is_empty());
+    }
+
+    #[test]
+    fn reload_keeps_unchanged_masters_and_rereads() {
+        let mut s = Sim::started();
+        let w = s.feed(100, switch(0, A, B, s.at(100)));
+        s.complete(110, &w, true);
+        let mut cfg = cfg();
+        cfg.reconcile.interval = Duration::from_secs(5);
+        let a = s.core.reconfigure(s.at(200), &cfg);
+        assert_eq!(reads(&a).len(), 1, "a read under the new config: {a:?}");
+        let st = s.master();
+        assert_eq!(st.applied.as_deref(), Some("10.0.1.11:6379"), "state kept");
+        assert!(
+            st.unconfirmed.is_some(),
+            "the unconfirmed switch is still followed"
+        );
+        assert!(s.core.poll_timeout() <= s.at(200) + Duration::from_secs(5));
+        // A master whose tables changed forgets its routes; a removed one is gone.
+        let mut cfg2 = cfg.clone();
+        let m = cfg2.masters.remove("m").expect("m");
+        cfg2.masters.insert("other".into(), m);
+        s.core.reconfigure(s.at(300), &cfg2);
+        let names: Vec<String> = s
+            .core
+            .status(s.at(300))
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, vec!["other".to_owned()]);
     }
 }

@@ -412,6 +412,13 @@ impl Fold {
         self
     }
 
+    /// New `group_wait` / `repeat_interval` (reload): open incidents keep
+    /// their state and follow the new timing from now on.
+    pub fn set_timing(&mut self, group_wait: Duration, repeat_interval: Duration) {
+        self.group_wait = group_wait;
+        self.repeat_interval = repeat_interval;
+    }
+
     /// Replaces the configured masters (reload). The state of masters no longer
     /// configured is dropped; their incidents already told firing are resolved
     /// ("no longer watched") so that no page stays open forever, the others

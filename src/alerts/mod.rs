@@ -79,45 +79,99 @@ pub struct RouteReport {
 /// The latest liveness view and when it was taken (`None`: no poll yet).
 type LivenessView = Option<(Instant, Liveness)>;
 
-/// Starts the alert task when sinks are configured; returns its inbox. The
-/// controller only ever [`offer`]s into it: alerts never delay a route write.
+/// What the daemon hands the alert task on SIGHUP: the new config and the
+/// sentinel links in use. The fold (open incidents) is kept; sinks, timing,
+/// masters and the live-watcher poller follow the new config.
+pub struct Reconfigure {
+    pub cfg: Arc<Config>,
+    pub links: Vec<SentinelLink>,
+}
+
+/// The running alert task's two inboxes.
+pub struct Alerter {
+    /// Events and outcomes from the controller (`offer` only, never awaited).
+    pub inbox: mpsc::Sender<AlertInput>,
+    /// Reloads from the daemon.
+    pub reconfigure: mpsc::Sender<Reconfigure>,
+}
+
+/// Who the alert task speaks to and for, built from one config.
+struct Speaking {
+    sinks: Vec<Arc<Sink>>,
+    local: Option<SentinelAddr>,
+    sentinels: Vec<SentinelAddr>,
+    receiver: String,
+    live: watch::Receiver<LivenessView>,
+    /// Dropping it stops this config's `CLIENT LIST` poller.
+    _poller: Option<crate::shutdown::ShutdownTrigger>,
+}
+
+impl Speaking {
+    fn new(
+        cfg: &Config,
+        links: &[SentinelLink],
+        http: &reqwest::Client,
+        shutdown: &Shutdown,
+    ) -> Speaking {
+        let local = cfg.alerts.local_sentinel.clone();
+        let sentinels = cfg.sentinels.clone();
+        let (poller, live) = match &local {
+            Some(_) => {
+                let (stop, stopped) = Shutdown::new();
+                let rx =
+                    poll_liveness(links.to_vec(), sentinels.clone(), shutdown.clone(), stopped);
+                (Some(stop), rx)
+            }
+            None => (None, watch::channel(None).1),
+        };
+        Speaking {
+            sinks: cfg
+                .alerts
+                .webhooks
+                .iter()
+                .map(|w| Sink::start(w.clone(), http.clone()))
+                .collect(),
+            receiver: local
+                .as_ref()
+                .map(|l| format!("sentinel-vip@{l}"))
+                .unwrap_or_else(|| "sentinel-vip".into()),
+            local,
+            sentinels,
+            live,
+            _poller: poller,
+        }
+    }
+}
+
+/// Starts the alert task. The controller only ever `offer`s into its inbox:
+/// alerts never delay a route write. With no webhooks configured the fold
+/// still runs (a reload may add sinks) and nothing is sent.
 ///
 /// With `alerts.local_sentinel` set, the task also polls `CLIENT LIST` on every
 /// sentinel through `links` (see [`speaker`]) to decide who posts to chat sinks;
-/// the poller ends with the task's `shutdown`.
+/// the poller ends with the task's `shutdown` or when a reload replaces it.
+///
+/// **Architecture Invariant:** every task started here ends on `shutdown`
+/// (sink workers end once their sink is dropped and their queue is empty), so
+/// reloads do not leak tasks.
 pub fn spawn(
     cfg: &Config,
     links: &[SentinelLink],
     status: SharedStatus,
     mut shutdown: Shutdown,
-) -> Option<mpsc::Sender<AlertInput>> {
-    if cfg.alerts.webhooks.is_empty() {
-        return None;
-    }
+) -> Alerter {
     let (tx, mut rx) = mpsc::channel::<AlertInput>(4096);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .user_agent(concat!("sentinel-vip/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .ok()?;
-    let sinks: Vec<Arc<Sink>> = cfg
-        .alerts
-        .webhooks
-        .iter()
-        .map(|w| Sink::start(w.clone(), http.clone()))
-        .collect();
+    let (reconf_tx, mut reconf_rx) = mpsc::channel::<Reconfigure>(4);
+    let http = match sink::http_client() {
+        Ok(h) => h,
+        Err(e) => {
+            warn!(error = %e, "cannot build the HTTP client for webhooks; alerts are not sent");
+            reqwest::Client::new()
+        }
+    };
     let mut fold = Fold::new(cfg.alerts.group_wait, cfg.alerts.repeat_interval)
         .for_masters(cfg.masters.keys().cloned());
-    let local = cfg.alerts.local_sentinel.clone();
-    let sentinels = cfg.sentinels.clone();
-    let receiver = local
-        .as_ref()
-        .map(|l| format!("sentinel-vip@{l}"))
-        .unwrap_or_else(|| "sentinel-vip".into());
-    let live = match &local {
-        Some(_) => poll_liveness(links.to_vec(), sentinels.clone(), shutdown.clone()),
-        None => watch::channel(None).1,
-    };
+    let mut speaking = Speaking::new(cfg, links, &http, &shutdown);
     tokio::spawn(async move {
         loop {
             let wake = fold
@@ -127,6 +181,13 @@ pub fn spawn(
             tokio::select! {
                 _ = shutdown.recv() => break,
                 _ = tokio::time::sleep_until(wake) => {}
+                r = reconf_rx.recv() => {
+                    let Some(r) = r else { continue };
+                    fold.set_timing(r.cfg.alerts.group_wait, r.cfg.alerts.repeat_interval);
+                    fold.set_masters(Instant::now(), SystemTime::now(), r.cfg.masters.keys().cloned());
+                    speaking = Speaking::new(&r.cfg, &r.links, &http, &shutdown);
+                    info!(sinks = speaking.sinks.len(), "alerts reconfigured; open incidents kept");
+                }
                 m = rx.recv() => {
                     let Some(m) = m else { break };
                     let (now, wall) = (Instant::now(), SystemTime::now());
@@ -145,14 +206,14 @@ pub fn spawn(
             }
             let due = fold.due(Instant::now());
             if !due.is_empty() {
-                let live = current(&live.borrow());
+                let live = current(&speaking.live.borrow());
                 for incident in due {
                     send(
                         &incident,
-                        &sinks,
-                        &receiver,
-                        local.as_ref(),
-                        &sentinels,
+                        &speaking.sinks,
+                        &speaking.receiver,
+                        speaking.local.as_ref(),
+                        &speaking.sentinels,
                         &live,
                     )
                     .await;
@@ -163,7 +224,10 @@ pub fn spawn(
             status.update(|s| s.incidents_open = open);
         }
     });
-    Some(tx)
+    Alerter {
+        inbox: tx,
+        reconfigure: reconf_tx,
+    }
 }
 
 /// The liveness view to decide with now: unknown when none was taken yet or
@@ -182,6 +246,7 @@ fn poll_liveness(
     links: Vec<SentinelLink>,
     sentinels: Vec<SentinelAddr>,
     mut shutdown: Shutdown,
+    mut replaced: Shutdown,
 ) -> watch::Receiver<LivenessView> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
@@ -191,6 +256,7 @@ fn poll_liveness(
         loop {
             tokio::select! {
                 _ = shutdown.recv() => break,
+                _ = replaced.recv() => break,
                 _ = tick.tick() => {}
             }
             let reads = links.iter().map(|l| async move {

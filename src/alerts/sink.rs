@@ -549,6 +549,13 @@ pub struct Sink {
     wake: Arc<Notify>,
 }
 
+impl Drop for Sink {
+    /// Wakes the worker so it sees it is orphaned and ends after the queue.
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
 impl Sink {
     pub fn start(cfg: WebhookConfig, http: reqwest::Client) -> Arc<Sink> {
         Sink::start_with_clock(cfg, http, Arc::new(SystemClock::default()))
@@ -565,23 +572,21 @@ impl Sink {
             queue: Arc::new(Mutex::new(VecDeque::new())),
             wake: Arc::new(Notify::new()),
         });
-        let worker = s.clone();
+        // The worker holds the queue, not the sink: once the last `Arc<Sink>`
+        // is dropped (shutdown, reload) it delivers what is queued and ends.
+        let owner = Arc::downgrade(&s);
+        let (queue, wake, cfg) = (s.queue.clone(), s.wake.clone(), s.cfg.clone());
         tokio::spawn(async move {
             loop {
-                let next = worker.queue.lock().await.pop_front();
+                let next = queue.lock().await.pop_front();
                 match next {
                     Some(req) => {
-                        let r = deliver_with(
-                            &worker.cfg,
-                            &http,
-                            &req,
-                            DELIVERY_DEADLINE,
-                            clock.as_ref(),
-                        )
-                        .await;
-                        log_delivery(&worker.cfg, &r);
+                        let r = deliver_with(&cfg, &http, &req, DELIVERY_DEADLINE, clock.as_ref())
+                            .await;
+                        log_delivery(&cfg, &r);
                     }
-                    None => worker.wake.notified().await,
+                    None if owner.strong_count() == 0 => break,
+                    None => wake.notified().await,
                 }
             }
         });
