@@ -9,10 +9,12 @@
 //!   events annotate it. The first `+switch-master` (or `-odown`) resolves it;
 //!   the same switch seen from the other sentinels is absorbed.
 //! - A `-failover-abort-*` from the sentinel running the attempt (or from any,
-//!   when nobody was elected) resolves it with the reason: Sentinel retries
-//!   later under a new epoch, and that retry is a new incident whose failover
-//!   time starts at its own `+try-failover`. The same abort again, never told,
-//!   while the master stays down is not repeated.
+//!   when nobody was elected): while the master stays objectively down the
+//!   incident stays **firing** (its condition has not cleared) and says why the
+//!   failover failed; Sentinel's retry restarts the failover clock at its own
+//!   `+try-failover`, so a later switch reports the retry's duration. An abort
+//!   with the master not down (a manual failover) resolves it with the reason
+//!   ("the master was not changed").
 //! - A replica or sentinel in `+sdown` for longer than `group_wait` is a warning
 //!   incident, one per instance, resolved by `-sdown`.
 //! - Failed route writes and loss of the sentinel majority are incidents too. A
@@ -125,6 +127,10 @@ pub struct Incident {
     /// Why it ended without its condition clearing: the `-failover-abort-*`
     /// event, or `removed from the config`.
     pub ended: Option<String>,
+    /// The `-failover-abort-*` of the last attempt while the master stays
+    /// down: the incident stays firing (its condition has not cleared) and
+    /// Sentinel's retry restarts the failover clock.
+    pub aborted: Option<String>,
     /// The condition this incident counts occurrences of (see
     /// `Fold::occurrence_key`), to keep that counter while it is open.
     pub occurrence: Option<String>,
@@ -166,6 +172,7 @@ impl Incident {
             tries: 0,
             last_try: None,
             ended: None,
+            aborted: None,
             occurrence: None,
         }
     }
@@ -207,10 +214,17 @@ impl Incident {
                 "{}: failover from {from} started but has not finished",
                 self.master
             ),
-            (Kind::Failover, State::Firing) => format!(
-                "{} is down at {from} (objectively down); failover in progress",
-                self.master
-            ),
+            (Kind::Failover, State::Firing) => match &self.aborted {
+                Some(event) => format!(
+                    "{} is down at {from} (objectively down); failover ABORTED: {} ({event}); Sentinel will retry",
+                    self.master,
+                    abort_reason(event)
+                ),
+                None => format!(
+                    "{} is down at {from} (objectively down); failover in progress",
+                    self.master
+                ),
+            },
             (Kind::InstanceDown { role, instance }, State::Firing) => {
                 format!("{} {role} {instance} is down", self.master)
             }
@@ -680,7 +694,12 @@ impl Fold {
                             i.tries += 1;
                             let gap = i.last_try.map(|t| now.saturating_duration_since(t));
                             i.last_try = Some(now);
-                            if gap.is_some_and(|g| g >= RETRY_GAP) {
+                            if let Some(abort) = i.aborted.take() {
+                                // Sentinel's retry after an abort we saw: the
+                                // failover time counts from this attempt.
+                                i.attempt_started = now;
+                                i.annotate(format!("retried after {abort}: +try-failover"));
+                            } else if gap.is_some_and(|g| g >= RETRY_GAP) {
                                 // Sentinel retried (its abort was lost to us):
                                 // the failover time counts from this attempt.
                                 i.attempt_started = now;
@@ -844,6 +863,14 @@ impl Fold {
         let ends = i.leader.is_none_or(|l| l == sentinel) || kind != "-failover-abort-not-elected";
         if !ends {
             self.absorbed += 1;
+            return;
+        }
+        if down {
+            // The master is still down: the condition has not cleared, so the
+            // page stays firing, now saying why the failover failed. Sentinel
+            // retries; its `+try-failover` restarts the failover clock.
+            i.aborted = Some(kind.to_owned());
+            self.last_abort.insert(master.to_owned(), kind.to_owned());
             return;
         }
         i.resolve(now, wall);
@@ -1595,34 +1622,36 @@ mod tests {
     }
 
     #[test]
-    fn aborted_failover_resolves_with_the_reason_and_the_retry_reports_its_own_duration() {
+    fn aborted_failover_while_the_master_stays_down_keeps_firing_with_the_reason_and_the_retry_reports_its_own_duration(
+    ) {
         let t0 = Instant::now();
         let mut f = fold();
         down_and_elected(&mut f, t0, 0, 1, 0);
         feed(&mut f, t0, 300, 0, "-failover-abort-no-good-slave", MASTER);
         let told = f.due(t0 + GW);
         assert_eq!(told.len(), 1, "{told:?}");
-        assert_eq!(told[0].state, State::Resolved);
+        // The master is still down: the page stays firing, saying why.
+        assert_eq!(told[0].state, State::Firing);
         assert_eq!(
             told[0].summary(),
-            "mymaster: failover from 127.0.0.2:6379 ABORTED: no replica fit to be promoted \
-             (-failover-abort-no-good-slave); the master is still down and Sentinel will retry"
+            "mymaster is down at 127.0.0.2:6379 (objectively down); failover ABORTED: no replica \
+             fit to be promoted (-failover-abort-no-good-slave); Sentinel will retry"
         );
-        assert_eq!(f.open_count(), 0, "not repeated every repeat_interval");
-        // An hour later Sentinel retries (new epoch) and succeeds in 2 s.
+        assert_eq!(f.open_count(), 1);
+        // An hour later Sentinel retries (new epoch) and succeeds in 2 s: the
+        // same incident resolves, its failover time counted from the retry.
         let retry = 3600 * 1000;
         down_and_elected(&mut f, t0, retry, 2, 1);
         feed(&mut f, t0, retry + 2100, 1, "+switch-master", SWITCH);
         let sent = f.due(at(t0, retry + 2100) + GW);
-        assert_eq!(sent.len(), 1, "{sent:?}");
-        let s = sent[0].summary();
+        let resolved: Vec<&Incident> = sent.iter().filter(|i| i.state == State::Resolved).collect();
+        assert_eq!(resolved.len(), 1, "{sent:?}");
+        let s = resolved[0].summary();
         assert!(
             s.starts_with("mymaster failed over 127.0.0.2:6379 → 127.0.0.3:6379 in 2.0 s"),
             "{s}"
         );
-        assert_ne!(sent[0].key, told[0].key);
-        assert!(sent[0].down, "the retry knows the master is down");
-        assert_eq!(sent[0].leader, Some(1));
+        assert!(resolved[0].down, "the retry knows the master is down");
     }
 
     #[test]
@@ -1650,9 +1679,9 @@ mod tests {
             }
             feed(&mut f, t0, 20_000, 0, event, MASTER);
             let sent = f.due(at(t0, 20_000));
-            // Resolved before it was told: one message, with the reason.
+            // The master stays down: one firing message, with the reason.
             assert_eq!(sent.len(), 1, "{event}: {sent:?}");
-            assert_eq!(sent[0].state, State::Resolved, "{event}");
+            assert_eq!(sent[0].state, State::Firing, "{event}");
             assert!(sent[0].summary().contains(reason), "{}", sent[0].summary());
         }
     }
@@ -1786,9 +1815,9 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_in_the_same_epoch_after_an_abort_is_a_new_incident_not_absorbed() {
-        // +new-epoch of the retry missed: the epoch's key is taken by the
-        // aborted attempt; the retry and its switch must still be told.
+    fn a_retry_in_the_same_epoch_after_an_abort_is_told_not_absorbed() {
+        // +new-epoch of the retry missed: the retry and its switch must still
+        // be told, with the failover time of the retry.
         let t0 = Instant::now();
         let mut f = fold();
         down_and_elected(&mut f, t0, 0, 1, 0);
@@ -1800,11 +1829,10 @@ mod tests {
         let sent = f.due(at(t0, 61_000) + GW);
         assert_eq!(sent.len(), 1, "{sent:?}");
         assert!(
-            sent[0].summary().contains("failed over"),
+            sent[0].summary().contains("failed over") && sent[0].summary().contains("in 1.0 s"),
             "{}",
             sent[0].summary()
         );
-        assert_ne!(sent[0].key, aborted[0].key);
         // Two watchers that saw the same events agree on that key.
         let mut g = fold();
         down_and_elected(&mut g, t0, 0, 1, 0);
