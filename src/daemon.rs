@@ -39,7 +39,7 @@ pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
     };
     let ec2 = Ec2::new(&cfg.aws).await;
     let (tx, rx) = mpsc::channel::<Input>(4096);
-    let mut links = Links::start(&cfg, tx.clone()).await;
+    let mut links = Links::start(&cfg).await;
     let alerter = alerts::spawn(&cfg, &links.links, status.clone(), shutdown.clone());
     let controller = Controller::new(
         Arc::new(cfg.clone()),
@@ -50,6 +50,7 @@ pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
         Some(alerter.inbox.clone()),
         status.clone(),
     );
+    links.forward(tx.clone());
     let _ = tx.send(Input::Reconcile("start")).await;
     let mut handle = tokio::spawn(controller.run(shutdown.clone()));
     tokio::spawn(crate::notify::watch_ready(status.clone(), shutdown.clone()));
@@ -100,7 +101,7 @@ async fn reload(
         warn!("http.listen changed: takes effect at the next restart");
     }
     let new_links = if links_changed {
-        let fresh = Links::start(new, tx.clone()).await;
+        let fresh = Links::start(new).await;
         let stale = std::mem::replace(links, fresh);
         stale.close().await;
         Some(links.links.clone())
@@ -121,6 +122,8 @@ async fn reload(
             ec2,
         })))
         .await;
+    // The new links' messages only after the controller has them.
+    links.forward(tx.clone());
     let _ = alerter
         .reconfigure
         .send(alerts::Reconfigure {
@@ -147,12 +150,15 @@ fn links_differ(a: &Config, b: &Config) -> bool {
 struct Links {
     links: Vec<SentinelLink>,
     stop: ShutdownTrigger,
+    stopped: Shutdown,
+    /// Watch messages not yet forwarded (see [`Links::forward`]).
+    messages: Option<mpsc::Receiver<watch::WatchMsg>>,
 }
 
 impl Links {
-    async fn start(cfg: &Config, tx: mpsc::Sender<Input>) -> Links {
+    async fn start(cfg: &Config) -> Links {
         let (stop, stopped) = Shutdown::new();
-        let (wtx, mut wrx) = mpsc::channel(4096);
+        let (wtx, wrx) = mpsc::channel(4096);
         let name = watch::connection_name(cfg.alerts.local_sentinel.as_ref());
         let links = watch::spawn_watchers(
             &cfg.sentinels,
@@ -161,14 +167,6 @@ impl Links {
             wtx,
             &stopped,
         );
-        // Ends when every watcher has ended (their senders dropped).
-        tokio::spawn(async move {
-            while let Some(m) = wrx.recv().await {
-                if tx.send(Input::Watch(m)).await.is_err() {
-                    break;
-                }
-            }
-        });
         // Wait (bounded) for the command connections so the first read counts.
         let up = watch::wait_connected(&links, Duration::from_secs(3)).await;
         for (l, ok) in links.iter().zip(&up) {
@@ -179,7 +177,34 @@ impl Links {
         if !up.iter().any(|u| *u) {
             error!("no sentinel reachable; routes are left as they are until one answers");
         }
-        Links { links, stop }
+        Links {
+            links,
+            stop,
+            stopped,
+            messages: Some(wrx),
+        }
+    }
+
+    /// Starts forwarding this generation's watch messages to the controller,
+    /// until its links close: a reloaded controller never hears a stale
+    /// watcher under a new id. Called after the controller knows these links.
+    fn forward(&mut self, tx: mpsc::Sender<Input>) {
+        let Some(mut wrx) = self.messages.take() else {
+            return;
+        };
+        let mut closed = self.stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = closed.recv() => break,
+                    m = wrx.recv() => match m {
+                        Some(m) => if tx.send(Input::Watch(m)).await.is_err() { break },
+                        None => break,
+                    },
+                }
+            }
+        });
     }
 
     async fn close(self) {
