@@ -64,7 +64,7 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
             ));
         }
     }
-    let ec2 = Ec2::new(&cfg.aws).await;
+    let ec2 = Ec2::for_config(cfg).await;
     let tables: BTreeSet<_> = cfg
         .masters
         .values()
@@ -108,6 +108,7 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
             None => None,
         };
         for t in &m.route_tables {
+            report_role(&mut r, &ec2, t);
             let Some(table) = read.get(t) else {
                 r.fail(format!(
                     "route table {t} (masters.{name}): not found in EC2"
@@ -221,6 +222,17 @@ async fn check_master(
             ));
             None
         }
+    }
+}
+
+/// Which credentials reach `table` (a master's role, `aws.assume_role_arn`, or
+/// the default chain): with several accounts, a "not found" is read against it.
+fn report_role(r: &mut Report, ec2: &Ec2, table: &crate::config::RouteTableId) {
+    match ec2.role_for(table) {
+        Some(role) => r.ok(format!("route table {table}: reached as role {role}")),
+        None => r.ok(format!(
+            "route table {table}: reached with the default credentials"
+        )),
     }
 }
 

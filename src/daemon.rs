@@ -74,7 +74,7 @@ struct Running {
 }
 
 async fn start(cfg: Arc<Config>, status: SharedStatus, shutdown: Shutdown) -> Running {
-    let ec2 = Ec2::new(&cfg.aws).await;
+    let ec2 = Ec2::for_config(&cfg).await;
     let (tx, rx) = mpsc::channel::<Input>(4096);
     let (wtx, mut wrx) = mpsc::channel(4096);
     let name = watch::connection_name(cfg.alerts.local_sentinel.as_ref());
