@@ -828,6 +828,42 @@ impl Ec2 {
             .collect())
     }
 
+    /// The VPC of a static `nodes` target (DescribeNetworkInterfaces by id, or
+    /// DescribeInstances): `check` compares it with the route tables' VPCs.
+    pub async fn target_vpc(&self, target: &Target) -> Result<Option<String>, Ec2Error> {
+        match target {
+            Target::Eni(e) => {
+                let out = self
+                    .client
+                    .describe_network_interfaces()
+                    .network_interface_ids(e.as_str())
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        Ec2Error::from_sdk("DescribeNetworkInterfaces", e.as_str(), err)
+                    })?;
+                Ok(out
+                    .network_interfaces()
+                    .iter()
+                    .find_map(|n| n.vpc_id().map(str::to_owned)))
+            }
+            Target::Instance(i) => {
+                let out = self
+                    .client
+                    .describe_instances()
+                    .instance_ids(i.as_str())
+                    .send()
+                    .await
+                    .map_err(|err| Ec2Error::from_sdk("DescribeInstances", i.as_str(), err))?;
+                Ok(out
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .find_map(|i| i.vpc_id().map(str::to_owned)))
+            }
+        }
+    }
+
     /// Source/dest check of an instance (must be off on every Redis node).
     pub async fn instance_source_dest_check(
         &self,

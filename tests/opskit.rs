@@ -564,3 +564,60 @@ async fn route_tables_in_another_account_are_moved_through_a_cached_assumed_role
     );
     assert!(logs.contains(ROLE));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_when_a_table_is_in_another_vpc_than_the_nodes() {
+    let moto = Moto::start();
+    let vpc = Vpc::create(&moto.url, 1, 2).await;
+    let other_vpc = vpc
+        .client
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_owned();
+    let foreign = vpc
+        .client
+        .create_route_table()
+        .vpc_id(&other_vpc)
+        .send()
+        .await
+        .expect("CreateRouteTable")
+        .route_table()
+        .and_then(|t| t.route_table_id())
+        .expect("rtb")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("two-vpcs.yaml");
+    let tables = [vpc.tables[0].clone(), foreign.clone()];
+    std::fs::write(&config, static_config(&moto.url, &tables, &vpc.enis, "")).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "warn  route table {foreign}: in {other_vpc}, but the nodes of masters.mymaster are in"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ok    route table {}: same VPC", vpc.tables[0])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ok    route table {}: reached with the default credentials",
+            vpc.tables[0]
+        )),
+        "{text}"
+    );
+}
