@@ -315,9 +315,12 @@ fn actions(doc: &serde_json::Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The tables' ARNs as `iam-policy` lists them (sorted by table id).
 fn arns(account: &str, tables: &[String]) -> serde_json::Value {
     tables
         .iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .map(|t| format!("arn:aws:ec2:us-east-1:{account}:route-table/{t}"))
         .collect()
 }
