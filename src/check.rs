@@ -64,7 +64,7 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
             ));
         }
     }
-    let ec2 = Ec2::new(&cfg.aws).await;
+    let ec2 = Ec2::for_config(cfg).await;
     let tables: BTreeSet<_> = cfg
         .masters
         .values()
@@ -107,7 +107,9 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
             },
             None => None,
         };
+        check_nodes_share_the_tables_vpc(&mut r, &ec2, name, m, read).await;
         for t in &m.route_tables {
+            report_role(&mut r, &ec2, t);
             let Some(table) = read.get(t) else {
                 r.fail(format!(
                     "route table {t} (masters.{name}): not found in EC2"
@@ -220,6 +222,56 @@ async fn check_master(
                 "master {name}: no majority ({usable} usable answers, {needed} needed)"
             ));
             None
+        }
+    }
+}
+
+/// Which credentials reach `table` (a master's role, `aws.assume_role_arn`, or
+/// the default chain): with several accounts, a "not found" is read against it.
+fn report_role(r: &mut Report, ec2: &Ec2, table: &crate::config::RouteTableId) {
+    match ec2.role_for(table) {
+        Some(role) => r.ok(format!("route table {table}: reached as role {role}")),
+        None => r.ok(format!(
+            "route table {table}: reached with the default credentials"
+        )),
+    }
+}
+
+/// A route's target must be in the table's VPC (EC2 refuses the write
+/// otherwise): warn when a table of `masters.<name>` lies in another VPC than its
+/// static `nodes`. Discovered targets are looked up in the tables' VPCs already.
+/// Best effort: a node whose VPC cannot be read (permission) is skipped and said.
+async fn check_nodes_share_the_tables_vpc(
+    r: &mut Report,
+    ec2: &Ec2,
+    name: &str,
+    m: &crate::config::MasterConfig,
+    read: &std::collections::HashMap<crate::config::RouteTableId, crate::ec2::TableRead>,
+) {
+    let Some(nodes) = &m.nodes else { return };
+    let mut node_vpcs = BTreeSet::new();
+    for t in nodes.values() {
+        match ec2.target_vpc(t).await {
+            Ok(Some(vpc)) => {
+                node_vpcs.insert(vpc);
+            }
+            Ok(None) => r.warn(format!("master {name}: node {t} not found in EC2")),
+            Err(e) => {
+                r.ok(format!("master {name}: VPC of node {t} not checked ({e})"));
+            }
+        }
+    }
+    if node_vpcs.is_empty() {
+        return;
+    }
+    let nodes_in = node_vpcs.iter().cloned().collect::<Vec<_>>().join(", ");
+    for t in &m.route_tables {
+        match read.get(t).and_then(|x| x.vpc_id.as_ref()) {
+            Some(vpc) if !node_vpcs.contains(vpc) => r.warn(format!(
+                "route table {t}: in {vpc}, but the nodes of masters.{name} are in {nodes_in}; a route can only point at a target in the table's VPC (clients in another VPC reach the VIP through a Transit Gateway: see docs/reachability.md)"
+            )),
+            Some(vpc) => r.ok(format!("route table {t}: same VPC ({vpc}) as the nodes of masters.{name}")),
+            None => {}
         }
     }
 }

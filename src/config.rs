@@ -411,6 +411,58 @@ pub struct AwsConfig {
     /// Attempts per EC2 call for throttling, 5xx and network errors (default 5).
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Role to assume (STS) for every EC2 call: route tables owned by another
+    /// account (shared VPC, RAM). The session is cached and refreshed before it
+    /// expires, not assumed per call. A master's own `assume_role_arn` wins for
+    /// its route tables.
+    #[serde(default)]
+    pub assume_role_arn: Option<RoleArn>,
+}
+
+/// An IAM role ARN (`arn:aws:iam::123456789012:role/name`), checked at load.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RoleArn(String);
+
+impl RoleArn {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 12-digit account that owns the role.
+    pub fn account(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
+}
+
+impl TryFrom<String> for RoleArn {
+    type Error = String;
+    fn try_from(s: String) -> Result<RoleArn, String> {
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let ok = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "iam"
+            && parts[3].is_empty()
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5]
+                .strip_prefix("role/")
+                .is_some_and(|n| !n.is_empty());
+        if ok {
+            Ok(RoleArn(s))
+        } else {
+            Err(format!(
+                "{s:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for RoleArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// One monitored master: its VIP and where the VIP's route lives.
@@ -424,6 +476,10 @@ pub struct MasterConfig {
     /// Omitted: the target is discovered by private IP.
     #[serde(default)]
     pub nodes: Option<BTreeMap<NodeKey, Target>>,
+    /// Role to assume for this master's route tables (tables in another account
+    /// than `aws.assume_role_arn`'s or the default credentials').
+    #[serde(default)]
+    pub assume_role_arn: Option<RoleArn>,
 }
 
 fn non_empty_tables<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RouteTableId>, D::Error> {

@@ -37,7 +37,7 @@ pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
         Some(addr) => Some(crate::http::serve(addr, status.clone(), shutdown.clone()).await?),
         None => None,
     };
-    let ec2 = Ec2::new(&cfg.aws).await;
+    let ec2 = Ec2::for_config(&cfg).await;
     let (tx, rx) = mpsc::channel::<Input>(4096);
     let mut links = Links::start(&cfg).await;
     let alerter = alerts::spawn(&cfg, &links.links, status.clone(), shutdown.clone());
@@ -95,8 +95,10 @@ async fn reload(
     alerter: &alerts::Alerter,
 ) {
     let links_changed = links_differ(old, new);
-    // AwsConfig holds no secrets: its Debug form is its identity.
-    let aws_changed = format!("{:?}", old.aws) != format!("{:?}", new.aws);
+    // AwsConfig and MasterConfig hold no secrets: their Debug form is their
+    // identity. Masters matter here for their `assume_role_arn`.
+    let aws_changed = format!("{:?}", old.aws) != format!("{:?}", new.aws)
+        || format!("{:?}", old.masters) != format!("{:?}", new.masters);
     if old.http.listen != new.http.listen {
         warn!("http.listen changed: takes effect at the next restart");
     }
@@ -109,7 +111,7 @@ async fn reload(
         None
     };
     let ec2 = if aws_changed {
-        Some(Ec2::new(&new.aws).await)
+        Some(Ec2::for_config(new).await)
     } else {
         None
     };

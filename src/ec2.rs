@@ -9,15 +9,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::{future, ProvideCredentials};
+use aws_sdk_ec2::config::SharedCredentialsProvider;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, RouteState};
 use aws_sdk_ec2::Client;
 use ipnet::Ipv4Net;
 
-use crate::config::{AwsConfig, EniId, InstanceId, RouteTableId, Target};
+use crate::config::{AwsConfig, Config, EniId, InstanceId, RoleArn, RouteTableId, Target};
 use crate::plan::CurrentRoute;
 
 /// How a failed EC2 call should be treated.
@@ -311,14 +314,130 @@ pub struct FoundInterface {
 const TABLES_PER_READ: usize = 200;
 
 /// The EC2 client, configured once and kept warm.
+///
+/// Route-table calls go through the client of the role that reaches the table
+/// (a master's `assume_role_arn`, else `aws.assume_role_arn`, else the default
+/// credential chain); every other call goes through the base client
+/// (`aws.assume_role_arn` or the default chain).
 #[derive(Clone)]
 pub struct Ec2 {
     client: Client,
+    /// Role of the base client, if any.
+    base_role: Option<RoleArn>,
+    /// Tables reached through a master's own role: their client and role.
+    by_table: std::sync::Arc<HashMap<RouteTableId, (Client, RoleArn)>>,
+    region: Option<String>,
+}
+
+/// Fetches credentials for one role through STS and says so in the log; the
+/// SDK's identity cache in front of it keeps the session until shortly before
+/// it expires, so this runs once per session, not once per call.
+#[derive(Debug)]
+struct AssumedRole {
+    role: RoleArn,
+    inner: aws_config::sts::AssumeRoleProvider,
+}
+
+impl ProvideCredentials for AssumedRole {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let r = self.inner.provide_credentials().await;
+            match &r {
+                Ok(c) => tracing::info!(
+                    role = %self.role,
+                    expires_in_s = c
+                        .expiry()
+                        .and_then(|e| e.duration_since(std::time::SystemTime::now()).ok())
+                        .map(|d| d.as_secs()),
+                    "assumed role"
+                ),
+                Err(e) => tracing::warn!(role = %self.role, error = %e, "cannot assume role"),
+            }
+            r
+        })
+    }
+}
+
+/// `shared` with its credentials replaced by a cached session of `role`,
+/// assumed with `shared`'s own credentials.
+async fn with_role(shared: &SdkConfig, role: &RoleArn) -> SdkConfig {
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role.as_str())
+        .configure(shared)
+        .session_name("sentinel-vip")
+        .build()
+        .await;
+    shared
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(AssumedRole {
+            role: role.clone(),
+            inner: provider,
+        }))
+        .identity_cache(IdentityCache::lazy().build())
+        .build()
 }
 
 impl Ec2 {
-    /// Builds the client from the default credential chain plus `cfg`.
+    /// Builds the client from the default credential chain plus `cfg`
+    /// (`aws.assume_role_arn` included; masters' own roles need [`Ec2::for_config`]).
     pub async fn new(cfg: &AwsConfig) -> Ec2 {
+        let base = Self::base_config(cfg).await;
+        let shared = match &cfg.assume_role_arn {
+            Some(role) => with_role(&base, role).await,
+            None => base,
+        };
+        Ec2 {
+            client: Client::new(&shared),
+            base_role: cfg.assume_role_arn.clone(),
+            by_table: Default::default(),
+            region: shared.region().map(|r| r.to_string()),
+        }
+    }
+
+    /// [`Ec2::new`] plus one client per master role (`masters.<name>.assume_role_arn`)
+    /// for that master's route tables. A master's role is assumed with the default
+    /// chain's credentials (not chained through `aws.assume_role_arn`). A table
+    /// listed under two masters with different roles uses the first master's (by name).
+    pub async fn for_config(cfg: &Config) -> Ec2 {
+        let mut ec2 = Ec2::new(&cfg.aws).await;
+        let mut roles: BTreeMap<&RoleArn, Client> = BTreeMap::new();
+        let mut by_table = HashMap::new();
+        let mut base = None;
+        for (name, m) in &cfg.masters {
+            let Some(role) = &m.assume_role_arn else {
+                continue;
+            };
+            if !roles.contains_key(role) {
+                if base.is_none() {
+                    base = Some(Self::base_config(&cfg.aws).await);
+                }
+                if let Some(base) = &base {
+                    roles.insert(role, Client::new(&with_role(base, role).await));
+                }
+            }
+            let Some(client) = roles.get(role) else {
+                continue;
+            };
+            for t in &m.route_tables {
+                match by_table.get(t) {
+                    Some((_, other)) if other != role => tracing::warn!(
+                        table = %t, master = %name, role = %role, used = %other,
+                        "route table listed under masters with different roles; using the first"
+                    ),
+                    Some(_) => {}
+                    None => {
+                        by_table.insert(t.clone(), (client.clone(), role.clone()));
+                    }
+                }
+            }
+        }
+        ec2.by_table = std::sync::Arc::new(by_table);
+        ec2
+    }
+
+    async fn base_config(cfg: &AwsConfig) -> SdkConfig {
         let attempts = cfg.max_attempts.unwrap_or(5).max(1);
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
@@ -340,10 +459,67 @@ impl Ec2 {
         if let Some(url) = &cfg.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        let shared = loader.load().await;
-        Ec2 {
-            client: Client::new(&shared),
-        }
+        loader.load().await
+    }
+
+    /// The role through which `table` is reached (`None`: the default chain's
+    /// own credentials). `check` prints it per table.
+    pub fn role_for(&self, table: &RouteTableId) -> Option<&RoleArn> {
+        self.by_table
+            .get(table)
+            .map(|(_, r)| r)
+            .or(self.base_role.as_ref())
+    }
+
+    /// The region the client resolved (config, environment or profile).
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    fn client_for(&self, table: &RouteTableId) -> &Client {
+        self.by_table
+            .get(table)
+            .map(|(c, _)| c)
+            .unwrap_or(&self.client)
+    }
+
+    /// The account that owns each table (DescribeRouteTables `OwnerId`), each
+    /// asked by id through the client that reaches it: `iam-policy` puts it in
+    /// the tables' ARNs.
+    pub async fn table_owners(
+        &self,
+        tables: &BTreeSet<RouteTableId>,
+    ) -> BTreeMap<RouteTableId, Result<String, Ec2Error>> {
+        futures::future::join_all(tables.iter().map(|t| async move {
+            let subject = format!("route table {t}");
+            let r = self
+                .client_for(t)
+                .describe_route_tables()
+                .route_table_ids(t.as_str())
+                .send()
+                .await;
+            count_call("DescribeRouteTables", r.is_ok());
+            let owner = r
+                .map_err(|e| Ec2Error::from_sdk("DescribeRouteTables", subject.clone(), e))
+                .and_then(|out| {
+                    out.route_tables()
+                        .iter()
+                        .find(|rt| rt.route_table_id() == Some(t.as_str()))
+                        .and_then(|rt| rt.owner_id())
+                        .map(str::to_owned)
+                        .ok_or_else(|| Ec2Error {
+                            operation: "DescribeRouteTables",
+                            subject,
+                            class: ErrorClass::NotFound,
+                            code: None,
+                            message: "no OwnerId in the answer".into(),
+                        })
+                });
+            (t.clone(), owner)
+        }))
+        .await
+        .into_iter()
+        .collect()
     }
 
     /// Reads the given route tables and keeps only the routes for `cidrs`; a table
@@ -380,16 +556,28 @@ impl Ec2 {
         tables: &BTreeSet<RouteTableId>,
         cidrs: &BTreeSet<Ipv4Net>,
     ) -> Result<TableReads, Ec2Error> {
-        let ids: Vec<String> = tables.iter().map(|t| t.as_str().to_owned()).collect();
+        // One batch per client (role), each cut into filters of 200 ids.
+        let mut groups: BTreeMap<Option<&RoleArn>, (&Client, Vec<String>)> = BTreeMap::new();
+        for t in tables {
+            let role = self.by_table.get(t).map(|(_, r)| r);
+            groups
+                .entry(role)
+                .or_insert_with(|| (self.client_for(t), Vec::new()))
+                .1
+                .push(t.as_str().to_owned());
+        }
+        let batches: Vec<(&Client, &[String])> = groups
+            .values()
+            .flat_map(|(client, ids)| ids.chunks(TABLES_PER_READ).map(move |c| (*client, c)))
+            .collect();
         let reads =
-            futures::future::try_join_all(ids.chunks(TABLES_PER_READ).map(|chunk| async move {
+            futures::future::try_join_all(batches.into_iter().map(|(client, chunk)| async move {
                 let subject = if chunk.len() == 1 {
                     format!("route table {}", chunk[0])
                 } else {
                     format!("{} route tables", chunk.len())
                 };
-                let mut pages = self
-                    .client
+                let mut pages = client
                     .describe_route_tables()
                     .filters(
                         Filter::builder()
@@ -436,7 +624,7 @@ impl Ec2 {
     ) -> Result<TableRead, Ec2Error> {
         let subject = format!("route table {id}");
         let r = self
-            .client
+            .client_for(id)
             .describe_route_tables()
             .route_table_ids(id.as_str())
             .send()
@@ -497,7 +685,7 @@ impl Ec2 {
         target: &Target,
     ) -> Result<(), Ec2Error> {
         let req = self
-            .client
+            .client_for(table)
             .replace_route()
             .route_table_id(table.as_str())
             .destination_cidr_block(cidr.to_string());
@@ -518,7 +706,7 @@ impl Ec2 {
         target: &Target,
     ) -> Result<(), Ec2Error> {
         let req = self
-            .client
+            .client_for(table)
             .create_route()
             .route_table_id(table.as_str())
             .destination_cidr_block(cidr.to_string());
@@ -541,7 +729,7 @@ impl Ec2 {
         current: &Target,
     ) -> Result<(), Ec2Error> {
         let req = self
-            .client
+            .client_for(table)
             .replace_route()
             .dry_run(true)
             .route_table_id(table.as_str())
@@ -638,6 +826,42 @@ impl Ec2 {
             .chain(out.vpcs().iter().filter_map(|v| v.cidr_block()))
             .filter_map(|c| c.parse().ok())
             .collect())
+    }
+
+    /// The VPC of a static `nodes` target (DescribeNetworkInterfaces by id, or
+    /// DescribeInstances): `check` compares it with the route tables' VPCs.
+    pub async fn target_vpc(&self, target: &Target) -> Result<Option<String>, Ec2Error> {
+        match target {
+            Target::Eni(e) => {
+                let out = self
+                    .client
+                    .describe_network_interfaces()
+                    .network_interface_ids(e.as_str())
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        Ec2Error::from_sdk("DescribeNetworkInterfaces", e.as_str(), err)
+                    })?;
+                Ok(out
+                    .network_interfaces()
+                    .iter()
+                    .find_map(|n| n.vpc_id().map(str::to_owned)))
+            }
+            Target::Instance(i) => {
+                let out = self
+                    .client
+                    .describe_instances()
+                    .instance_ids(i.as_str())
+                    .send()
+                    .await
+                    .map_err(|err| Ec2Error::from_sdk("DescribeInstances", i.as_str(), err))?;
+                Ok(out
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .find_map(|i| i.vpc_id().map(str::to_owned)))
+            }
+        }
     }
 
     /// Source/dest check of an instance (must be off on every Redis node).

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod ec2;
 pub mod event;
 pub mod http;
+pub mod iam;
 pub mod metrics;
 pub mod notify;
 pub mod oneshot;

@@ -52,6 +52,14 @@ enum Command {
         #[arg(long)]
         sink: Option<String>,
     },
+    /// Print the least-privilege IAM policy (JSON) for this config: the route
+    /// tables' ARNs and only the Describe* actions its features use.
+    IamPolicy {
+        /// Account id for the tables' ARNs; default: each table's `OwnerId`
+        /// from DescribeRouteTables.
+        #[arg(long)]
+        account: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -141,6 +149,7 @@ fn main() -> ExitCode {
         }),
         Command::Reconcile { dry_run, json } => rt.block_on(oneshot(&cfg, !dry_run, json)),
         Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
+        Command::IamPolicy { account } => rt.block_on(iam_policy(&cfg, account.as_deref())),
         Command::Check => {
             let failed = rt.block_on(check::run(&cfg, &cli.config.display().to_string()));
             if failed == 0 {
@@ -180,6 +189,55 @@ async fn oneshot(cfg: &sentinel_vip::config::Config, write: bool, json: bool) ->
             ExitCode::FAILURE
         }
     }
+}
+
+async fn iam_policy(cfg: &sentinel_vip::config::Config, account: Option<&str>) -> ExitCode {
+    use std::collections::BTreeSet;
+    if let Some(a) = account {
+        if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            eprintln!("error: --account {a:?}: an AWS account id is 12 digits");
+            return ExitCode::from(2);
+        }
+    }
+    let ec2 = sentinel_vip::ec2::Ec2::for_config(cfg).await;
+    let Some(region) = ec2.region().map(str::to_owned) else {
+        eprintln!("error: no region: set aws.region (or AWS_REGION)");
+        return ExitCode::from(2);
+    };
+    let tables: BTreeSet<_> = cfg
+        .masters
+        .values()
+        .flat_map(|m| m.route_tables.iter().cloned())
+        .collect();
+    let owners = match account {
+        Some(a) => tables.into_iter().map(|t| (t, a.to_owned())).collect(),
+        None => {
+            let mut owners = std::collections::BTreeMap::new();
+            let mut failed = false;
+            for (t, r) in ec2.table_owners(&tables).await {
+                match r {
+                    Ok(owner) => {
+                        owners.insert(t, owner);
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            if failed {
+                eprintln!("error: cannot read every route table's owner; pass --account ID to print the policy without EC2");
+                return ExitCode::FAILURE;
+            }
+            owners
+        }
+    };
+    let p = sentinel_vip::iam::policies(cfg, &region, &owners);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&p.to_json()).unwrap_or_default()
+    );
+    ExitCode::SUCCESS
 }
 
 fn init_logging(format: LogFormat, quiet: bool) {

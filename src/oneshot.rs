@@ -56,7 +56,7 @@ async fn connect(cfg: &Config) -> Vec<SentinelLink> {
 /// Reads every sentinel and table, decides, and (unless `dry_run`) writes.
 pub async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<MasterView>> {
     let links = connect(cfg).await;
-    let ec2 = Ec2::new(&cfg.aws).await;
+    let ec2 = Ec2::for_config(cfg).await;
     let reports = futures::future::join_all(links.iter().map(|l| l.report())).await;
     let tables: BTreeSet<RouteTableId> = cfg
         .masters

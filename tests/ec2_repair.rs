@@ -25,6 +25,7 @@ async fn ec2(moto: &Moto) -> Ec2 {
         endpoint_url: Some(moto.url.clone()),
         call_timeout: Some(Duration::from_secs(10)),
         max_attempts: Some(2),
+        ..Default::default()
     })
     .await
 }
