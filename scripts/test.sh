@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 # Integration tests start several processes each: two at a time suit a 2-core box.
-cargo test --locked -- --test-threads "${TEST_THREADS:-2}"
+cargo test --locked --no-fail-fast -- --test-threads "${TEST_THREADS:-2}"
