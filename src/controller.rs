@@ -344,6 +344,18 @@ impl Controller {
 
     fn publish_status(&self) {
         let masters = self.core.status(Instant::now());
+        for m in &masters {
+            let label = vec![("master", m.name.clone())];
+            let right = m.last_error.is_none()
+                && !m.no_majority
+                && m.majority.is_some()
+                && m.applied == m.majority;
+            METRICS.route_ok.get_or_create(&label).set(i64::from(right));
+            METRICS
+                .switch_unconfirmed
+                .get_or_create(&label)
+                .set(i64::from(m.unconfirmed.is_some()));
+        }
         self.status.update(|s| s.masters = masters);
     }
 }

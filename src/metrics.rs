@@ -22,6 +22,8 @@ pub struct Metrics {
     pub reconcile_last_success: Gauge<f64, AtomicU64>,
     pub reconciles: Family<Labels, Counter>,
     pub no_majority: Family<Labels, Gauge>,
+    pub route_ok: Family<Labels, Gauge>,
+    pub switch_unconfirmed: Family<Labels, Gauge>,
     pub incidents_open: Gauge,
     pub alerts: Family<Labels, Counter>,
     pub alerts_dropped: Family<Labels, Counter>,
@@ -47,6 +49,8 @@ impl Metrics {
             reconcile_last_success: Gauge::default(),
             reconciles: Family::default(),
             no_majority: Family::default(),
+            route_ok: Family::default(),
+            switch_unconfirmed: Family::default(),
             incidents_open: Gauge::default(),
             alerts: Family::default(),
             alerts_dropped: Family::default(),
@@ -93,6 +97,16 @@ impl Metrics {
             "no_majority",
             "1 while no sentinel majority agrees on the master",
             m.no_majority.clone(),
+        );
+        r.register(
+            "route_ok",
+            "1 while the VIP route is verified on the sentinel majority's master in every table",
+            m.route_ok.clone(),
+        );
+        r.register(
+            "switch_unconfirmed",
+            "1 while the VIP sits where a +switch-master put it and no majority has confirmed it",
+            m.switch_unconfirmed.clone(),
         );
         r.register("incidents_open", "Open incidents", m.incidents_open.clone());
         r.register(
