@@ -192,9 +192,14 @@ async fn drift_after_sentinels_are_remonitored_at_epoch_zero_is_repaired() {
     // Maintenance: every sentinel forgets the master and monitors it again → epoch 0.
     let port = rig.redis.redis_port.to_string();
     let host = rig.redis.hosts[promoted].clone();
+    // Every sentinel forgets it first: one still holding epoch ≥ 1 would hand
+    // it back to the others through its hello messages.
     for i in 0..3 {
         let h = &rig.redis.hosts[i];
         cli(h, rig.redis.sentinel_port, &["SENTINEL", "REMOVE", MASTER]);
+    }
+    for i in 0..3 {
+        let h = &rig.redis.hosts[i];
         let out = cli(
             h,
             rig.redis.sentinel_port,
