@@ -611,6 +611,16 @@ impl Fold {
                     self.absorbed += 1;
                     return;
                 }
+                if let Some(i) = self.open_master_incident(master, true) {
+                    if i.from.as_deref() == Some(new.as_str()) {
+                        // A switch *to* the master this incident is about is the
+                        // previous failover's switch arriving late (a lagging
+                        // sentinel): it cannot end this one.
+                        i.events += 1;
+                        self.absorbed += 1;
+                        return;
+                    }
+                }
                 let open = self.open_master_incident(master, true).is_some();
                 if !open && self.last_switch.get(master) == Some(&new) {
                     // The same switch, late (a healed sentinel) or duplicated.
@@ -1963,5 +1973,28 @@ mod tests {
         );
         f.due(at(t0, 3 * 3600 * 1000));
         assert_eq!(f.state_size(), 1, "mymaster's last switch only");
+    }
+
+    #[test]
+    fn a_late_switch_to_the_failing_master_does_not_end_its_incident() {
+        let t0 = Instant::now();
+        let mut f = fold();
+        // 127.0.0.2 goes down; a lagging sentinel now publishes the *previous*
+        // failover's switch (… → 127.0.0.2).
+        feed(&mut f, t0, 0, 0, "+odown", ODOWN);
+        feed(
+            &mut f,
+            t0,
+            100,
+            2,
+            "+switch-master",
+            "mymaster 127.0.0.4 6379 127.0.0.2 6379",
+        );
+        assert_eq!(f.open_count(), 1, "still failing over");
+        feed(&mut f, t0, 900, 0, "+switch-master", SWITCH);
+        let sent = f.due(at(t0, 900) + GW);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let s = sent[0].summary();
+        assert!(s.contains("127.0.0.2:6379 → 127.0.0.3:6379"), "{s}");
     }
 }
