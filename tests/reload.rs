@@ -9,13 +9,6 @@ use common::*;
 
 const WITHIN: Duration = Duration::from_secs(45);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 async fn status(http: u16) -> Option<serde_json::Value> {
     reqwest::get(format!("http://127.0.0.1:{http}/status"))
         .await

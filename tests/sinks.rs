@@ -457,14 +457,6 @@ async fn delivery_errors_say_why_once_without_secrets() {
     assert_eq!(why, "timed out after 10 s");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn scrape(url: &str, accept: Option<&str>) -> (String, String) {
     let mut req = reqwest::Client::new().get(url);
     if let Some(a) = accept {

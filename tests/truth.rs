@@ -98,17 +98,23 @@ async fn settled(daemon: &Daemon) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_switch_to_a_replica_is_moved_back_by_the_majority() {
-    let rig = Rig::start(2).await;
+/// The rig with sentinel 0 reached through an [`InjectingProxy`], and the
+/// daemon settled on master 0 (its first read has learnt the replicas).
+async fn daemon_behind_injector(rig: &Rig) -> (InjectingProxy, Daemon) {
     rig.redis.wait_ready_for_failover(2).await;
     let first = rig.redis.sentinel_addrs()[0].clone();
     let proxy = InjectingProxy::start(first.clone()).await;
     let yaml = rig.config("1h", "").replacen(&first, &proxy.addr, 1);
     let daemon = Daemon::start(rig.redis.dir.path(), &yaml);
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
-    // Let the first majority read learn the replicas.
     settled(&daemon).await;
+    (proxy, daemon)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_switch_to_a_replica_is_moved_back_by_the_majority() {
+    let rig = Rig::start(2).await;
+    let (proxy, daemon) = daemon_behind_injector(&rig).await;
     let port = rig.redis.redis_port;
     let (a, b) = (&rig.redis.hosts[0], &rig.redis.hosts[1]);
     let started = Instant::now();
@@ -134,13 +140,7 @@ async fn forged_switch_to_a_replica_is_moved_back_by_the_majority() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switch_to_a_node_that_is_not_a_replica_waits_for_the_majority() {
     let rig = Rig::start(2).await;
-    rig.redis.wait_ready_for_failover(2).await;
-    let first = rig.redis.sentinel_addrs()[0].clone();
-    let proxy = InjectingProxy::start(first.clone()).await;
-    let yaml = rig.config("1h", "").replacen(&first, &proxy.addr, 1);
-    let daemon = Daemon::start(rig.redis.dir.path(), &yaml);
-    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
-    settled(&daemon).await;
+    let (proxy, daemon) = daemon_behind_injector(&rig).await;
     let port = rig.redis.redis_port;
     let a = &rig.redis.hosts[0];
     proxy.publish(
@@ -161,10 +161,7 @@ async fn switch_to_a_node_that_is_not_a_replica_waits_for_the_majority() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_after_sentinels_are_remonitored_at_epoch_zero_is_repaired() {
     let rig = Rig::start(2).await;
-    let http = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().expect("port").port()
-    };
+    let http = free_port();
     let daemon = rig.start_daemon("1s", &format!("http:\n  listen: 127.0.0.1:{http}\n"));
     let status_json = |_: &Daemon| {
         let url = format!("http://127.0.0.1:{http}/status");

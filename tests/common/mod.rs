@@ -38,7 +38,7 @@ where
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     // 0.0.0.0 so the port is free on every 127.0.0.x address.
     TcpListener::bind("0.0.0.0:0")
         .and_then(|l| l.local_addr())
