@@ -824,6 +824,10 @@ impl Steering {
                 Judged::Ok => {}
                 Judged::Failed => ok = false,
                 Judged::ReadAgain => again = true,
+                Judged::RecheckAt(at) => {
+                    ok = false;
+                    self.read_soon(at, "config-epoch went back");
+                }
             }
         }
         self.last_read_ok = ok;
@@ -941,11 +945,7 @@ impl Steering {
                             warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
                                 "majority at a lower config-epoch than the last one applied; reading again to be sure");
                             st.epoch_back = Some((addr, config_epoch));
-                            let at = now + EPOCH_BACK_RECHECK;
-                            if self.read_at.is_none_or(|(t, _)| t > at) {
-                                self.read_at = Some((at, "config-epoch went back"));
-                            }
-                            return Judged::Failed;
+                            return Judged::RecheckAt(now + EPOCH_BACK_RECHECK);
                         }
                         let detail = format!(
                             "config-epoch went back from {last_epoch} to {config_epoch} on {} (sentinels re-monitored or restarted without their config?); following the majority: {addr} (was {last_addr})",
@@ -1091,6 +1091,8 @@ enum Judged {
     Failed,
     /// The read predates a switch: judge with a fresh one.
     ReadAgain,
+    /// Not judged yet (a majority at a lower epoch, seen once): read again at.
+    RecheckAt(Instant),
 }
 
 fn missing_text(tables: &[RouteTableId]) -> String {
