@@ -46,10 +46,33 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
         "sentinel-vip-check",
     );
     let up = watch::wait_connected(&links, Duration::from_secs(3)).await;
+    let tls = cfg.sentinel_tls.as_ref().map(|t| {
+        format!(
+            " over TLS (verified against {}{}{})",
+            t.ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the system CAs".to_owned()),
+            t.server_name
+                .as_ref()
+                .map(|n| format!(" as {n}"))
+                .unwrap_or_default(),
+            if t.client_cert { ", client certificate sent" } else { "" }
+        )
+    });
+    let user = cfg
+        .sentinel_auth
+        .as_ref()
+        .and_then(|a| a.username.clone());
     for (l, ok) in links.iter().zip(&up) {
         if *ok {
-            r.ok(format!("sentinel {}: reachable", l.addr));
+            r.ok(format!(
+                "sentinel {}: reachable{}",
+                l.addr,
+                tls.as_deref().unwrap_or("")
+            ));
             check_is_sentinel(&mut r, l).await;
+            check_permissions(&mut r, l, cfg, user.as_deref()).await;
             match watch::probe_subscribe(&l.addr, cfg.sentinel_auth.as_ref()).await {
                 Ok(()) => r.ok(format!("sentinel {}: PSUBSCRIBE * allowed", l.addr)),
                 Err(e) => r.fail(format!(
@@ -58,10 +81,13 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
                 )),
             }
         } else {
-            r.fail(format!(
-                "sentinel {}: unreachable (is it running, is the address/port right, auth?)",
-                l.addr
-            ));
+            match l.problem() {
+                Some(p) => r.fail(format!("sentinel {}: cannot connect: {}", l.addr, p.reason)),
+                None => r.fail(format!(
+                    "sentinel {}: unreachable (is it running, is the address/port right, auth?)",
+                    l.addr
+                )),
+            }
         }
     }
     let ec2 = Ec2::new(&cfg.aws).await;
@@ -232,6 +258,34 @@ async fn check_source_dest(r: &mut Report, ec2: &Ec2, name: &str, t: &Target) {
     if check == Some(true) {
         r.warn(format!(
             "master {name}: source/dest check is ON for {t}; the node will drop packets for the VIP (disable it on every Redis node)"
+        ));
+    }
+}
+
+/// Sends every command the daemon uses once and names each one the ACL user
+/// is refused (`NOPERM`), with the rule that grants it: a user missing one
+/// permission fails here, not at the first failover.
+async fn check_permissions(r: &mut Report, l: &SentinelLink, cfg: &Config, user: Option<&str>) {
+    let master = cfg.masters.keys().next().map(String::as_str).unwrap_or("");
+    let name = watch::connection_name(cfg.alerts.local_sentinel.as_ref());
+    let refused = l.refused_commands(master, &name).await;
+    let who = user.unwrap_or("default");
+    for (c, e) in &refused {
+        let cmd = c.args.join(" ").replace("{master}", master).replace("{name}", &name);
+        let line = format!(
+            "sentinel {}: ACL user {who:?} may not run `{cmd}` ({e}); the daemon needs it for {}: run `ACL SETUSER {who} {}` on every sentinel (and persist it)",
+            l.addr, c.why, c.rule
+        );
+        if c.required {
+            r.fail(line);
+        } else {
+            r.warn(line);
+        }
+    }
+    if refused.is_empty() {
+        r.ok(format!(
+            "sentinel {}: ACL allows every command the daemon sends",
+            l.addr
         ));
     }
 }
