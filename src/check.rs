@@ -57,13 +57,14 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
                 .as_ref()
                 .map(|n| format!(" as {n}"))
                 .unwrap_or_default(),
-            if t.client_cert { ", client certificate sent" } else { "" }
+            if t.client_cert {
+                ", client certificate sent"
+            } else {
+                ""
+            }
         )
     });
-    let user = cfg
-        .sentinel_auth
-        .as_ref()
-        .and_then(|a| a.username.clone());
+    let user = cfg.sentinel_auth.as_ref().and_then(|a| a.username.clone());
     for (l, ok) in links.iter().zip(&up) {
         if *ok {
             r.ok(format!(
@@ -81,7 +82,7 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
                 )),
             }
         } else {
-            match l.problem() {
+            match l.problem(Duration::from_millis(500)).await {
                 Some(p) => r.fail(format!("sentinel {}: cannot connect: {}", l.addr, p.reason)),
                 None => r.fail(format!(
                     "sentinel {}: unreachable (is it running, is the address/port right, auth?)",
@@ -116,8 +117,15 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
         }
     };
     let targets = Targets::default();
+    // Commands to a link that is down would wait for their timeout each.
+    let reachable: Vec<SentinelLink> = links
+        .iter()
+        .zip(&up)
+        .filter(|(_, ok)| **ok)
+        .map(|(l, _)| l.clone())
+        .collect();
     for (name, m) in &cfg.masters {
-        let master = check_master(&mut r, &links, name).await;
+        let master = check_master(&mut r, &reachable, links.len(), name).await;
         let Some(read) = &read else { continue };
         let target = match &master {
             Some(addr) => match targets.resolve(&ec2, name, m, addr).await {
@@ -202,9 +210,10 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
 async fn check_master(
     r: &mut Report,
     links: &[SentinelLink],
+    configured: usize,
     name: &str,
 ) -> Option<crate::event::Addr> {
-    let mut answers = Vec::new();
+    let mut answers = vec![Answer::Unreachable; configured - links.len()];
     for l in links {
         match l.master(name).await {
             Ok(Some((v, stale))) => {
@@ -227,8 +236,8 @@ async fn check_master(
             Err(_) => answers.push(Answer::Unreachable),
         }
     }
-    check_sentinel_count(r, links, name).await;
-    match quorum::decide(&answers, links.len()) {
+    check_sentinel_count(r, links, configured, name).await;
+    match quorum::decide(&answers, configured) {
         Verdict::Master {
             addr,
             votes,
@@ -236,8 +245,7 @@ async fn check_master(
             ..
         } => {
             r.ok(format!(
-                "master {name}: majority ({votes}/{}) says {addr} at config-epoch {config_epoch}",
-                links.len()
+                "master {name}: majority ({votes}/{configured}) says {addr} at config-epoch {config_epoch}"
             ));
             Some(addr)
         }
@@ -271,7 +279,11 @@ async fn check_permissions(r: &mut Report, l: &SentinelLink, cfg: &Config, user:
     let refused = l.refused_commands(master, &name).await;
     let who = user.unwrap_or("default");
     for (c, e) in &refused {
-        let cmd = c.args.join(" ").replace("{master}", master).replace("{name}", &name);
+        let cmd = c
+            .args
+            .join(" ")
+            .replace("{master}", master)
+            .replace("{name}", &name);
         let line = format!(
             "sentinel {}: ACL user {who:?} may not run `{cmd}` ({e}); the daemon needs it for {}: run `ACL SETUSER {who} {}` on every sentinel (and persist it)",
             l.addr, c.why, c.rule
@@ -309,7 +321,12 @@ async fn check_is_sentinel(r: &mut Report, l: &SentinelLink) {
 /// The majority is counted over the configured list: when the sentinels know
 /// more of their own (`num-other-sentinels` + 1), a list that leaves some out
 /// can reach a "majority" that Sentinel's own quorum does not share.
-async fn check_sentinel_count(r: &mut Report, links: &[SentinelLink], name: &str) {
+async fn check_sentinel_count(
+    r: &mut Report,
+    links: &[SentinelLink],
+    configured: usize,
+    name: &str,
+) {
     let mut known = 0;
     let mut by = None;
     for l in links {
@@ -321,10 +338,10 @@ async fn check_sentinel_count(r: &mut Report, links: &[SentinelLink], name: &str
         }
     }
     if let Some(by) = by {
-        if known > links.len() {
+        if known > configured {
             r.warn(format!(
                 "master {name}: sentinel {by} knows {known} sentinels (num-other-sentinels + 1) but `sentinels` lists {}: the majority is counted over the list, so list every sentinel",
-                links.len()
+                configured
             ));
         } else {
             r.ok(format!(

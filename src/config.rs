@@ -483,7 +483,10 @@ impl TryFrom<RawSentinelTls> for SentinelTls {
             Some(path) => {
                 for c in certs("ca_file", path)? {
                     roots.add(c).map_err(|e| {
-                        keyed("ca_file", format!("{}: not a CA certificate: {e}", path.display()))
+                        keyed(
+                            "ca_file",
+                            format!("{}: not a CA certificate: {e}", path.display()),
+                        )
                     })?;
                 }
             }
@@ -502,8 +505,7 @@ impl TryFrom<RawSentinelTls> for SentinelTls {
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| keyed("ca_file", e))?;
-        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &raw.server_name
-        {
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &raw.server_name {
             Some(name) => {
                 let name = ServerName::try_from(name.clone()).map_err(|_| {
                     keyed(
@@ -535,11 +537,7 @@ impl TryFrom<RawSentinelTls> for SentinelTls {
                 builder.with_client_auth_cert(chain, pk).map_err(|e| {
                     keyed(
                         "key_file",
-                        format!(
-                            "{} does not go with {}: {e}",
-                            key.display(),
-                            cert.display()
-                        ),
+                        format!("{} does not go with {}: {e}", key.display(), cert.display()),
                     )
                 })?
             }
@@ -958,7 +956,11 @@ pub fn check_webhook_url(url: &str, insecure_http: bool) -> Result<(), String> {
 impl TryFrom<RawWebhook> for WebhookConfig {
     type Error = String;
     fn try_from(raw: RawWebhook) -> Result<Self, String> {
-        let url_key = if raw.url_env.is_some() { "url_env" } else { "url" };
+        let url_key = if raw.url_env.is_some() {
+            "url_env"
+        } else {
+            "url"
+        };
         let url = match (raw.url, raw.url_env) {
             (Some(u), None) => Secret(u),
             (None, Some(var)) => secret_from_env(&var).map_err(|e| keyed("url_env", e))?,
@@ -1101,7 +1103,10 @@ log:
         ] {
             let e = check_webhook_url(bad, false).unwrap_err();
             assert!(e.contains("insecure_http: true"), "{bad}: {e}");
-            assert!(!e.contains("secret-token"), "the URL's token must not be echoed: {e}");
+            assert!(
+                !e.contains("secret-token"),
+                "the URL's token must not be echoed: {e}"
+            );
             assert_eq!(check_webhook_url(bad, true), Ok(()), "{bad}");
         }
         assert!(check_webhook_url("ftp://x/", true).is_err());
@@ -1111,25 +1116,42 @@ log:
     #[test]
     fn webhook_http_url_and_url_env_are_refused_at_load_naming_the_key() {
         let hooks = |w: &str| format!("{GOOD}alerts:\n  webhooks:\n    - {w}\n");
-        let e = err(&hooks("{ name: ops, kind: slack, url: \"http://hooks.example.com/x\" }"));
-        assert!(e.starts_with("alerts.webhooks[0].url: webhook ops: url is http://"), "{e}");
+        let e = err(&hooks(
+            "{ name: ops, kind: slack, url: \"http://hooks.example.com/x\" }",
+        ));
+        assert!(
+            e.starts_with("alerts.webhooks[0].url: webhook ops: url is http://"),
+            "{e}"
+        );
         std::env::set_var("SV_TEST_HTTP_HOOK", "http://relay.example.com/x");
-        let e = err(&hooks("{ name: ops, kind: generic, url_env: SV_TEST_HTTP_HOOK }"));
+        let e = err(&hooks(
+            "{ name: ops, kind: generic, url_env: SV_TEST_HTTP_HOOK }",
+        ));
         assert!(e.contains("url_env: webhook ops: url is http://"), "{e}");
-        let ok = hooks("{ name: ops, kind: generic, url_env: SV_TEST_HTTP_HOOK, insecure_http: true }");
+        let ok =
+            hooks("{ name: ops, kind: generic, url_env: SV_TEST_HTTP_HOOK, insecure_http: true }");
         Config::parse(&ok).unwrap();
-        Config::parse(&hooks("{ name: ops, kind: generic, url: \"http://127.0.0.1:9/x\" }")).unwrap();
+        Config::parse(&hooks(
+            "{ name: ops, kind: generic, url: \"http://127.0.0.1:9/x\" }",
+        ))
+        .unwrap();
     }
 
     #[test]
     fn sentinel_tls_files_are_checked_at_load() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.crt");
-        let e = err(&format!("{GOOD}sentinel_tls:\n  ca_file: {}\n", missing.display()));
+        let e = err(&format!(
+            "{GOOD}sentinel_tls:\n  ca_file: {}\n",
+            missing.display()
+        ));
         assert!(e.starts_with("sentinel_tls.ca_file: cannot read"), "{e}");
         let empty = dir.path().join("empty.crt");
         std::fs::write(&empty, "not pem\n").unwrap();
-        let e = err(&format!("{GOOD}sentinel_tls:\n  ca_file: {}\n", empty.display()));
+        let e = err(&format!(
+            "{GOOD}sentinel_tls:\n  ca_file: {}\n",
+            empty.display()
+        ));
         assert!(e.contains("holds no PEM certificate"), "{e}");
         let e = err(&format!(
             "{GOOD}sentinel_tls:\n  ca_file: {}\n  cert_file: {}\n",

@@ -93,19 +93,29 @@ pub fn link_problem(error: &str, user: Option<&str>) -> LinkProblem {
     } else if has("Expired") {
         conclusive(format!("TLS: the sentinel's certificate has expired [{e}]"))
     } else if has("NotValidYet") {
-        conclusive(format!("TLS: the sentinel's certificate is not valid yet (clock?) [{e}]"))
+        conclusive(format!(
+            "TLS: the sentinel's certificate is not valid yet (clock?) [{e}]"
+        ))
     } else if has("NotValidForName") {
         conclusive(format!("TLS: the sentinel's certificate is not valid for the address dialled; add it as a SAN or set sentinel_tls.server_name to a name the certificate carries [{e}]"))
     } else if has("CertificateRequired") || has("HandshakeFailure") && has("AlertReceived") {
         conclusive(format!("TLS: the sentinel refused the handshake; with `tls-auth-clients yes` it needs a client certificate signed by its tls-ca-cert-file (sentinel_tls.cert_file/key_file) [{e}]"))
     } else if has("InvalidContentType") || has("InvalidMessage") || has("CorruptMessage") {
-        conclusive(format!("TLS: the sentinel did not answer in TLS on this port (a plaintext port?) [{e}]"))
-    } else if has("InvalidCertificate") || has("AlertReceived") || has("PeerIncompatible") || has("PeerMisbehaved") {
+        conclusive(format!(
+            "TLS: the sentinel did not answer in TLS on this port (a plaintext port?) [{e}]"
+        ))
+    } else if has("InvalidCertificate")
+        || has("AlertReceived")
+        || has("PeerIncompatible")
+        || has("PeerMisbehaved")
+    {
         conclusive(format!("TLS: handshake failed [{e}]"))
     } else if has("WRONGPASS") || has("invalid username-password") {
         conclusive(format!("authentication failed for ACL user {user:?}: wrong username or password (sentinel_auth) [{e}]"))
     } else if has("NOAUTH") {
-        conclusive(format!("the sentinel requires a password: set sentinel_auth [{e}]"))
+        conclusive(format!(
+            "the sentinel requires a password: set sentinel_auth [{e}]"
+        ))
     } else if has("NOPERM") {
         conclusive(format!("ACL user {user:?} is refused a command the watcher needs; see the README's Security section for the rule [{e}]"))
     } else {
@@ -825,9 +835,14 @@ impl SentinelLink {
         refused
     }
 
-    /// Why the last connection attempt failed, if the link is not up.
-    pub fn problem(&self) -> Option<LinkProblem> {
-        self.problem.borrow().clone()
+    /// Why the last connection attempt failed, waiting up to `within` for the
+    /// first failure to be recorded (fred reports a failed first connect to
+    /// `wait_for_connect` a moment before its error broadcast).
+    pub async fn problem(&self, within: Duration) -> Option<LinkProblem> {
+        let mut rx = self.problem.clone();
+        let _ = tokio::time::timeout(within, rx.wait_for(|p| p.is_some())).await;
+        let p = rx.borrow().clone();
+        p
     }
 
     /// Ends the link: its naming task and its connection.
@@ -853,15 +868,60 @@ pub struct NeededCommand {
 /// Every command sent on a command link (the subscriber's `PSUBSCRIBE *` and
 /// `PING` are probed by [`probe_subscribe`]).
 pub const NEEDED_COMMANDS: &[NeededCommand] = &[
-    NeededCommand { args: &["INFO", "sentinel"], rule: "+info", why: "TILT detection in every majority read (fred also sends INFO server at connect)", required: true },
-    NeededCommand { args: &["SENTINEL", "MASTERS"], rule: "+sentinel|masters", why: "config-epoch and flags in every majority read", required: true },
-    NeededCommand { args: &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "{master}"], rule: "+sentinel|get-master-addr-by-name", why: "where each sentinel says the master is", required: true },
-    NeededCommand { args: &["SENTINEL", "REPLICAS", "{master}"], rule: "+sentinel|replicas", why: "the replicas that guard the fast path", required: true },
-    NeededCommand { args: &["SENTINEL", "MASTER", "{master}"], rule: "+sentinel|master", why: "check and target warm-up", required: true },
-    NeededCommand { args: &["ROLE"], rule: "+role", why: "proof that the endpoint is a sentinel (check)", required: true },
-    NeededCommand { args: &["CLIENT", "SETNAME", "{name}"], rule: "+client|setname", why: "naming this watcher for the live-watcher rule", required: true },
-    NeededCommand { args: &["CLIENT", "LIST"], rule: "+client|list", why: "seeing which watchers are live (alerts.local_sentinel)", required: true },
-    NeededCommand { args: &["CLIENT", "ID"], rule: "+client|id", why: "sent by fred at every connect; refused it only fills ACL LOG", required: false },
+    NeededCommand {
+        args: &["INFO", "sentinel"],
+        rule: "+info",
+        why: "TILT detection in every majority read (fred also sends INFO server at connect)",
+        required: true,
+    },
+    NeededCommand {
+        args: &["SENTINEL", "MASTERS"],
+        rule: "+sentinel|masters",
+        why: "config-epoch and flags in every majority read",
+        required: true,
+    },
+    NeededCommand {
+        args: &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "{master}"],
+        rule: "+sentinel|get-master-addr-by-name",
+        why: "where each sentinel says the master is",
+        required: true,
+    },
+    NeededCommand {
+        args: &["SENTINEL", "REPLICAS", "{master}"],
+        rule: "+sentinel|replicas",
+        why: "the replicas that guard the fast path",
+        required: true,
+    },
+    NeededCommand {
+        args: &["SENTINEL", "MASTER", "{master}"],
+        rule: "+sentinel|master",
+        why: "check and target warm-up",
+        required: true,
+    },
+    NeededCommand {
+        args: &["ROLE"],
+        rule: "+role",
+        why: "proof that the endpoint is a sentinel (check)",
+        required: true,
+    },
+    NeededCommand {
+        args: &["CLIENT", "SETNAME", "{name}"],
+        rule: "+client|setname",
+        why: "naming this watcher for the live-watcher rule",
+        required: true,
+    },
+    NeededCommand {
+        args: &["CLIENT", "LIST"],
+        rule: "+client|list",
+        why: "seeing which watchers are live (alerts.local_sentinel)",
+        required: true,
+    },
+    NeededCommand {
+        args: &["CLIENT", "ID"],
+        rule: "+client|id",
+        why: "sent by fred at every connect; refused it only fills ACL LOG",
+        required: false,
+    },
 ];
 
 /// The exact Redis 7 ACL rule for the watcher user (besides `on` and its password).
@@ -962,20 +1022,32 @@ mod tests {
             .expect("close does not hang on a link that never connected");
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(links[0].minder.is_finished(), "the naming task outlived close()");
+        assert!(
+            links[0].minder.is_finished(),
+            "the naming task outlived close()"
+        );
     }
 
     #[test]
     fn tls_and_auth_failures_are_conclusive_and_say_what_to_fix() {
         let cases = [
-            ("IO Error: Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }", "sentinel_tls.ca_file"),
+            (
+                "IO Error: Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }",
+                "sentinel_tls.ca_file",
+            ),
             ("InvalidCertificate(Expired)", "expired"),
             ("InvalidCertificate(ExpiredContext { time: .. })", "expired"),
             ("InvalidCertificate(NotValidForName)", "server_name"),
-            ("InvalidCertificate(NotValidForNameContext { .. })", "server_name"),
+            (
+                "InvalidCertificate(NotValidForNameContext { .. })",
+                "server_name",
+            ),
             ("AlertReceived(CertificateRequired)", "client certificate"),
             ("AlertReceived(HandshakeFailure)", "client certificate"),
-            ("WRONGPASS invalid username-password pair or user is disabled.", "wrong username or password"),
+            (
+                "WRONGPASS invalid username-password pair or user is disabled.",
+                "wrong username or password",
+            ),
         ];
         for (error, says) in cases {
             let p = link_problem(error, Some("w"));
@@ -989,7 +1061,10 @@ mod tests {
     #[test]
     fn the_acl_rule_covers_every_needed_command() {
         let rule = acl_rule();
-        assert!(rule.starts_with("resetchannels &* -@all +psubscribe +ping "), "{rule}");
+        assert!(
+            rule.starts_with("resetchannels &* -@all +psubscribe +ping "),
+            "{rule}"
+        );
         for c in NEEDED_COMMANDS {
             assert!(rule.contains(c.rule), "{}", c.rule);
         }
