@@ -46,10 +46,34 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
         "sentinel-vip-check",
     );
     let up = watch::wait_connected(&links, Duration::from_secs(3)).await;
+    let tls = cfg.sentinel_tls.as_ref().map(|t| {
+        format!(
+            " over TLS (verified against {}{}{})",
+            t.ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the system CAs".to_owned()),
+            t.server_name
+                .as_ref()
+                .map(|n| format!(" as {n}"))
+                .unwrap_or_default(),
+            if t.client_cert {
+                ", client certificate sent"
+            } else {
+                ""
+            }
+        )
+    });
+    let user = cfg.sentinel_auth.as_ref().and_then(|a| a.username.clone());
     for (l, ok) in links.iter().zip(&up) {
         if *ok {
-            r.ok(format!("sentinel {}: reachable", l.addr));
+            r.ok(format!(
+                "sentinel {}: reachable{}",
+                l.addr,
+                tls.as_deref().unwrap_or("")
+            ));
             check_is_sentinel(&mut r, l).await;
+            check_permissions(&mut r, l, cfg, user.as_deref()).await;
             match watch::probe_subscribe(&l.addr, cfg.sentinel_auth.as_ref()).await {
                 Ok(()) => r.ok(format!("sentinel {}: PSUBSCRIBE * allowed", l.addr)),
                 Err(e) => r.fail(format!(
@@ -58,10 +82,13 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
                 )),
             }
         } else {
-            r.fail(format!(
-                "sentinel {}: unreachable (is it running, is the address/port right, auth?)",
-                l.addr
-            ));
+            match l.problem(Duration::from_millis(500)).await {
+                Some(p) => r.fail(format!("sentinel {}: cannot connect: {}", l.addr, p.reason)),
+                None => r.fail(format!(
+                    "sentinel {}: unreachable (is it running, is the address/port right, auth?)",
+                    l.addr
+                )),
+            }
         }
     }
     let ec2 = Ec2::for_config(cfg).await;
@@ -90,8 +117,15 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
         }
     };
     let targets = Targets::default();
+    // Commands to a link that is down would wait for their timeout each.
+    let reachable: Vec<SentinelLink> = links
+        .iter()
+        .zip(&up)
+        .filter(|(_, ok)| **ok)
+        .map(|(l, _)| l.clone())
+        .collect();
     for (name, m) in &cfg.masters {
-        let master = check_master(&mut r, &links, name).await;
+        let master = check_master(&mut r, &reachable, links.len(), name).await;
         let Some(read) = &read else { continue };
         let target = match &master {
             Some(addr) => match targets.resolve(&ec2, name, m, addr).await {
@@ -178,9 +212,10 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
 async fn check_master(
     r: &mut Report,
     links: &[SentinelLink],
+    configured: usize,
     name: &str,
 ) -> Option<crate::event::Addr> {
-    let mut answers = Vec::new();
+    let mut answers = vec![Answer::Unreachable; configured - links.len()];
     for l in links {
         match l.master(name).await {
             Ok(Some((v, stale))) => {
@@ -203,8 +238,8 @@ async fn check_master(
             Err(_) => answers.push(Answer::Unreachable),
         }
     }
-    check_sentinel_count(r, links, name).await;
-    match quorum::decide(&answers, links.len()) {
+    check_sentinel_count(r, links, configured, name).await;
+    match quorum::decide(&answers, configured) {
         Verdict::Master {
             addr,
             votes,
@@ -212,8 +247,7 @@ async fn check_master(
             ..
         } => {
             r.ok(format!(
-                "master {name}: majority ({votes}/{}) says {addr} at config-epoch {config_epoch}",
-                links.len()
+                "master {name}: majority ({votes}/{configured}) says {addr} at config-epoch {config_epoch}"
             ));
             Some(addr)
         }
@@ -288,6 +322,38 @@ async fn check_source_dest(r: &mut Report, ec2: &Ec2, name: &str, t: &Target) {
     }
 }
 
+/// Sends every command the daemon uses once and names each one the ACL user
+/// is refused (`NOPERM`), with the rule that grants it: a user missing one
+/// permission fails here, not at the first failover.
+async fn check_permissions(r: &mut Report, l: &SentinelLink, cfg: &Config, user: Option<&str>) {
+    let master = cfg.masters.keys().next().map(String::as_str).unwrap_or("");
+    let name = watch::connection_name(cfg.alerts.local_sentinel.as_ref());
+    let refused = l.refused_commands(master, &name).await;
+    let who = user.unwrap_or("default");
+    for (c, e) in &refused {
+        let cmd = c
+            .args
+            .join(" ")
+            .replace("{master}", master)
+            .replace("{name}", &name);
+        let line = format!(
+            "sentinel {}: ACL user {who:?} may not run `{cmd}` ({e}); the daemon needs it for {}: run `ACL SETUSER {who} {}` on every sentinel (and persist it)",
+            l.addr, c.why, c.rule
+        );
+        if c.required {
+            r.fail(line);
+        } else {
+            r.warn(line);
+        }
+    }
+    if refused.is_empty() {
+        r.ok(format!(
+            "sentinel {}: ACL allows every command the daemon sends",
+            l.addr
+        ));
+    }
+}
+
 /// A Redis data node listed as a sentinel accepts any `PUBLISH`, so anyone
 /// could forge a `+switch-master` through it: `ROLE` must say `sentinel`.
 async fn check_is_sentinel(r: &mut Report, l: &SentinelLink) {
@@ -307,7 +373,12 @@ async fn check_is_sentinel(r: &mut Report, l: &SentinelLink) {
 /// The majority is counted over the configured list: when the sentinels know
 /// more of their own (`num-other-sentinels` + 1), a list that leaves some out
 /// can reach a "majority" that Sentinel's own quorum does not share.
-async fn check_sentinel_count(r: &mut Report, links: &[SentinelLink], name: &str) {
+async fn check_sentinel_count(
+    r: &mut Report,
+    links: &[SentinelLink],
+    configured: usize,
+    name: &str,
+) {
     let mut known = 0;
     let mut by = None;
     for l in links {
@@ -319,10 +390,10 @@ async fn check_sentinel_count(r: &mut Report, links: &[SentinelLink], name: &str
         }
     }
     if let Some(by) = by {
-        if known > links.len() {
+        if known > configured {
             r.warn(format!(
                 "master {name}: sentinel {by} knows {known} sentinels (num-other-sentinels + 1) but `sentinels` lists {}: the majority is counted over the list, so list every sentinel",
-                links.len()
+                configured
             ));
         } else {
             r.ok(format!(

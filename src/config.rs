@@ -38,8 +38,14 @@ pub struct Config {
     /// Every sentinel of the deployment; the majority is counted over this list.
     #[serde(deserialize_with = "non_empty_sentinels")]
     pub sentinels: Vec<SentinelAddr>,
+    /// Credentials and TLS for every sentinel connection. When only
+    /// `sentinel_tls` is configured this still holds it (with no credentials):
+    /// it is what the connection code is handed.
     #[serde(default)]
     pub sentinel_auth: Option<SentinelAuth>,
+    /// TLS to the sentinels; folded into `sentinel_auth.tls` by [`Config::parse`].
+    #[serde(default)]
+    pub sentinel_tls: Option<SentinelTls>,
     #[serde(default)]
     pub aws: AwsConfig,
     #[serde(deserialize_with = "non_empty_masters")]
@@ -70,11 +76,17 @@ impl Config {
     /// Parses config text; the error names the key, line and reason.
     pub fn parse(text: &str) -> Result<Config, String> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             explain(text, &path, e.inner())
         })?;
         cfg.check_across(text)?;
+        // Everything a sentinel connection needs travels as one value.
+        if let Some(tls) = &cfg.sentinel_tls {
+            cfg.sentinel_auth
+                .get_or_insert_with(SentinelAuth::default)
+                .tls = Some(tls.clone());
+        }
         Ok(cfg)
     }
 
@@ -347,11 +359,15 @@ struct RawSentinelAuth {
     password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// How the watcher proves who it is to the sentinels, and checks who they are:
+/// ACL credentials and, with `sentinel_tls`, TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(try_from = "RawSentinelAuth")]
 pub struct SentinelAuth {
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Copied from the top-level `sentinel_tls` key by [`Config::parse`].
+    pub tls: Option<SentinelTls>,
 }
 
 impl TryFrom<RawSentinelAuth> for SentinelAuth {
@@ -373,6 +389,7 @@ impl TryFrom<RawSentinelAuth> for SentinelAuth {
         Ok(SentinelAuth {
             username: raw.username,
             password,
+            tls: None,
         })
     }
 }
@@ -394,6 +411,203 @@ fn secret_from_file(path: &Path) -> Result<Secret, String> {
         return Err(format!("{} is empty", path.display()));
     }
     Ok(Secret(value))
+}
+
+/// `sentinel_tls` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSentinelTls {
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    server_name: Option<String>,
+}
+
+/// TLS to the sentinels, ready to use: the certificate files are read and the
+/// rustls client configuration is built while the config loads, so a missing
+/// file, a PEM without a certificate or a key that does not match its
+/// certificate is a config error naming the key, not a failure at first connect.
+///
+/// The configuration carries its own crypto provider (aws-lc-rs, the one the AWS
+/// SDK links too), so it never depends on the process-level default.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "RawSentinelTls")]
+pub struct SentinelTls {
+    pub client: std::sync::Arc<fred::rustls::ClientConfig>,
+    /// The name checked against each sentinel's certificate instead of its address.
+    pub server_name: Option<String>,
+    /// The CA file, or None for the system's roots (for messages only).
+    pub ca_file: Option<PathBuf>,
+    /// Whether a client certificate is presented (`tls-auth-clients yes`).
+    pub client_cert: bool,
+}
+
+impl fmt::Debug for SentinelTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelTls")
+            .field("ca_file", &self.ca_file)
+            .field("server_name", &self.server_name)
+            .field("client_cert", &self.client_cert)
+            .finish()
+    }
+}
+
+impl TryFrom<RawSentinelTls> for SentinelTls {
+    type Error = String;
+    fn try_from(raw: RawSentinelTls) -> Result<Self, String> {
+        use fred::rustls::{self, client::WebPkiServerVerifier, pki_types};
+        use pki_types::pem::PemObject;
+        use pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        use std::sync::Arc;
+
+        fn certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| keyed(key, format!("cannot read {}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(keyed(
+                    key,
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+            Ok(certs)
+        }
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        match &raw.ca_file {
+            Some(path) => {
+                for c in certs("ca_file", path)? {
+                    roots.add(c).map_err(|e| {
+                        keyed(
+                            "ca_file",
+                            format!("{}: not a CA certificate: {e}", path.display()),
+                        )
+                    })?;
+                }
+            }
+            None => {
+                for c in fred::rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(c);
+                }
+                if roots.is_empty() {
+                    return Err(keyed(
+                        "ca_file",
+                        "no ca_file given and no system CA certificates found; set ca_file to the CA that signed the sentinels' certificates",
+                    ));
+                }
+            }
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| keyed("ca_file", e))?;
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &raw.server_name {
+            Some(name) => {
+                let name = ServerName::try_from(name.clone()).map_err(|_| {
+                    keyed(
+                        "server_name",
+                        format!("{name:?} is neither a DNS name nor an IP address"),
+                    )
+                })?;
+                Arc::new(VerifyAs {
+                    inner: webpki,
+                    name,
+                })
+            }
+            None => webpki,
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| keyed("ca_file", e))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let client = match (&raw.cert_file, &raw.key_file) {
+            (Some(cert), Some(key)) => {
+                let chain = certs("cert_file", cert)?;
+                let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    keyed(
+                        "key_file",
+                        format!("cannot read a PEM private key from {}: {e}", key.display()),
+                    )
+                })?;
+                builder.with_client_auth_cert(chain, pk).map_err(|e| {
+                    keyed(
+                        "key_file",
+                        format!("{} does not go with {}: {e}", key.display(), cert.display()),
+                    )
+                })?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            (Some(_), None) => {
+                return Err(keyed(
+                    "key_file",
+                    "cert_file is set: set key_file (the client certificate's private key) too",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(keyed(
+                    "cert_file",
+                    "key_file is set: set cert_file (the client certificate) too",
+                ))
+            }
+        };
+        Ok(SentinelTls {
+            client: Arc::new(client),
+            server_name: raw.server_name,
+            ca_file: raw.ca_file,
+            client_cert: raw.cert_file.is_some(),
+        })
+    }
+}
+
+/// Verifies a sentinel's certificate for a configured name instead of the
+/// address dialled (`sentinel_tls.server_name`): sentinels listed by IP whose
+/// certificates carry only a DNS name. Chain, expiry and signatures are checked
+/// as usual.
+#[derive(Debug)]
+struct VerifyAs {
+    inner: std::sync::Arc<fred::rustls::client::WebPkiServerVerifier>,
+    name: fred::rustls::pki_types::ServerName<'static>,
+}
+
+impl fred::rustls::client::danger::ServerCertVerifier for VerifyAs {
+    fn verify_server_cert(
+        &self,
+        end_entity: &fred::rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[fred::rustls::pki_types::CertificateDer<'_>],
+        _dialled: &fred::rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: fred::rustls::pki_types::UnixTime,
+    ) -> Result<fred::rustls::client::danger::ServerCertVerified, fred::rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &fred::rustls::pki_types::CertificateDer<'_>,
+        dss: &fred::rustls::DigitallySignedStruct,
+    ) -> Result<fred::rustls::client::danger::HandshakeSignatureValid, fred::rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &fred::rustls::pki_types::CertificateDer<'_>,
+        dss: &fred::rustls::DigitallySignedStruct,
+    ) -> Result<fred::rustls::client::danger::HandshakeSignatureValid, fred::rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<fred::rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -744,6 +958,9 @@ struct RawWebhook {
     secret_env: Option<String>,
     #[serde(default)]
     routing_key_env: Option<String>,
+    /// Allows `http://` to a host that is not loopback (bodies and URL tokens in clear).
+    #[serde(default)]
+    insecure_http: bool,
 }
 
 /// One webhook sink; the URL is a secret (Slack/Discord/Teams URLs carry tokens).
@@ -757,9 +974,49 @@ pub struct WebhookConfig {
     pub routing_key: Option<Secret>,
 }
 
+/// A webhook URL must be `https://`, or `http://` to a loopback host (a local
+/// relay or sidecar: `127.0.0.0/8`, `::1`, `localhost`), or `http://` anywhere
+/// with `insecure_http: true`: chat URLs carry their token in the path and the
+/// bodies name hosts, so neither may cross the network in clear by accident.
+/// The error never repeats the URL (it may hold a token).
+pub fn check_webhook_url(url: &str, insecure_http: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("url is not a valid URL ({e}); it must start with https://"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if insecure_http => Ok(()),
+        "http" => {
+            // host_str keeps IPv6 literals in brackets; an IP address is already
+            // normalised by the URL parser (`http://0x7f.1/` is 127.0.0.1).
+            let host = parsed.host_str().unwrap_or("");
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = match bare.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => host.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(format!(
+                    "url is http:// to {}, which is not a loopback address: the token and alert bodies would cross the network in clear; use https://, or set `insecure_http: true` on this webhook if that is really meant",
+                    parsed.host_str().unwrap_or("?")
+                ))
+            }
+        }
+        other => Err(format!(
+            "url must start with http:// or https:// (not {other}://)"
+        )),
+    }
+}
+
 impl TryFrom<RawWebhook> for WebhookConfig {
     type Error = String;
     fn try_from(raw: RawWebhook) -> Result<Self, String> {
+        let url_key = if raw.url_env.is_some() {
+            "url_env"
+        } else {
+            "url"
+        };
         let url = match (raw.url, raw.url_env) {
             (Some(u), None) => Secret(u),
             (None, Some(var)) => secret_from_env(&var).map_err(|e| keyed("url_env", e))?,
@@ -779,15 +1036,9 @@ impl TryFrom<RawWebhook> for WebhookConfig {
                 ))
             }
         };
-        if !(url.0.starts_with("http://") || url.0.starts_with("https://")) {
-            return Err(keyed(
-                "url",
-                format!(
-                    "webhook {}: url must start with http:// or https://",
-                    raw.name
-                ),
-            ));
-        }
+        // url_env values are checked here too: the environment is read at load.
+        check_webhook_url(url.expose(), raw.insecure_http)
+            .map_err(|e| keyed(url_key, format!("webhook {}: {e}", raw.name)))?;
         let secret = raw
             .secret_env
             .as_deref()
@@ -885,6 +1136,85 @@ log:
         assert!(nodes
             .values()
             .any(|t| matches!(t, Target::Eni(e) if e.as_str() == "eni-0bbb")));
+    }
+
+    #[test]
+    fn plain_http_webhooks_only_to_loopback_unless_insecure_http() {
+        for ok in [
+            "https://hooks.slack.com/services/T/B/x",
+            "http://127.0.0.1:9000/hook",
+            "http://127.9.9.9/hook",
+            "http://[::1]:8080/hook",
+            "http://localhost/hook",
+            "http://LOCALHOST./hook",
+        ] {
+            assert_eq!(check_webhook_url(ok, false), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://hooks.example.com/services/T/B/secret-token",
+            "http://10.0.1.5/hook",
+            "http://[fd00::1]/hook",
+            "http://localhost.evil.example/hook",
+            "http://128.0.0.1/hook",
+        ] {
+            let e = check_webhook_url(bad, false).unwrap_err();
+            assert!(e.contains("insecure_http: true"), "{bad}: {e}");
+            assert!(
+                !e.contains("secret-token"),
+                "the URL's token must not be echoed: {e}"
+            );
+            assert_eq!(check_webhook_url(bad, true), Ok(()), "{bad}");
+        }
+        assert!(check_webhook_url("ftp://x/", true).is_err());
+        assert!(check_webhook_url("not a url", true).is_err());
+    }
+
+    #[test]
+    fn webhook_http_url_and_url_env_are_refused_at_load_naming_the_key() {
+        let hooks = |w: &str| format!("{GOOD}alerts:\n  webhooks:\n    - {w}\n");
+        let e = err(&hooks(
+            "{ name: ops, kind: slack, url: \"http://hooks.example.com/x\" }",
+        ));
+        assert!(
+            e.starts_with("alerts.webhooks[0].url: webhook ops: url is http://"),
+            "{e}"
+        );
+        std::env::set_var("SV_TEST_HTTP_HOOK", "http://relay.example.com/x");
+        let e = err(&hooks(
+            "{ name: ops, kind: generic, url_env: SV_TEST_HTTP_HOOK }",
+        ));
+        assert!(e.contains("url_env: webhook ops: url is http://"), "{e}");
+        let ok =
+            hooks("{ name: ops, kind: generic, url_env: SV_TEST_HTTP_HOOK, insecure_http: true }");
+        Config::parse(&ok).unwrap();
+        Config::parse(&hooks(
+            "{ name: ops, kind: generic, url: \"http://127.0.0.1:9/x\" }",
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn sentinel_tls_files_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.crt");
+        let e = err(&format!(
+            "{GOOD}sentinel_tls:\n  ca_file: {}\n",
+            missing.display()
+        ));
+        assert!(e.starts_with("sentinel_tls.ca_file: cannot read"), "{e}");
+        let empty = dir.path().join("empty.crt");
+        std::fs::write(&empty, "not pem\n").unwrap();
+        let e = err(&format!(
+            "{GOOD}sentinel_tls:\n  ca_file: {}\n",
+            empty.display()
+        ));
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+        let e = err(&format!(
+            "{GOOD}sentinel_tls:\n  ca_file: {}\n  cert_file: {}\n",
+            empty.display(),
+            empty.display()
+        ));
+        assert!(e.contains("sentinel_tls"), "{e}");
     }
 
     #[test]

@@ -13,11 +13,14 @@ use fred::interfaces::{
     ClientInterface, ClientLike, EventInterface, PubsubInterface, SentinelInterface,
 };
 use fred::prelude::{ConnectionConfig, PerformanceConfig, ReconnectPolicy};
-use fred::types::config::{SentinelConfig, TcpConfig, UnresponsiveConfig};
+use fred::types::config::{
+    SentinelConfig, TcpConfig, TlsConfig, TlsConnector, TlsHostMapping, UnresponsiveConfig,
+};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use futures::future::BoxFuture;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{SentinelAddr, SentinelAuth};
@@ -48,11 +51,79 @@ pub enum WatchMsg {
 }
 
 /// Command connection to one sentinel, for `SENTINEL MASTER(S)` and `INFO`.
+///
+/// **Architecture Invariant:** every task a link starts is ended by
+/// [`close`](Self::close) (a SIGHUP reload closes the old links; nothing of
+/// them may live on).
 #[derive(Clone)]
 pub struct SentinelLink {
     pub id: SentinelId,
     pub addr: SentinelAddr,
     cmd: SentinelClient,
+    /// The task that names each (re)connection and records connection errors.
+    minder: AbortHandle,
+    /// Why the last connection attempt failed (cleared when it connects).
+    problem: watch::Receiver<Option<LinkProblem>>,
+}
+
+/// Why a sentinel connection failed, in the words an operator acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkProblem {
+    pub reason: String,
+    /// TLS and authentication failures: retrying will not help until someone
+    /// changes a certificate, a password or an ACL. Logged at error level once
+    /// per distinct reason; a waiting caller need not wait for the timeout.
+    pub conclusive: bool,
+}
+
+/// Turns a fred connection error into a [`LinkProblem`].
+///
+/// rustls' reasons arrive inside fred's `Debug` rendering of an I/O error
+/// (`InvalidCertificate(UnknownIssuer)`, ...), so they are recognised by name.
+pub fn link_problem(error: &str, user: Option<&str>) -> LinkProblem {
+    let e = error;
+    let has = |needle: &str| e.contains(needle);
+    let conclusive = |reason: String| LinkProblem {
+        reason,
+        conclusive: true,
+    };
+    let user = user.unwrap_or("default");
+    if has("UnknownIssuer") || has("BadSignature") || has("UnknownRevocationStatus") {
+        conclusive(format!("TLS: the sentinel's certificate is not signed by the configured CA (sentinel_tls.ca_file) [{e}]"))
+    } else if has("Expired") {
+        conclusive(format!("TLS: the sentinel's certificate has expired [{e}]"))
+    } else if has("NotValidYet") {
+        conclusive(format!(
+            "TLS: the sentinel's certificate is not valid yet (clock?) [{e}]"
+        ))
+    } else if has("NotValidForName") {
+        conclusive(format!("TLS: the sentinel's certificate is not valid for the address dialled; add it as a SAN or set sentinel_tls.server_name to a name the certificate carries [{e}]"))
+    } else if has("CertificateRequired") || has("HandshakeFailure") && has("AlertReceived") {
+        conclusive(format!("TLS: the sentinel refused the handshake; with `tls-auth-clients yes` it needs a client certificate signed by its tls-ca-cert-file (sentinel_tls.cert_file/key_file) [{e}]"))
+    } else if has("InvalidContentType") || has("InvalidMessage") || has("CorruptMessage") {
+        conclusive(format!(
+            "TLS: the sentinel did not answer in TLS on this port (a plaintext port?) [{e}]"
+        ))
+    } else if has("InvalidCertificate")
+        || has("AlertReceived")
+        || has("PeerIncompatible")
+        || has("PeerMisbehaved")
+    {
+        conclusive(format!("TLS: handshake failed [{e}]"))
+    } else if has("WRONGPASS") || has("invalid username-password") {
+        conclusive(format!("authentication failed for ACL user {user:?}: wrong username or password (sentinel_auth) [{e}]"))
+    } else if has("NOAUTH") {
+        conclusive(format!(
+            "the sentinel requires a password: set sentinel_auth [{e}]"
+        ))
+    } else if has("NOPERM") {
+        conclusive(format!("ACL user {user:?} is refused a command the watcher needs; see the README's Security section for the rule [{e}]"))
+    } else {
+        LinkProblem {
+            reason: e.to_owned(),
+            conclusive: false,
+        }
+    }
 }
 
 /// How long a command to a sentinel may take before it counts as unreachable.
@@ -90,6 +161,11 @@ fn client(addr: &SentinelAddr, auth: Option<&SentinelAuth>) -> SentinelClient {
         port: addr.port,
         username: auth.and_then(|a| a.username.clone()),
         password: auth.and_then(|a| a.password.as_ref().map(|p| p.expose().to_owned())),
+        // The rustls config was built (and its files checked) when the config loaded.
+        tls: auth.and_then(|a| a.tls.as_ref()).map(|t| TlsConfig {
+            connector: TlsConnector::from((*t.client).clone()),
+            hostnames: TlsHostMapping::None,
+        }),
     };
     let perf = PerformanceConfig {
         default_command_timeout: COMMAND_TIMEOUT,
@@ -161,11 +237,18 @@ pub fn command_links(
         .enumerate()
         .map(|(id, addr)| {
             let cmd = client(addr, auth);
-            connect_named(&cmd, name.to_owned());
+            let (minder, problem) = connect_named(
+                &cmd,
+                name.to_owned(),
+                addr.clone(),
+                auth.and_then(|a| a.username.clone()),
+            );
             SentinelLink {
                 id,
                 addr: addr.clone(),
                 cmd,
+                minder,
+                problem,
             }
         })
         .collect()
@@ -176,19 +259,55 @@ pub async fn wait_connected(links: &[SentinelLink], within: Duration) -> Vec<boo
     futures::future::join_all(links.iter().map(|l| l.wait_connected(within))).await
 }
 
-/// Connects in the background and names every (re)connection.
-fn connect_named(c: &SentinelClient, name: String) {
+/// Connects in the background, names every (re)connection and records why a
+/// connection attempt failed. The returned handle ends the task (it holds a
+/// client clone, so it would otherwise outlive the link).
+fn connect_named(
+    c: &SentinelClient,
+    name: String,
+    addr: SentinelAddr,
+    user: Option<String>,
+) -> (AbortHandle, watch::Receiver<Option<LinkProblem>>) {
     let mut reconnects = c.reconnect_rx();
+    let mut errors = c.error_rx();
     let named = c.clone();
-    tokio::spawn(async move {
-        // A lagged receiver still means "reconnected at least once"; only
-        // Closed (the client is gone) ends this task.
-        while let Ok(_) | Err(RecvError::Lagged(_)) = reconnects.recv().await {
-            let _ = named.client_setname(name.clone()).await;
+    let (problem_tx, problem_rx) = watch::channel(None);
+    let task = tokio::spawn(async move {
+        // What was last logged at error level, so a refused handshake retried
+        // with backoff is logged once, not on every attempt.
+        let mut logged: Option<String> = None;
+        loop {
+            tokio::select! {
+                r = reconnects.recv() => {
+                    // A lagged receiver still means "reconnected at least once".
+                    if matches!(r, Err(RecvError::Closed)) { break; }
+                    logged = None;
+                    problem_tx.send_replace(None);
+                    if let Err(e) = named.client_setname(name.clone()).await {
+                        // The live-watcher rule needs the name; say once per connection.
+                        let p = link_problem(&e.to_string(), user.as_deref());
+                        warn!(sentinel = %addr, error = %p.reason, "CLIENT SETNAME refused: other watchers will not see this one as live (grant +client|setname)");
+                    }
+                }
+                e = errors.recv() => {
+                    let err = match e {
+                        Ok((err, _)) => err.to_string(),
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => break,
+                    };
+                    let p = link_problem(&err, user.as_deref());
+                    if p.conclusive && logged.as_deref() != Some(p.reason.as_str()) {
+                        error!(sentinel = %addr, reason = %p.reason, "cannot connect to sentinel (command link); retrying with backoff");
+                        logged = Some(p.reason.clone());
+                    }
+                    problem_tx.send_replace(Some(p));
+                }
+            }
         }
     });
     // The handle resolves when the client stops for good; the reconnect policy keeps it up.
     drop(c.connect());
+    (task.abort_handle(), problem_rx)
 }
 
 /// `PSUBSCRIBE *`, then proof that it took.
@@ -268,6 +387,8 @@ impl Watcher {
         let mut state = LinkState::Down;
         // What the controller was last told: Some(true) = Connected, None = nothing yet.
         let mut told_up: Option<bool> = None;
+        // The conclusive problem (TLS, auth) last logged at error level.
+        let mut logged: Option<LinkProblem> = None;
         let mut last_heard = Instant::now();
         let mut ping: Option<BoxFuture<'static, Result<Value, fred::error::Error>>> = None;
         let mut reconnecting: Option<BoxFuture<'static, ()>> = None;
@@ -279,6 +400,7 @@ impl Watcher {
                 r = reconnects.recv() => {
                     if matches!(r, Err(RecvError::Closed)) { break; }
                     // Lagged: we missed some reconnects, but we are connected now.
+                    logged = None;
                     let _ = self.sub.client_setname(self.name.clone()).await;
                     last_heard = Instant::now();
                     ping = None;
@@ -290,7 +412,15 @@ impl Watcher {
                         Err(RecvError::Lagged(n)) => format!("{n} connection errors"),
                         Err(RecvError::Closed) => break,
                     };
-                    if told_up == Some(true) {
+                    let problem = link_problem(&err, self.user.as_deref());
+                    let err = problem.reason.clone();
+                    if problem.conclusive {
+                        // TLS or auth: say it once per distinct reason, at error level.
+                        if logged.as_ref() != Some(&problem) {
+                            error!(sentinel = %self.addr, reason = %err, "cannot connect to sentinel (subscriber); retrying with backoff");
+                            logged = Some(problem);
+                        }
+                    } else if told_up == Some(true) {
                         warn!(sentinel = %self.addr, error = %err, "sentinel connection lost; reconnecting");
                     } else {
                         debug!(sentinel = %self.addr, error = %err, "sentinel still unreachable");
@@ -657,17 +787,148 @@ impl SentinelLink {
             .map_err(|e| format!("CLIENT LIST: {e}"))
     }
 
-    /// Waits (bounded) until the command connection is up.
+    /// Waits (bounded) until the command connection is up; false at once on a
+    /// conclusive failure (TLS, authentication): waiting longer cannot help.
     pub async fn wait_connected(&self, within: Duration) -> bool {
-        tokio::time::timeout(within, self.cmd.wait_for_connect())
-            .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false)
+        let mut problem = self.problem.clone();
+        let conclusive = async move {
+            let seen = problem
+                .wait_for(|p| p.as_ref().is_some_and(|p| p.conclusive))
+                .await;
+            if seen.is_err() {
+                // The link was closed: only the timeout can answer now.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(within, self.cmd.wait_for_connect()) => {
+                r.map(|r| r.is_ok()).unwrap_or(false)
+            }
+            () = conclusive => false,
+        }
     }
 
+    /// Sends each of [`NEEDED_COMMANDS`] once; returns those refused by ACL
+    /// (`NOPERM`), with Redis's words. Other errors are not this probe's business.
+    pub async fn refused_commands(
+        &self,
+        master: &str,
+        name: &str,
+    ) -> Vec<(&'static NeededCommand, String)> {
+        let mut refused = Vec::new();
+        for needed in NEEDED_COMMANDS {
+            let mut words = needed.args.iter().map(|w| match *w {
+                "{master}" => master.to_owned(),
+                "{name}" => name.to_owned(),
+                w => w.to_owned(),
+            });
+            let Some(cmd) = words.next() else { continue };
+            let cmd = CustomCommand::new(cmd, ClusterHash::FirstKey, false);
+            let args: Vec<String> = words.collect();
+            if let Err(e) = self.cmd.custom::<Value, _>(cmd, args).await {
+                let e = e.to_string();
+                if e.contains("NOPERM") {
+                    refused.push((needed, e));
+                }
+            }
+        }
+        refused
+    }
+
+    /// Why the last connection attempt failed, waiting up to `within` for the
+    /// first failure to be recorded (fred reports a failed first connect to
+    /// `wait_for_connect` a moment before its error broadcast).
+    pub async fn problem(&self, within: Duration) -> Option<LinkProblem> {
+        let mut rx = self.problem.clone();
+        let _ = tokio::time::timeout(within, rx.wait_for(|p| p.is_some())).await;
+        let p = rx.borrow().clone();
+        p
+    }
+
+    /// Ends the link: its naming task and its connection.
     pub async fn close(&self) {
+        self.minder.abort();
         let _ = self.cmd.quit().await;
     }
+}
+
+/// One command the watcher sends to a sentinel, with the ACL rule that allows
+/// it and why it is needed: the single list the README's rule, `check`'s
+/// permission probe and the ACL test are held to.
+pub struct NeededCommand {
+    /// The command as sent (`{master}` and `{name}` are filled in).
+    pub args: &'static [&'static str],
+    /// The ACL rule that grants it.
+    pub rule: &'static str,
+    pub why: &'static str,
+    /// False: refused only costs noise in `ACL LOG` (fred tolerates it).
+    pub required: bool,
+}
+
+/// Every command sent on a command link (the subscriber's `PSUBSCRIBE *` and
+/// `PING` are probed by [`probe_subscribe`]).
+pub const NEEDED_COMMANDS: &[NeededCommand] = &[
+    NeededCommand {
+        args: &["INFO", "sentinel"],
+        rule: "+info",
+        why: "TILT detection in every majority read (fred also sends INFO server at connect)",
+        required: true,
+    },
+    NeededCommand {
+        args: &["SENTINEL", "MASTERS"],
+        rule: "+sentinel|masters",
+        why: "config-epoch and flags in every majority read",
+        required: true,
+    },
+    NeededCommand {
+        args: &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "{master}"],
+        rule: "+sentinel|get-master-addr-by-name",
+        why: "where each sentinel says the master is",
+        required: true,
+    },
+    NeededCommand {
+        args: &["SENTINEL", "REPLICAS", "{master}"],
+        rule: "+sentinel|replicas",
+        why: "the replicas that guard the fast path",
+        required: true,
+    },
+    NeededCommand {
+        args: &["SENTINEL", "MASTER", "{master}"],
+        rule: "+sentinel|master",
+        why: "check and target warm-up",
+        required: true,
+    },
+    NeededCommand {
+        args: &["ROLE"],
+        rule: "+role",
+        why: "proof that the endpoint is a sentinel (check)",
+        required: true,
+    },
+    NeededCommand {
+        args: &["CLIENT", "SETNAME", "{name}"],
+        rule: "+client|setname",
+        why: "naming this watcher for the live-watcher rule",
+        required: true,
+    },
+    NeededCommand {
+        args: &["CLIENT", "LIST"],
+        rule: "+client|list",
+        why: "seeing which watchers are live (alerts.local_sentinel)",
+        required: true,
+    },
+    NeededCommand {
+        args: &["CLIENT", "ID"],
+        rule: "+client|id",
+        why: "sent by fred at every connect; refused it only fills ACL LOG",
+        required: false,
+    },
+];
+
+/// The exact Redis 7 ACL rule for the watcher user (besides `on` and its password).
+pub fn acl_rule() -> String {
+    let mut rule = vec!["resetchannels", "&*", "-@all", "+psubscribe", "+ping"];
+    rule.extend(NEEDED_COMMANDS.iter().map(|c| c.rule));
+    rule.join(" ")
 }
 
 /// One sentinel's read turned into its vote on `master`.
@@ -747,6 +1008,66 @@ mod tests {
         assert_eq!(addr_reply(&Value::Null), None);
         let bad = Value::Array(vec![Value::from("127.0.0.3"), Value::from("x")]);
         assert_eq!(addr_reply(&bad), None);
+    }
+
+    #[tokio::test]
+    async fn close_ends_every_task_the_link_started() {
+        // Nothing listens on port 1: the link keeps retrying until closed.
+        let addr: SentinelAddr = "127.0.0.1:1".parse().unwrap();
+        let links = command_links(&[addr], None, "t");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!links[0].minder.is_finished());
+        tokio::time::timeout(Duration::from_secs(5), links[0].close())
+            .await
+            .expect("close does not hang on a link that never connected");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            links[0].minder.is_finished(),
+            "the naming task outlived close()"
+        );
+    }
+
+    #[test]
+    fn tls_and_auth_failures_are_conclusive_and_say_what_to_fix() {
+        let cases = [
+            (
+                "IO Error: Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }",
+                "sentinel_tls.ca_file",
+            ),
+            ("InvalidCertificate(Expired)", "expired"),
+            ("InvalidCertificate(ExpiredContext { time: .. })", "expired"),
+            ("InvalidCertificate(NotValidForName)", "server_name"),
+            (
+                "InvalidCertificate(NotValidForNameContext { .. })",
+                "server_name",
+            ),
+            ("AlertReceived(CertificateRequired)", "client certificate"),
+            ("AlertReceived(HandshakeFailure)", "client certificate"),
+            (
+                "WRONGPASS invalid username-password pair or user is disabled.",
+                "wrong username or password",
+            ),
+        ];
+        for (error, says) in cases {
+            let p = link_problem(error, Some("w"));
+            assert!(p.conclusive, "{error}");
+            assert!(p.reason.contains(says), "{error} -> {}", p.reason);
+        }
+        let p = link_problem("IO Error: Connection refused (os error 111)", None);
+        assert!(!p.conclusive);
+    }
+
+    #[test]
+    fn the_acl_rule_covers_every_needed_command() {
+        let rule = acl_rule();
+        assert!(
+            rule.starts_with("resetchannels &* -@all +psubscribe +ping "),
+            "{rule}"
+        );
+        for c in NEEDED_COMMANDS {
+            assert!(rule.contains(c.rule), "{}", c.rule);
+        }
     }
 
     #[test]
