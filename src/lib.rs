@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod oneshot;
+pub mod pacing;
 pub mod plan;
 pub mod quorum;
 pub mod shutdown;
