@@ -15,7 +15,7 @@ The limit for a contender that writes the tables together is one delay plus K
 moto service times (moto still serialises): the results carry it per cell.
 
 Usage: bench/failover_bench.py [--runs N] [--script-runs N] [--tables 2,4,8]
-       [--delays 0,50] [--only a,b] [--bin PATH] [--out DIR]
+       [--delays 0,50] [--only a,b] [--bin PATH] [--out DIR] [--name failover]
 """
 import argparse
 import http.client
@@ -332,6 +332,7 @@ def main():
     ap.add_argument("--only", default="script,peer,sentinel-vip")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "sentinel-vip"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--name", default="failover", help="results file stem (NAME.json, NAME.md)")
     args = ap.parse_args()
     script_runs = args.script_runs or args.runs
     cells = []
@@ -363,8 +364,10 @@ def main():
                 if base:
                     cell["sentinel_vip_over_limit"] = base / cell["limit_ms"]
                 cells.append(cell)
-                with open(os.path.join(work, "partial.json"), "w") as f:
-                    json.dump(cells, f)
+                # Cells done so far survive an interrupted run.
+                os.makedirs(args.out, exist_ok=True)
+                with open(os.path.join(args.out, args.name + ".partial.json"), "w") as f:
+                    json.dump({"runs": args.runs, "script_runs": script_runs, "cells": cells}, f, indent=2)
         finally:
             rig.close()
             shutil.rmtree(work, ignore_errors=True)
@@ -385,10 +388,13 @@ def main():
                      f"API round trip seen by clients {c['api_round_trip_ms']:.1f} ms"
                      + (f"; sentinel-vip's own log (event -> every table written) median {own['median']:.1f} ms, p95 {own['p95']:.1f} ms" if own else ""))
     table = "\n".join(lines)
-    with open(os.path.join(args.out, "failover.md"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".md"), "w") as f:
         f.write(table + "\n")
-    with open(os.path.join(args.out, "failover.json"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".json"), "w") as f:
         json.dump({"runs": args.runs, "script_runs": script_runs, "cells": cells}, f, indent=2)
+    partial = os.path.join(args.out, args.name + ".partial.json")
+    if os.path.exists(partial):
+        os.remove(partial)
     print("\n" + table)
 
 
