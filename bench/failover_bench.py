@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """Failover latency, side by side in one run, measured the same way from outside.
 
-Rig: redis master + 2 replicas + 3 sentinels on 127.0.0.2-4, moto as EC2, two
-route tables. For each contender (the seed's client-reconfig-script + AWS CLI,
+Rig: redis master + 2 replicas + 3 sentinels on 127.0.0.2-4, moto as EC2, K
+route tables (--tables 2,4,8: one rig per K). EC2 is reached either directly
+(raw moto, which serves one request at a time) or through bench/ec2_proxy.py,
+which adds a fixed delay to every request, concurrently per connection, as a
+regional endpoint answers (--delays 0,50: 0 = raw moto). For each contender (the seed's client-reconfig-script + AWS CLI,
 a plain Python peer, sentinel-vip), N `SENTINEL FAILOVER`s. An observer takes
 the first `+switch-master` it receives from any sentinel as t0 and polls
 DescribeRouteTables over a raw keep-alive HTTP connection until every table
 points at the new master's ENI: latency = that moment - t0.
 
-Usage: bench/failover_bench.py [--runs N] [--only a,b] [--bin PATH] [--out DIR]
+The limit for a contender that writes the tables together is one delay plus K
+moto service times (moto still serialises): the results carry it per cell.
+
+Usage: bench/failover_bench.py [--runs N] [--script-runs N] [--tables 2,4,8]
+       [--delays 0,50] [--only a,b] [--bin PATH] [--out DIR] [--name failover]
 """
 import argparse
 import http.client
@@ -77,7 +84,7 @@ class RawEc2:
 
 
 class Rig:
-    def __init__(self, work):
+    def __init__(self, work, ntables=2):
         self.work = work
         self.procs = []
         self.moto = free_port()
@@ -108,7 +115,7 @@ class Rig:
                          aws_access_key_id="testing", aws_secret_access_key="testing")
         vpc = c.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnet = c.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        self.tables = [c.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(2)]
+        self.tables = [c.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(ntables)]
         self.enis = [c.create_network_interface(SubnetId=subnet, PrivateIpAddress=f"10.0.1.{11 + i}")
                      ["NetworkInterface"]["NetworkInterfaceId"] for i in range(3)]
         for t in self.tables:
@@ -154,13 +161,14 @@ class Rig:
             time.sleep(0.1)
         sys.exit("sentinels not ready for a failover")
 
-    def daemon_config(self, name):
+    def daemon_config(self, name, endpoint=None):
         """Writes a sentinel-vip config for this rig into the work dir; returns its path."""
+        endpoint = endpoint or self.endpoint
         path = os.path.join(self.work, name)
         nodes = "".join(f'      "{h}:{self.rp}": {{ network_interface_id: {self.eni_of[h]} }}\n' for h in HOSTS)
         with open(path, "w") as f:
             f.write(f'sentinels: [{", ".join(chr(34) + h + ":" + str(self.sp) + chr(34) for h in HOSTS)}]\n'
-                    f"aws:\n  region: us-east-1\n  endpoint_url: {self.endpoint}\nmasters:\n  mymaster:\n"
+                    f"aws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nmasters:\n  mymaster:\n"
                     f"    vip: {VIP}\n    route_tables: [{', '.join(self.tables)}]\n    nodes:\n{nodes}"
                     f"reconcile:\n  interval: 30s\nhttp:\n  listen: 127.0.0.1:{free_port()}\n")
         return path
@@ -234,91 +242,160 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def start_proxy(rig, delay_ms):
+    """bench/ec2_proxy.py in front of the rig's moto; returns its endpoint."""
+    p = subprocess.Popen([os.path.join(VENV, "python"), os.path.join(ROOT, "bench", "ec2_proxy.py"),
+                          "--upstream", f"127.0.0.1:{rig.moto}", "--delay-ms", str(delay_ms)],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    rig.procs.append(p)
+    line = p.stdout.readline()
+    if not line.startswith("listening"):
+        sys.exit("latency proxy did not start")
+    return f"http://127.0.0.1:{int(line.split()[1])}"
+
+
+def service_time(raw, rig, n=30):
+    """moto's own time for one ReplaceRoute (to the route's current target: no change)."""
+    cur = raw.targets(rig.tables)
+    t, eni = rig.tables[0], cur[rig.tables[0]]
+    xs = []
+    for _ in range(n):
+        s = time.perf_counter()
+        raw.call(f"Action=ReplaceRoute&Version=2016-11-15&RouteTableId={t}&DestinationCidrBlock=172.16.0.10%2F32"
+                 f"&NetworkInterfaceId={eni}")
+        xs.append((time.perf_counter() - s) * 1e3)
+    return statistics.median(xs)
+
+
+def run_contender(contender, rig, raw, box, endpoint, runs, args, work, tag):
+    stop = None
+    if contender == "script":
+        shutil.copy(os.path.join(ROOT, "bench", "reconfig.sh"), os.path.join(work, "reconfig.sh"))
+        os.chmod(os.path.join(work, "reconfig.sh"), 0o755)
+        with open(os.path.join(work, "bench.env"), "w") as f:
+            f.write(f'AWS="{os.path.join(VENV, "aws")}"\nENDPOINT="{endpoint}"\nTABLES="{" ".join(rig.tables)}"\n'
+                    'export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n')
+        for s in rig.sentinels:
+            s.execute_command("SENTINEL", "SET", "mymaster", "client-reconfig-script", os.path.join(work, "reconfig.sh"))
+        stop = lambda: [s.execute_command("SENTINEL", "SET", "mymaster", "client-reconfig-script", "") for s in rig.sentinels]
+    elif contender == "peer":
+        log = os.path.join(work, f"peer-{tag}.log")
+        p = rig.spawn([os.path.join(VENV, "python"), os.path.join(ROOT, "bench", "peer.py"), endpoint,
+                       ",".join(rig.tables), os.path.join(work, "nodes.map"),
+                       ",".join(f"{h}:{rig.sp}" for h in HOSTS)], "peer", log=log)
+        end = time.time() + 30
+        while "peer ready" not in open(log).read():
+            if time.time() > end:
+                sys.exit("peer did not start")
+            time.sleep(0.05)
+        stop = p.kill
+    elif contender == "sentinel-vip":
+        cfg = rig.daemon_config(f"sv-{tag}.yaml", endpoint)
+        log = os.path.join(work, f"sv-{tag}.log")
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", SENTINEL_VIP_LOG="info", NO_COLOR="1")
+        p = rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=log)
+        end = time.time() + 30
+        while "ready" not in open(log).read():
+            if time.time() > end:
+                sys.exit("sentinel-vip did not become ready:\n" + open(log).read())
+            time.sleep(0.05)
+        stop = p.terminate
+    xs = []
+    for i in range(runs):
+        ms, before, after = one_failover(rig, raw, box)
+        xs.append(ms)
+        print(f"{tag:>10} {contender:>12} failover {i + 1:>2}/{runs}: {before} -> {after}: {ms:8.1f} ms", flush=True)
+    if stop:
+        stop()
+    internal = []
+    if contender == "sentinel-vip":
+        # The daemon's own figure: event received -> every table written.
+        internal = [float(m) for m in re.findall(r'cause="\+switch-master".*?since_event_ms=([0-9.]+)', open(log).read())]
+    return xs, internal
+
+
+def delay_label(c):
+    return "raw moto" if not c["delay_ms"] else f"{c['delay_ms']:g} ms"
+
+
+def summarise(xs):
+    return {"median_ms": statistics.median(xs), "p95_ms": pct(xs, 95), "min_ms": min(xs), "max_ms": max(xs),
+            "n": len(xs), "all_ms": xs}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--script-runs", type=int, default=None, help="failovers per cell for the (slow) script path")
+    ap.add_argument("--tables", default="2,4,8")
+    ap.add_argument("--delays", default="0,50", help="injected API delay per request, ms (0 = raw moto)")
     ap.add_argument("--only", default="script,peer,sentinel-vip")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "sentinel-vip"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--name", default="failover", help="results file stem (NAME.json, NAME.md)")
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="sentinel-vip-bench.")
-    rig = Rig(work)
-    results = {}
-    internal = []
-    try:
-        raw = RawEc2(rig.moto)
-        box = {"lock": threading.Lock()}
-        first_switch_listener(rig, box)
-        rtt = round_trip(raw, rig.tables)
-        for contender in args.only.split(","):
-            stop = None
-            if contender == "script":
-                shutil.copy(os.path.join(ROOT, "bench", "reconfig.sh"), os.path.join(work, "reconfig.sh"))
-                os.chmod(os.path.join(work, "reconfig.sh"), 0o755)
-                with open(os.path.join(work, "bench.env"), "w") as f:
-                    f.write(f'AWS="{os.path.join(VENV, "aws")}"\nENDPOINT="{rig.endpoint}"\nTABLES="{" ".join(rig.tables)}"\n'
-                            'export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n')
-                for s in rig.sentinels:
-                    s.execute_command("SENTINEL", "SET", "mymaster", "client-reconfig-script", os.path.join(work, "reconfig.sh"))
-                stop = lambda: [s.execute_command("SENTINEL", "SET", "mymaster", "client-reconfig-script", "") for s in rig.sentinels]
-            elif contender == "peer":
-                p = rig.spawn([os.path.join(VENV, "python"), os.path.join(ROOT, "bench", "peer.py"), rig.endpoint,
-                               ",".join(rig.tables), os.path.join(work, "nodes.map"),
-                               ",".join(f"{h}:{rig.sp}" for h in HOSTS)], "peer", log=os.path.join(work, "peer.log"))
-                end = time.time() + 30
-                while "peer ready" not in open(os.path.join(work, "peer.log")).read():
-                    if time.time() > end:
-                        sys.exit("peer did not start")
-                    time.sleep(0.05)
-                stop = p.kill
-            elif contender == "sentinel-vip":
-                cfg = rig.daemon_config("sv.yaml")
-                env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", SENTINEL_VIP_LOG="info", NO_COLOR="1")
-                p = rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=os.path.join(work, "sv.log"))
-                end = time.time() + 30
-                while "ready" not in open(os.path.join(work, "sv.log")).read():
-                    if time.time() > end:
-                        sys.exit("sentinel-vip did not become ready:\n" + open(os.path.join(work, "sv.log")).read())
-                    time.sleep(0.05)
-                stop = p.terminate
-            # put the route on the current master before measuring
-            xs = []
-            for i in range(args.runs):
-                ms, before, after = one_failover(rig, raw, box)
-                xs.append(ms)
-                print(f"{contender:>12} failover {i + 1:>2}/{args.runs}: {before} -> {after}: {ms:8.1f} ms", flush=True)
-            if stop:
-                stop()
-            results[contender] = xs
-            if contender == "sentinel-vip":
-                # The daemon's own figure: event received -> every table written.
-                own = [float(m) for m in re.findall(r'cause="\+switch-master".*?since_event_ms=([0-9.]+)',
-                                                    open(os.path.join(work, "sv.log")).read())]
-                internal = own
-    finally:
-        rig.close()
+    script_runs = args.script_runs or args.runs
+    cells = []
+    for k in [int(x) for x in args.tables.split(",")]:
+        work = tempfile.mkdtemp(prefix="sentinel-vip-bench.")
+        rig = Rig(work, k)
+        try:
+            raw = RawEc2(rig.moto)
+            box = {"lock": threading.Lock()}
+            first_switch_listener(rig, box)
+            rtt = round_trip(raw, rig.tables)
+            svc = service_time(raw, rig)
+            for d in [float(x) for x in args.delays.split(",")]:
+                endpoint = start_proxy(rig, d) if d > 0 else rig.endpoint
+                via = RawEc2(int(endpoint.rsplit(":", 1)[1]))
+                cell = {"tables": k, "delay_ms": d, "moto_round_trip_ms": rtt, "moto_replace_route_ms": svc,
+                        "api_round_trip_ms": round_trip(via, rig.tables, 20),
+                        "limit_ms": d + k * svc, "contenders": {}}
+                for contender in args.only.split(","):
+                    runs = script_runs if contender == "script" else args.runs
+                    xs, internal = run_contender(contender, rig, raw, box, endpoint, runs, args, work, f"{k}t-{d:g}ms")
+                    cell["contenders"][contender] = summarise(xs)
+                    if internal:
+                        cell["sentinel_vip_event_to_written_ms"] = {"median": statistics.median(internal),
+                                                                    "p95": pct(internal, 95), "n": len(internal)}
+                base = cell["contenders"].get("sentinel-vip", {}).get("median_ms")
+                for c in cell["contenders"].values():
+                    c["speedup"] = c["median_ms"] / base if base else None
+                if base:
+                    cell["sentinel_vip_over_limit"] = base / cell["limit_ms"]
+                cells.append(cell)
+                # Cells done so far survive an interrupted run.
+                os.makedirs(args.out, exist_ok=True)
+                with open(os.path.join(args.out, args.name + ".partial.json"), "w") as f:
+                    json.dump({"runs": args.runs, "script_runs": script_runs, "cells": cells}, f, indent=2)
+        finally:
+            rig.close()
+            shutil.rmtree(work, ignore_errors=True)
     os.makedirs(args.out, exist_ok=True)
-    summary = {"emulator_round_trip_ms": rtt, "runs": args.runs, "contenders": {}}
-    lines = ["| path | median ms | p95 ms | min ms | max ms | median / sentinel-vip |", "|---|---|---|---|---|---|"]
-    base = statistics.median(results["sentinel-vip"]) if "sentinel-vip" in results else None
-    for name, xs in results.items():
-        med = statistics.median(xs)
-        summary["contenders"][name] = {"median_ms": med, "p95_ms": pct(xs, 95), "min_ms": min(xs), "max_ms": max(xs), "all_ms": xs}
-        ratio = f"{med / base:.1f}×" if base else "-"
-        lines.append(f"| {name} | {med:.1f} | {pct(xs, 95):.1f} | {min(xs):.1f} | {max(xs):.1f} | {ratio} |")
-    if internal:
-        summary["sentinel_vip_event_to_written_ms"] = {"median": statistics.median(internal), "p95": pct(internal, 95), "n": len(internal)}
-        lines.append(f"\nsentinel-vip's own log, +switch-master received -> every table written: median "
-                     f"{statistics.median(internal):.1f} ms, p95 {pct(internal, 95):.1f} ms (n={len(internal)}).")
-    lines.append(f"\nEmulator round trip (DescribeRouteTables, raw keep-alive HTTP, median of 50): {rtt:.1f} ms; "
-                 f"{args.runs} `SENTINEL FAILOVER`s per path, 2 route tables.")
+    lines = ["| tables | API delay | path | n | median ms | p95 ms | median / sentinel-vip | limit ms (delay + tables x moto) | sentinel-vip / limit |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        for name, x in c["contenders"].items():
+            ratio = f"{x['speedup']:.1f}x" if x.get("speedup") else "-"
+            over = f"{c['sentinel_vip_over_limit']:.2f}" if name == "sentinel-vip" and "sentinel_vip_over_limit" in c else ""
+            lines.append(f"| {c['tables']} | {delay_label(c)} "
+                         f"| {name} | {x['n']} | {x['median_ms']:.1f} | {x['p95_ms']:.1f} | {ratio} | {c['limit_ms']:.1f} | {over} |")
+    lines.append("")
+    for c in cells:
+        own = c.get("sentinel_vip_event_to_written_ms")
+        lines.append(f"- {c['tables']} tables, {delay_label(c)}: "
+                     f"moto DescribeRouteTables {c['moto_round_trip_ms']:.1f} ms, moto ReplaceRoute {c['moto_replace_route_ms']:.1f} ms, "
+                     f"API round trip seen by clients {c['api_round_trip_ms']:.1f} ms"
+                     + (f"; sentinel-vip's own log (event -> every table written) median {own['median']:.1f} ms, p95 {own['p95']:.1f} ms" if own else ""))
     table = "\n".join(lines)
-    with open(os.path.join(args.out, "failover.md"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".md"), "w") as f:
         f.write(table + "\n")
-    with open(os.path.join(args.out, "failover.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    with open(os.path.join(args.out, args.name + ".json"), "w") as f:
+        json.dump({"runs": args.runs, "script_runs": script_runs, "cells": cells}, f, indent=2)
+    partial = os.path.join(args.out, args.name + ".partial.json")
+    if os.path.exists(partial):
+        os.remove(partial)
     print("\n" + table)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

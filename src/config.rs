@@ -631,6 +631,11 @@ pub struct AwsConfig {
     /// its route tables.
     #[serde(default)]
     pub assume_role_arn: Option<RoleArn>,
+    /// Budget for route writes (ReplaceRoute/CreateRoute calls): a token bucket
+    /// shared by every master, so a host carrying many masters does not burst
+    /// into EC2's `RequestLimitExceeded` (default: 5/s, burst 200).
+    #[serde(default)]
+    pub write_rate: WriteRate,
 }
 
 /// An IAM role ARN (`arn:aws:iam::123456789012:role/name`), checked at load.
@@ -676,6 +681,58 @@ impl TryFrom<String> for RoleArn {
 impl fmt::Display for RoleArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// `aws.write_rate`: EC2's account-wide bucket for mutating calls, as the
+/// daemon's share of it. The default matches EC2's documented bucket for
+/// mutating actions (200 tokens, refilled at 5/s); lower it when other tools
+/// write in the same account and region.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "WriteRateSpec")]
+pub struct WriteRate {
+    /// Refill: route writes per second, sustained.
+    pub per_second: f64,
+    /// Bucket size: route writes allowed at once after a quiet period.
+    pub burst: u32,
+}
+
+impl Default for WriteRate {
+    fn default() -> WriteRate {
+        WriteRate {
+            per_second: 5.0,
+            burst: 200,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteRateSpec {
+    #[serde(default)]
+    per_second: Option<f64>,
+    #[serde(default)]
+    burst: Option<u32>,
+}
+
+impl TryFrom<WriteRateSpec> for WriteRate {
+    type Error = String;
+    fn try_from(s: WriteRateSpec) -> Result<WriteRate, String> {
+        let d = WriteRate::default();
+        let r = WriteRate {
+            per_second: s.per_second.unwrap_or(d.per_second),
+            burst: s.burst.unwrap_or(d.burst),
+        };
+        if !(r.per_second.is_finite() && r.per_second > 0.0) {
+            return Err(format!(
+                "aws.write_rate.per_second must be a positive number of writes per second, got {}",
+                r.per_second
+            ));
+        }
+        if r.burst == 0 {
+            return Err("aws.write_rate.burst must be at least 1 (writes allowed at once)".into());
+        }
+        Ok(r)
     }
 }
 
@@ -1414,5 +1471,26 @@ masters:
             "sentinel_auth:\n  password_env: SV_TEST_MISSING_VAR\naws:",
         );
         assert!(err(&text).contains("SV_TEST_MISSING_VAR"));
+    }
+
+    #[test]
+    fn write_rate_defaults_to_ec2_mutating_bucket_and_refuses_zero() {
+        let cfg = Config::parse(GOOD).expect("good config");
+        assert_eq!(cfg.aws.write_rate, WriteRate::default());
+        let text = GOOD.replace(
+            "  region: us-east-1\n",
+            "  region: us-east-1\n  write_rate: { per_second: 20 }\n",
+        );
+        let cfg = Config::parse(&text).expect("write_rate with a default burst");
+        assert_eq!(cfg.aws.write_rate.per_second, 20.0);
+        assert_eq!(cfg.aws.write_rate.burst, 200);
+        for bad in ["{ per_second: 0 }", "{ burst: 0 }", "{ rate: 5 }"] {
+            let text = GOOD.replace(
+                "  region: us-east-1\n",
+                &format!("  region: us-east-1\n  write_rate: {bad}\n"),
+            );
+            let e = Config::parse(&text).expect_err(bad);
+            assert!(e.contains("write_rate"), "{bad}: {e}");
+        }
     }
 }

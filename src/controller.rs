@@ -24,6 +24,7 @@ use crate::config::{Config, RouteTableId};
 use crate::ec2::Ec2;
 use crate::event::Addr;
 use crate::metrics::METRICS;
+use crate::pacing::Pacer;
 use crate::plan::{plan, CurrentRoute, RouteAction};
 use crate::quorum::Answer;
 use crate::shutdown::Shutdown;
@@ -80,6 +81,8 @@ pub struct Controller {
     status: SharedStatus,
     /// One discovery warm-up at a time.
     warming: Arc<AtomicBool>,
+    /// Route writes wait here for `aws.write_rate` before they start.
+    pacer: Pacer<WriteOrder>,
 }
 
 impl Controller {
@@ -93,6 +96,8 @@ impl Controller {
         status: SharedStatus,
     ) -> Controller {
         let core = Steering::new(&cfg, Instant::now(), rand::random());
+        let rate = cfg.aws.write_rate;
+        let pacer = Pacer::new(rate.per_second, rate.burst, Instant::now());
         Controller {
             cfg,
             ec2,
@@ -104,6 +109,7 @@ impl Controller {
             alerts,
             status,
             warming: Arc::new(AtomicBool::new(false)),
+            pacer,
         }
     }
 
@@ -112,6 +118,8 @@ impl Controller {
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         loop {
             let wake = tokio::time::Instant::from_std(self.core.poll_timeout());
+            let paced = self.pacer.next_release();
+            let pace_wake = tokio::time::Instant::from_std(paced.unwrap_or_else(Instant::now));
             tokio::select! {
                 biased;
                 _ = shutdown.recv() => break,
@@ -123,6 +131,11 @@ impl Controller {
                     let actions = self.core.handle_timeout(Instant::now());
                     self.act(actions);
                 }
+                _ = tokio::time::sleep_until(pace_wake), if paced.is_some() => {
+                    for order in self.pacer.poll(Instant::now()) {
+                        self.start_write(order);
+                    }
+                }
                 _ = heartbeat.tick() => crate::notify::heartbeat(&self.status),
             }
         }
@@ -130,6 +143,11 @@ impl Controller {
     }
 
     async fn drain_writes(&mut self) {
+        // Writes still waiting for the budget never started: nothing to wait for.
+        for order in self.pacer.drain() {
+            warn!(master = %order.master, addr = %order.addr, "route write not started before exit (waiting for aws.write_rate)");
+            self.core.forget_write(&order.master);
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.core.writes_in_flight() {
             info!("waiting for in-flight route writes before exit");
@@ -213,7 +231,7 @@ impl Controller {
         for a in actions {
             match a {
                 Action::StartRead { seq } => self.start_read(seq),
-                Action::StartWrite(order) => self.start_write(order),
+                Action::StartWrite(order) => self.pace_write(order),
                 Action::Alert(input) => self.alert(input),
             }
         }
@@ -222,6 +240,19 @@ impl Controller {
     fn alert(&self, input: AlertInput) {
         if let Some(a) = &self.alerts {
             crate::alerts::offer(a, input);
+        }
+    }
+
+    /// Hands a route write to the pacer; starts whatever it releases.
+    fn pace_write(&mut self, order: WriteOrder) {
+        let master = order.master.clone();
+        let tables = order.cfg.route_tables.len();
+        let released = self.pacer.offer(Instant::now(), &master, tables, order);
+        if self.pacer.waiting() > 0 {
+            debug!(%master, waiting = self.pacer.waiting(), "route writes waiting for aws.write_rate");
+        }
+        for order in released {
+            self.start_write(order);
         }
     }
 

@@ -15,6 +15,7 @@ pub mod iam;
 pub mod metrics;
 pub mod notify;
 pub mod oneshot;
+pub mod pacing;
 pub mod plan;
 pub mod quorum;
 pub mod shutdown;

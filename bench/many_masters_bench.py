@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Many masters at once: N masters (default 100) x 2 route tables switch together.
+
+Three real sentinels monitor N master names (addresses with nothing behind
+them: only the sentinels' view matters). All N are switched at once, on every
+sentinel (SENTINEL REMOVE + MONITOR at the new address, as after a host that
+carried them all died); the daemon finds the new majority at its next reconcile
+(every 1 s) and must move 2N routes. EC2 is moto behind bench/ec2_proxy.py,
+which adds --delay-ms per request and enforces an account bucket for mutating
+calls (--limit-rate/s, --limit-burst at once; `RequestLimitExceeded` beyond).
+
+Measured: time from the switch until every route is right (polled on moto
+directly), throttled answers the proxy sent, the daemon's peak RSS. The
+theoretical best under the bucket is (2N - burst) / rate seconds after the
+first write.
+
+Usage: bench/many_masters_bench.py [--masters N] [--limit-rate 20] [--limit-burst 20]
+       [--write-rate PER_S,BURST (daemon's aws.write_rate; default = the limit)]
+       [--delay-ms 50] [--bin PATH] [--out DIR] [--tag NAME]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import boto3
+import redis
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from failover_bench import HOSTS, ROOT, VENV, RawEc2, free_port, wait_port  # noqa: E402
+
+
+def start_proxy(procs, upstream, args):
+    p = subprocess.Popen([os.path.join(VENV, "python"), os.path.join(ROOT, "bench", "ec2_proxy.py"),
+                          "--upstream", upstream, "--delay-ms", str(args.delay_ms),
+                          "--write-rate", str(args.limit_rate), "--write-burst", str(args.limit_burst)],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    procs.append(p)
+    line = p.stdout.readline()
+    if not line.startswith("listening"):
+        sys.exit("proxy did not start")
+    return int(line.split()[1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--masters", type=int, default=100)
+    ap.add_argument("--tables", type=int, default=2)
+    ap.add_argument("--limit-rate", type=float, default=20.0)
+    ap.add_argument("--limit-burst", type=int, default=20)
+    ap.add_argument("--write-rate", default=None, help="daemon aws.write_rate as PER_S,BURST")
+    ap.add_argument("--delay-ms", type=float, default=50.0)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "sentinel-vip"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--tag", default="paced")
+    args = ap.parse_args()
+    n, k = args.masters, args.tables
+    rate, burst = (args.write_rate.split(",") if args.write_rate else (args.limit_rate, args.limit_burst))
+    work = tempfile.mkdtemp(prefix="sentinel-vip-many.")
+    procs = []
+    try:
+        moto = free_port()
+        sp = free_port()
+        procs.append(subprocess.Popen([os.path.join(VENV, "moto_server"), "-H", "127.0.0.1", "-p", str(moto)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for i, h in enumerate(HOSTS):
+            conf = os.path.join(work, f"s{i}.conf")
+            with open(conf, "w") as f:
+                f.write(f"bind {h}\nport {sp}\nprotected-mode no\ndir {work}\nlogfile s{i}.log\nsentinel announce-ip {h}\n")
+            procs.append(subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=subprocess.DEVNULL))
+        for h in HOSTS:
+            wait_port(h, sp)
+        wait_port("127.0.0.1", moto)
+        proxy = start_proxy(procs, f"127.0.0.1:{moto}", args)
+        old = lambda i: (f"127.0.{1 + i // 250}.{1 + i % 250}", 7000)
+        new = lambda i: (f"127.1.{1 + i // 250}.{1 + i % 250}", 7000)
+        sentinels = [redis.Redis(host=h, port=sp) for h in HOSTS]
+        for r in sentinels:
+            p = r.pipeline(transaction=False)
+            for i in range(n):
+                ip, port = old(i)
+                p.execute_command("SENTINEL", "MONITOR", f"m{i}", ip, port, 2)
+                p.execute_command("SENTINEL", "SET", f"m{i}", "down-after-milliseconds", 3600000)
+            p.execute()
+        ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{moto}", region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        eni_old = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+        eni_new = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+        lines = [f'sentinels: [{", ".join(chr(34) + h + ":" + str(sp) + chr(34) for h in HOSTS)}]',
+                 f"aws:\n  region: us-east-1\n  endpoint_url: http://127.0.0.1:{proxy}\n"
+                 f"  write_rate: {{ per_second: {rate}, burst: {burst} }}", "masters:"]
+        tables = []
+        for i in range(n):
+            rtbs = [ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(k)]
+            vip = f"172.16.{i // 250}.{1 + i % 250}/32"
+            for rtb in rtbs:
+                ec2.create_route(RouteTableId=rtb, DestinationCidrBlock=vip, NetworkInterfaceId=eni_old)
+            tables += rtbs
+            (oip, port), (nip, _) = old(i), new(i)
+            lines.append(f'  m{i}:\n    vip: {vip}\n    route_tables: [{", ".join(rtbs)}]\n    nodes:\n'
+                         f'      "{oip}:{port}": {{ network_interface_id: {eni_old} }}\n'
+                         f'      "{nip}:{port}": {{ network_interface_id: {eni_new} }}')
+        http = free_port()
+        lines.append(f"reconcile:\n  interval: 1s\nhttp:\n  listen: 127.0.0.1:{http}\n")
+        cfg = os.path.join(work, "many.yaml")
+        with open(cfg, "w") as f:
+            f.write("\n".join(lines))
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", SENTINEL_VIP_LOG="info",
+                   NO_COLOR="1")
+        log = open(os.path.join(work, "daemon.log"), "w")
+        d = subprocess.Popen([args.bin, "run", "--config", cfg], stdout=log, stderr=log, env=env)
+        procs.append(d)
+        get = lambda path: urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=5).read().decode()
+        end = time.time() + 120
+        while True:
+            try:
+                st = json.loads(get("/status"))
+                if st["reconciles"] >= 2 and all(m["applied"] for m in st["masters"]):
+                    break
+            except OSError:
+                pass
+            if time.time() > end:
+                sys.exit("daemon never settled:\n" + open(os.path.join(work, "daemon.log")).read()[-3000:])
+            time.sleep(0.2)
+        raw = RawEc2(moto)
+
+        def right():
+            body = "Action=DescribeRouteTables&Version=2016-11-15&" + "&".join(
+                f"RouteTableId.{j + 1}={t}" for j, t in enumerate(tables))
+            xml = raw.call(body)
+            return len(re.findall(eni_new, xml))
+
+        # The switch: every master moves, on every sentinel at once.
+        def switch(r):
+            p = r.pipeline(transaction=False)
+            for i in range(n):
+                ip, port = new(i)
+                p.execute_command("SENTINEL", "REMOVE", f"m{i}")
+                p.execute_command("SENTINEL", "MONITOR", f"m{i}", ip, port, 2)
+                p.execute_command("SENTINEL", "SET", f"m{i}", "down-after-milliseconds", 3600000)
+            p.execute()
+        t0 = time.time()
+        threads = [threading.Thread(target=switch, args=(r,)) for r in sentinels]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        switched = time.time() - t0
+        progress = []
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            ok = right()
+            progress.append((round(time.time() - t0, 3), ok))
+            if ok >= n * k:
+                break
+            time.sleep(0.1)
+        done = time.time() - t0
+        stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{proxy}/__stats", timeout=5).read())
+        status = open(f"/proc/{d.pid}/status").read()
+        rss_kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+        hwm_kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
+    finally:
+        for p in reversed(procs):
+            p.kill()
+        for p in procs:
+            p.wait()
+    writes = n * k
+    first = stats["first_write_seen"] - t0 if stats["first_write_seen"] else None
+    last = stats["last_write_forwarded"] - t0 if stats["last_write_forwarded"] else None
+    best = max(0.0, (writes - args.limit_burst) / args.limit_rate)
+    writing = (last - first) if first is not None and last is not None else None
+    result = {
+        "tag": args.tag, "masters": n, "tables_per_master": k, "routes": writes,
+        "limit": {"per_second": args.limit_rate, "burst": args.limit_burst}, "delay_ms": args.delay_ms,
+        "daemon_write_rate": {"per_second": float(rate), "burst": int(burst)},
+        "switch_s": switched, "all_right_s": done, "routes_right": progress[-1][1] if progress else 0,
+        "first_write_s": first, "last_write_s": last, "writing_s": writing,
+        "best_writing_s": best, "writing_over_best": (writing / best) if writing and best else None,
+        "throttled": stats["throttled"], "requests": stats["requests"],
+        "rss_mb": rss_kb / 1024, "peak_rss_mb": hwm_kb / 1024, "progress": progress,
+    }
+    md = (f"| {args.tag}: daemon write_rate {float(rate):g}/s burst {burst} | {n} x {k} routes | limit {args.limit_rate:g}/s "
+          f"burst {args.limit_burst} | all right after {done:.2f} s (writes {first:.2f}→{last:.2f} s, "
+          f"best {best:.1f} s) | throttled {stats['throttled']} | RSS {rss_kb / 1024:.1f} MB, peak {hwm_kb / 1024:.1f} MB |")
+    print(md)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"many_masters_{args.tag}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(args.out, "many_masters.md"), "a") as f:
+        f.write(md + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
