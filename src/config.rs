@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
+
+pub use crate::addr::Addr;
 use serde::Deserialize;
 
 /// Where the daemon looks for its config when neither `--config` nor
@@ -37,7 +38,7 @@ pub enum ConfigError {
 pub struct Config {
     /// Every sentinel of the deployment; the majority is counted over this list.
     #[serde(deserialize_with = "non_empty_sentinels")]
-    pub sentinels: Vec<SentinelAddr>,
+    pub sentinels: Vec<Addr>,
     /// Credentials and TLS for every sentinel connection. When only
     /// `sentinel_tls` is configured this still holds it (with no credentials):
     /// it is what the connection code is handed.
@@ -106,8 +107,7 @@ impl Config {
             }
         }
         if let Some(local) = &self.alerts.local_sentinel {
-            let key = SentinelKey::of(local);
-            if !self.sentinels.iter().any(|s| SentinelKey::of(s) == key) {
+            if !self.sentinels.contains(local) {
                 return Err(format!(
                     "alerts.local_sentinel: {local} is not one of `sentinels`{}; give the address of the sentinel beside this watcher exactly as listed there",
                     at_line(text, &["alerts", "local_sentinel"])
@@ -192,10 +192,8 @@ fn explain(text: &str, path: &str, e: &serde_yaml_ng::Error) -> String {
     }
 }
 
-fn non_empty_sentinels<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<SentinelAddr>, D::Error> {
-    let v = Vec::<SentinelAddr>::deserialize(d)?;
+fn non_empty_sentinels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Addr>, D::Error> {
+    let v = Vec::<Addr>::deserialize(d)?;
     if v.is_empty() {
         return Err(field_error(
             "sentinels",
@@ -204,7 +202,7 @@ fn non_empty_sentinels<'de, D: serde::Deserializer<'de>>(
     }
     let mut seen = std::collections::HashSet::new();
     for s in &v {
-        if !seen.insert(SentinelKey::of(s)) {
+        if !seen.insert(s) {
             return Err(field_error(
                 "sentinels",
                 format!("sentinel {s} is listed twice; a sentinel listed twice would vote twice in the majority"),
@@ -212,21 +210,6 @@ fn non_empty_sentinels<'de, D: serde::Deserializer<'de>>(
         }
     }
     Ok(v)
-}
-
-/// One sentinel however it is spelled: host names are case-insensitive, and an
-/// IP address has one canonical form (`::1` = `0:0::1`).
-#[derive(PartialEq, Eq, Hash)]
-struct SentinelKey(String, u16);
-
-impl SentinelKey {
-    fn of(s: &SentinelAddr) -> SentinelKey {
-        let host = match s.host.parse::<std::net::IpAddr>() {
-            Ok(ip) => ip.to_string(),
-            Err(_) => s.host.to_ascii_lowercase(),
-        };
-        SentinelKey(host, s.port)
-    }
 }
 
 /// ` at line N` for a block-style key path (`["masters", "mymaster", "vip"]`),
@@ -275,55 +258,6 @@ fn non_empty_masters<'de, D: serde::Deserializer<'de>>(
         return Err(field_error("masters", "configure at least one master"));
     }
     Ok(v)
-}
-
-/// `host:port` of one sentinel, as written in the config.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
-pub struct SentinelAddr {
-    pub host: String,
-    pub port: u16,
-}
-
-impl TryFrom<String> for SentinelAddr {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl FromStr for SentinelAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (host, port) = s.rsplit_once(':').ok_or_else(|| {
-            format!("sentinel address {s:?} must be host:port (e.g. 10.0.1.11:26379)")
-        })?;
-        let port: u16 = port.parse().map_err(|_| {
-            format!("sentinel address {s:?}: port {port:?} is not a number from 1 to 65535")
-        })?;
-        if host.is_empty() || port == 0 {
-            return Err(format!(
-                "sentinel address {s:?} must be host:port with a non-zero port"
-            ));
-        }
-        Ok(SentinelAddr {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for SentinelAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
 }
 
 /// A value that must never be printed: passwords, tokens, routing keys.
@@ -770,19 +704,22 @@ fn non_empty_tables<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RouteT
     Ok(v)
 }
 
-/// The VIP: an IPv4 CIDR, normally a /32 outside the VPC's CIDR.
+/// The VIP: an IPv4 or IPv6 CIDR, normally a /32 (or /128) outside the VPC's
+/// CIDR. IPv6 VIPs are written as `DestinationIpv6CidrBlock` routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Vip(pub Ipv4Net);
+pub struct Vip(pub IpNet);
 
 impl TryFrom<String> for Vip {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let net: Ipv4Net = s
+        let net: IpNet = s
             .parse()
-            .or_else(|_| s.parse::<std::net::Ipv4Addr>().map(Ipv4Net::from))
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
             .map_err(|_| {
-                format!("vip {s:?} is not an IPv4 address or CIDR (e.g. 172.16.0.10/32)")
+                format!(
+                    "vip {s:?} is not an IP address or CIDR (e.g. 172.16.0.10/32 or fd00::10/128)"
+                )
             })?;
         if net.network() != net.addr() {
             return Err(format!(
@@ -876,33 +813,65 @@ impl fmt::Display for Target {
     }
 }
 
-/// A `nodes` key: `ip:port` matches that exact address, `ip` any port.
+/// A `nodes` key: `host:port` (`[v6]:port`) matches that exact address,
+/// `host` (a bare IPv6 address needs no brackets) any port. The host is an IP
+/// address or a host name, compared as [`Addr`] compares them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
 pub struct NodeKey {
-    pub ip: String,
+    pub host: String,
     pub port: Option<u16>,
+}
+
+impl NodeKey {
+    /// The key that matches `addr` exactly, and the one that matches its host on any port.
+    pub fn of(addr: &Addr) -> [NodeKey; 2] {
+        [
+            NodeKey {
+                host: addr.host.clone(),
+                port: Some(addr.port),
+            },
+            NodeKey {
+                host: addr.host.clone(),
+                port: None,
+            },
+        ]
+    }
 }
 
 impl TryFrom<String> for NodeKey {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        match s.rsplit_once(':') {
-            Some((ip, port)) if !ip.contains(':') => {
-                let port = port
-                    .parse::<u16>()
-                    .map_err(|_| format!("node {s:?}: port {port:?} is not a number"))?;
-                if ip.is_empty() {
-                    return Err(format!("node {s:?}: missing address before ':'"));
-                }
-                Ok(NodeKey {
-                    ip: ip.to_owned(),
-                    port: Some(port),
-                })
-            }
-            _ if s.trim().is_empty() => Err("empty node address".into()),
-            _ => Ok(NodeKey { ip: s, port: None }),
+        let t = s.trim();
+        if t.is_empty() {
+            return Err("empty node address".into());
         }
+        let bare_v6 = t.parse::<std::net::Ipv6Addr>().is_ok();
+        let with_port = t.starts_with('[') && t.contains("]:")
+            || (!bare_v6 && !t.starts_with('[') && t.contains(':'));
+        if with_port {
+            let a: Addr = t.parse().map_err(|e| format!("node {e}"))?;
+            return Ok(NodeKey {
+                host: a.host,
+                port: Some(a.port),
+            });
+        }
+        let host = t
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(t);
+        // A port-less key: check it as an address with a dummy port.
+        let a: Addr = if host.contains(':') {
+            format!("[{host}]:1")
+        } else {
+            format!("{host}:1")
+        }
+        .parse()
+        .map_err(|e: String| format!("node {:?}: {}", s, e.replace(":1\"", "\"")))?;
+        Ok(NodeKey {
+            host: a.host,
+            port: None,
+        })
     }
 }
 
@@ -961,7 +930,7 @@ pub struct AlertsConfig {
     pub repeat_interval: Duration,
     /// The sentinel this watcher runs beside (several watchers: one speaks).
     #[serde(default)]
-    pub local_sentinel: Option<SentinelAddr>,
+    pub local_sentinel: Option<Addr>,
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
 }
@@ -1295,7 +1264,7 @@ log:
     fn bad_vip_names_key_and_reason() {
         let e = err(&GOOD.replace("172.16.0.10/32", "172.16.0.300/32"));
         assert!(e.contains("masters") && e.contains("vip"), "{e}");
-        assert!(e.contains("not an IPv4"), "{e}");
+        assert!(e.contains("not an IP address or CIDR"), "{e}");
         assert!(e.contains("line 8"), "{e}");
     }
 
@@ -1492,5 +1461,46 @@ masters:
             let e = Config::parse(&text).expect_err(bad);
             assert!(e.contains("write_rate"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn ipv6_and_host_names_in_sentinels_nodes_and_vip() {
+        let text = GOOD
+            .replace(
+                r#"sentinels: ["127.0.0.2:26379", "127.0.0.3:26379", "127.0.0.4:26379"]"#,
+                r#"sentinels: ["[::1]:26379", "Sentinel-B.internal:26379", "127.0.0.4:26379"]"#,
+            )
+            .replace("172.16.0.10/32", "fd00::10/128")
+            .replace(
+                r#""10.0.1.12": { network_interface_id: eni-0bbb }"#,
+                r#""fd00::12": { network_interface_id: eni-0bbb }
+      "[fd00::13]:6379": { instance_id: i-0ccc }
+      "Redis-D.Internal": { instance_id: i-0ddd }"#,
+            );
+        let c = Config::parse(&text).expect("IPv6 and names");
+        assert_eq!(c.sentinels[0], Addr::new("::1", 26379));
+        assert_eq!(c.sentinels[1].to_string(), "sentinel-b.internal:26379");
+        let m = &c.masters["mymaster"];
+        assert_eq!(m.vip.to_string(), "fd00::10/128");
+        let nodes = m.nodes.as_ref().unwrap();
+        let get = |a: Addr| crate::plan::static_target(nodes, &a).map(|t| t.to_string());
+        assert_eq!(get(Addr::new("FD00::12", 1)).as_deref(), Some("eni-0bbb"));
+        assert_eq!(get(Addr::new("fd00::13", 6379)).as_deref(), Some("i-0ccc"));
+        assert_eq!(get(Addr::new("fd00::13", 6380)), None);
+        assert_eq!(
+            get(Addr::new("redis-d.internal", 7)).as_deref(),
+            Some("i-0ddd")
+        );
+
+        // The same sentinel spelled two ways is refused; so is a bad IPv6 spelling.
+        let dup = GOOD.replace(
+            r#"["127.0.0.2:26379", "127.0.0.3:26379", "127.0.0.4:26379"]"#,
+            r#"["[::1]:26379", "[0:0::1]:26379", "127.0.0.4:26379"]"#,
+        );
+        assert!(err(&dup).contains("listed twice"), "{}", err(&dup));
+        let bad = GOOD.replace("127.0.0.2:26379", "::1:26379");
+        assert!(err(&bad).contains("without brackets"), "{}", err(&bad));
+        let bad = GOOD.replace("172.16.0.10/32", "fd00::10/64");
+        assert!(err(&bad).contains("host bits"), "{}", err(&bad));
     }
 }

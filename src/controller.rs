@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
@@ -359,8 +359,8 @@ impl Controller {
                 for link in links.iter() {
                     if let Ok(replicas) = link.replicas(&name).await {
                         for r in replicas {
-                            if !targets.is_cached(&r.host) {
-                                if let Err(e) = targets.warm(&ec2, m, &r).await {
+                            if !targets.is_cached(&r) {
+                                if let Err(e) = targets.warm(&ec2, &name, m, &r).await {
                                     debug!(master = %name, replica = %r, error = %e, "replica target not found yet");
                                 }
                             }
@@ -525,7 +525,7 @@ impl WriteJob {
         outcome.write_time = started.elapsed();
         outcome.latency = o.at.elapsed();
         let tables: BTreeSet<RouteTableId> = o.cfg.route_tables.iter().cloned().collect();
-        let cidrs: BTreeSet<Ipv4Net> = [cidr].into_iter().collect();
+        let cidrs: BTreeSet<IpNet> = [cidr].into_iter().collect();
         // EC2 reads are eventually consistent: read back after a short pause,
         // and again a few times before calling the write unverified. Nothing to
         // verify when every write failed; an unreadable EC2 ends verification.
@@ -575,7 +575,7 @@ pub async fn majority_read(
         .values()
         .flat_map(|m| m.route_tables.iter().cloned())
         .collect();
-    let cidrs: BTreeSet<Ipv4Net> = cfg.masters.values().map(|m| m.vip.0).collect();
+    let cidrs: BTreeSet<IpNet> = cfg.masters.values().map(|m| m.vip.0).collect();
     let (reports, tables) = tokio::join!(
         futures::future::join_all(links.iter().map(|l| async move {
             let r = l.report().await;

@@ -18,7 +18,7 @@ use aws_sdk_ec2::config::SharedCredentialsProvider;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, RouteState};
 use aws_sdk_ec2::Client;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::config::{AwsConfig, Config, EniId, InstanceId, RoleArn, RouteTableId, Target};
 use crate::plan::CurrentRoute;
@@ -228,7 +228,7 @@ pub fn classify(code: Option<&str>) -> ErrorClass {
 
 /// Names a write in errors: the table, the VIP and the target, so that "does not
 /// exist" says which of them.
-fn write_subject(table: &RouteTableId, cidr: Ipv4Net, target: &Target) -> String {
+fn write_subject(table: &RouteTableId, cidr: IpNet, target: &Target) -> String {
     format!("route table {table} ({cidr} -> {target})")
 }
 
@@ -247,11 +247,11 @@ fn count_call(operation: &'static str, ok: bool) {
 pub struct TableRead {
     pub vpc_id: Option<String>,
     /// Only the CIDRs asked for; a CIDR not in the map has no route.
-    pub routes: HashMap<Ipv4Net, CurrentRoute>,
+    pub routes: HashMap<IpNet, CurrentRoute>,
 }
 
 impl TableRead {
-    pub fn route(&self, cidr: &Ipv4Net) -> CurrentRoute {
+    pub fn route(&self, cidr: &IpNet) -> CurrentRoute {
         self.routes
             .get(cidr)
             .cloned()
@@ -267,7 +267,7 @@ pub type TableReads = BTreeMap<RouteTableId, Result<TableRead, Ec2Error>>;
 fn table_read(
     table: &aws_sdk_ec2::types::RouteTable,
     asked: &BTreeSet<RouteTableId>,
-    cidrs: &BTreeSet<Ipv4Net>,
+    cidrs: &BTreeSet<IpNet>,
 ) -> Option<(RouteTableId, TableRead)> {
     let id = table
         .route_table_id()
@@ -277,7 +277,8 @@ fn table_read(
     for r in table.routes() {
         let Some(cidr) = r
             .destination_cidr_block()
-            .and_then(|c| c.parse::<Ipv4Net>().ok())
+            .or(r.destination_ipv6_cidr_block())
+            .and_then(|c| c.parse::<IpNet>().ok())
         else {
             continue;
         };
@@ -528,7 +529,7 @@ impl Ec2 {
     pub async fn read_tables(
         &self,
         tables: &BTreeSet<RouteTableId>,
-        cidrs: &BTreeSet<Ipv4Net>,
+        cidrs: &BTreeSet<IpNet>,
     ) -> Result<HashMap<RouteTableId, TableRead>, Ec2Error> {
         Ok(self
             .read_each_table(tables, cidrs)
@@ -554,7 +555,7 @@ impl Ec2 {
     pub async fn read_each_table(
         &self,
         tables: &BTreeSet<RouteTableId>,
-        cidrs: &BTreeSet<Ipv4Net>,
+        cidrs: &BTreeSet<IpNet>,
     ) -> Result<TableReads, Ec2Error> {
         // One batch per client (role), each cut into filters of 200 ids.
         let mut groups: BTreeMap<Option<&RoleArn>, (&Client, Vec<String>)> = BTreeMap::new();
@@ -620,7 +621,7 @@ impl Ec2 {
         &self,
         id: &RouteTableId,
         tables: &BTreeSet<RouteTableId>,
-        cidrs: &BTreeSet<Ipv4Net>,
+        cidrs: &BTreeSet<IpNet>,
     ) -> Result<TableRead, Ec2Error> {
         let subject = format!("route table {id}");
         let r = self
@@ -656,7 +657,7 @@ impl Ec2 {
     pub async fn write_route(
         &self,
         table: &RouteTableId,
-        cidr: Ipv4Net,
+        cidr: IpNet,
         target: &Target,
         create_first: bool,
     ) -> Result<(), Ec2Error> {
@@ -681,14 +682,17 @@ impl Ec2 {
     async fn replace_route(
         &self,
         table: &RouteTableId,
-        cidr: Ipv4Net,
+        cidr: IpNet,
         target: &Target,
     ) -> Result<(), Ec2Error> {
         let req = self
             .client_for(table)
             .replace_route()
-            .route_table_id(table.as_str())
-            .destination_cidr_block(cidr.to_string());
+            .route_table_id(table.as_str());
+        let req = match cidr {
+            IpNet::V4(_) => req.destination_cidr_block(cidr.to_string()),
+            IpNet::V6(_) => req.destination_ipv6_cidr_block(cidr.to_string()),
+        };
         let req = match target {
             Target::Instance(i) => req.instance_id(i.as_str()),
             Target::Eni(e) => req.network_interface_id(e.as_str()),
@@ -702,14 +706,17 @@ impl Ec2 {
     async fn create_route(
         &self,
         table: &RouteTableId,
-        cidr: Ipv4Net,
+        cidr: IpNet,
         target: &Target,
     ) -> Result<(), Ec2Error> {
         let req = self
             .client_for(table)
             .create_route()
-            .route_table_id(table.as_str())
-            .destination_cidr_block(cidr.to_string());
+            .route_table_id(table.as_str());
+        let req = match cidr {
+            IpNet::V4(_) => req.destination_cidr_block(cidr.to_string()),
+            IpNet::V6(_) => req.destination_ipv6_cidr_block(cidr.to_string()),
+        };
         let req = match target {
             Target::Instance(i) => req.instance_id(i.as_str()),
             Target::Eni(e) => req.network_interface_id(e.as_str()),
@@ -725,15 +732,18 @@ impl Ec2 {
     pub async fn probe_replace_permission(
         &self,
         table: &RouteTableId,
-        cidr: Ipv4Net,
+        cidr: IpNet,
         current: &Target,
     ) -> Result<(), Ec2Error> {
         let req = self
             .client_for(table)
             .replace_route()
             .dry_run(true)
-            .route_table_id(table.as_str())
-            .destination_cidr_block(cidr.to_string());
+            .route_table_id(table.as_str());
+        let req = match cidr {
+            IpNet::V4(_) => req.destination_cidr_block(cidr.to_string()),
+            IpNet::V6(_) => req.destination_ipv6_cidr_block(cidr.to_string()),
+        };
         let req = match current {
             Target::Instance(i) => req.instance_id(i.as_str()),
             Target::Eni(e) => req.network_interface_id(e.as_str()),
@@ -766,12 +776,17 @@ impl Ec2 {
         ip: &str,
         vpcs: &[String],
     ) -> Result<Vec<FoundInterface>, Ec2Error> {
-        let mut req = self.client.describe_network_interfaces().filters(
-            Filter::builder()
-                .name("addresses.private-ip-address")
-                .values(ip)
-                .build(),
-        );
+        // EC2 files IPv6 addresses apart from private IPv4 ones (emulators
+        // may not know the IPv6 filter: use a `nodes` map there).
+        let by = if ip.contains(':') {
+            "ipv6-addresses.ipv6-address"
+        } else {
+            "addresses.private-ip-address"
+        };
+        let mut req = self
+            .client
+            .describe_network_interfaces()
+            .filters(Filter::builder().name(by).values(ip).build());
         if !vpcs.is_empty() {
             req = req.filters(
                 Filter::builder()
@@ -807,7 +822,7 @@ impl Ec2 {
     }
 
     /// The CIDR blocks of a VPC (for `check`'s VIP-inside-VPC warning).
-    pub async fn vpc_cidrs(&self, vpc_id: &str) -> Result<Vec<Ipv4Net>, Ec2Error> {
+    pub async fn vpc_cidrs(&self, vpc_id: &str) -> Result<Vec<IpNet>, Ec2Error> {
         let out = self
             .client
             .describe_vpcs()
@@ -824,6 +839,11 @@ impl Ec2 {
                     .filter_map(|a| a.cidr_block())
             })
             .chain(out.vpcs().iter().filter_map(|v| v.cidr_block()))
+            .chain(out.vpcs().iter().flat_map(|v| {
+                v.ipv6_cidr_block_association_set()
+                    .iter()
+                    .filter_map(|a| a.ipv6_cidr_block())
+            }))
             .filter_map(|c| c.parse().ok())
             .collect())
     }

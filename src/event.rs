@@ -5,33 +5,10 @@
 //! replicas and sentinels, `@ <master-name> <master-ip> <master-port>`, sometimes
 //! followed by free text that we keep verbatim.
 
-use std::fmt;
-
 /// Payloads longer than this are refused: Sentinel's own are < 200 bytes.
 pub const MAX_PAYLOAD: usize = 4096;
 
-/// A Redis node's address as Sentinel reports it (ip, or hostname with
-/// `announce-hostnames yes`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Addr {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Addr {
-    pub fn new(host: impl Into<String>, port: u16) -> Addr {
-        Addr {
-            host: host.into(),
-            port,
-        }
-    }
-}
-
-impl fmt::Display for Addr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
-    }
-}
+pub use crate::addr::Addr;
 
 /// What kind of instance an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

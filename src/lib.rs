@@ -3,6 +3,7 @@
 //! watch (sentinel I/O) → decide (controller over pure event/quorum/plan
 //! logic) → act (EC2 route writes, alerts). See ARCHITECTURE.md.
 
+pub mod addr;
 pub mod alerts;
 pub mod check;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod oneshot;
 pub mod pacing;
 pub mod plan;
 pub mod quorum;
+pub mod resolve;
 pub mod shutdown;
 pub mod status;
 pub mod steering;

@@ -108,18 +108,10 @@ pub fn plan(current: &CurrentRoute, desired: &Target) -> RouteAction {
     }
 }
 
-/// Looks `addr` up in a static `nodes` map: an exact `ip:port` key wins over a
-/// bare `ip` key.
+/// Looks `addr` up in a static `nodes` map: an exact `host:port` key wins over a
+/// bare `host` key.
 pub fn static_target(nodes: &BTreeMap<NodeKey, Target>, addr: &Addr) -> Option<Target> {
-    let exact = NodeKey {
-        ip: addr.host.clone(),
-        port: Some(addr.port),
-    };
-    let any_port = NodeKey {
-        ip: addr.host.clone(),
-        port: None,
-    };
-    nodes.get(&exact).or_else(|| nodes.get(&any_port)).cloned()
+    NodeKey::of(addr).iter().find_map(|k| nodes.get(k)).cloned()
 }
 
 #[cfg(test)]

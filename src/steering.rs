@@ -263,7 +263,7 @@ impl WriteOutcome {
         match &self.target {
             Err(TargetError::NotInNodes { .. }) => true,
             Err(TargetError::Ec2(e)) => class_needs_operator(e.class),
-            Err(TargetError::NotFound(_)) => false,
+            Err(TargetError::NotFound(_) | TargetError::Unresolved { .. }) => false,
             Ok(_) => {
                 let errs: Vec<&Ec2Error> = self
                     .tables

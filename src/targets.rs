@@ -29,6 +29,7 @@ use crate::config::{MasterConfig, RouteTableId, Target};
 use crate::ec2::{Ec2, Ec2Error, TableRead};
 use crate::event::Addr;
 use crate::plan::static_target;
+use crate::resolve::Names;
 
 /// How long "no network interface holds this IP" is believed.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(10);
@@ -43,6 +44,9 @@ pub enum TargetError {
     /// Discovery found no single ENI for the address (see [`DiscoveryMiss`]).
     #[error(transparent)]
     NotFound(DiscoveryMiss),
+    /// Sentinel named the node by a host name that does not resolve.
+    #[error("{addr}: host name does not resolve ({why}); Sentinel announces it (announce-hostnames yes), so this host must resolve it too")]
+    Unresolved { addr: Addr, why: String },
     #[error(transparent)]
     Ec2(#[from] Ec2Error),
 }
@@ -205,6 +209,8 @@ impl DiscoveryCache {
 #[derive(Default)]
 struct Shared {
     cache: Mutex<DiscoveryCache>,
+    /// Host names (Sentinel's `announce-hostnames yes`) → IP addresses.
+    names: Names,
     /// Route table → its VPC (a table never changes VPC).
     table_vpc: Mutex<HashMap<RouteTableId, String>>,
     /// One lock per key being looked up (single-flight).
@@ -237,6 +243,67 @@ impl Targets {
         }
     }
 
+    /// As [`Targets::with_clock`], resolving host names through `names`.
+    pub fn with_names(clock: Clock, names: Names) -> Targets {
+        Targets {
+            shared: Arc::new(Shared {
+                names,
+                ..Shared::default()
+            }),
+            clock,
+        }
+    }
+
+    /// The IP addresses `addr` stands for without I/O: its own, or its host
+    /// name's if resolved recently. `None`: resolve the name first.
+    fn cached_ips(&self, addr: &Addr) -> Option<Result<Vec<String>, TargetError>> {
+        if !addr.is_name() {
+            return Some(Ok(vec![addr.host.clone()]));
+        }
+        Some(self.name_answer(addr, self.shared.names.cached(&addr.host, self.now())?))
+    }
+
+    /// The IP addresses `addr` stands for, resolving its host name if needed.
+    async fn ips(&self, addr: &Addr) -> Result<Vec<String>, TargetError> {
+        if !addr.is_name() {
+            return Ok(vec![addr.host.clone()]);
+        }
+        let answer = self.shared.names.resolve(&addr.host, self.now()).await;
+        self.name_answer(addr, answer)
+    }
+
+    fn name_answer(
+        &self,
+        addr: &Addr,
+        answer: Result<Vec<std::net::IpAddr>, String>,
+    ) -> Result<Vec<String>, TargetError> {
+        answer
+            .map(|ips| ips.iter().map(|ip| ip.to_string()).collect())
+            .map_err(|why| TargetError::Unresolved {
+                addr: addr.clone(),
+                why,
+            })
+    }
+
+    /// The static `nodes` entry for `addr`: by its own host (IP or name), then by
+    /// each address its name resolves to.
+    fn static_for(
+        master: &str,
+        nodes: &std::collections::BTreeMap<crate::config::NodeKey, Target>,
+        addr: &Addr,
+        ips: Option<&[String]>,
+    ) -> Result<Target, TargetError> {
+        static_target(nodes, addr)
+            .or_else(|| {
+                ips?.iter()
+                    .find_map(|ip| static_target(nodes, &Addr::new(ip, addr.port)))
+            })
+            .ok_or_else(|| TargetError::NotInNodes {
+                master: master.to_owned(),
+                addr: addr.clone(),
+            })
+    }
+
     fn now(&self) -> Instant {
         (self.clock)()
     }
@@ -252,29 +319,44 @@ impl Targets {
     ) -> Option<Result<Target, TargetError>> {
         match &cfg.nodes {
             Some(nodes) => {
-                Some(
-                    static_target(nodes, addr).ok_or_else(|| TargetError::NotInNodes {
-                        master: master.to_owned(),
-                        addr: addr.clone(),
-                    }),
-                )
+                if let Some(t) = static_target(nodes, addr) {
+                    return Some(Ok(t));
+                }
+                let ips = match self.cached_ips(addr)? {
+                    Ok(ips) => ips,
+                    Err(e) => return Some(Err(e)),
+                };
+                Some(Self::static_for(master, nodes, addr, Some(&ips)))
             }
             None => {
-                let key = DiscoveryKey {
-                    vpcs: self.known_scope(cfg)?,
-                    ip: addr.host.clone(),
+                let vpcs = self.known_scope(cfg)?;
+                let ips = match self.cached_ips(addr)? {
+                    Ok(ips) => ips,
+                    Err(e) => return Some(Err(e)),
                 };
-                match self.shared.cache.lock().ok()?.get(&key, self.now()) {
-                    Cached::Fresh(t) | Cached::Stale(t) => Some(Ok(t)),
-                    Cached::Absent(e) => Some(Err(e)),
-                    Cached::Unknown => None,
+                let cache = self.shared.cache.lock().ok()?;
+                let mut first_miss = None;
+                for ip in ips {
+                    let key = DiscoveryKey {
+                        vpcs: vpcs.clone(),
+                        ip,
+                    };
+                    match cache.get(&key, self.now()) {
+                        Cached::Fresh(t) | Cached::Stale(t) => return Some(Ok(t)),
+                        Cached::Absent(e) => {
+                            first_miss.get_or_insert(e);
+                        }
+                        Cached::Unknown => return None,
+                    }
                 }
+                first_miss.map(Err)
             }
         }
     }
 
     /// The target, discovering it through EC2 (in the VPCs of the master's route
-    /// tables) when it is not cached.
+    /// tables) when it is not cached. A host name is resolved first; the first of
+    /// its addresses that EC2 knows wins (IPv4 first).
     pub async fn resolve(
         &self,
         ec2: &Ec2,
@@ -285,20 +367,32 @@ impl Targets {
         if let Some(t) = self.cached(master, cfg, addr) {
             return t;
         }
-        let vpcs = self.scope(ec2, cfg, &addr.host).await?;
-        self.lookup(ec2, vpcs, &addr.host).await
+        self.warm(ec2, master, cfg, addr).await
     }
 
-    /// Warm-up for a master without a `nodes` map: looks `addr` up unless a
-    /// fresh answer is cached. Call it for each replica after a reconcile.
+    /// Warm-up for a master: resolves `addr`'s name and, without a `nodes`
+    /// map, looks it up in EC2 unless a fresh answer is cached. Call it for each
+    /// replica after a reconcile.
     pub async fn warm(
         &self,
         ec2: &Ec2,
+        master: &str,
         cfg: &MasterConfig,
         addr: &Addr,
     ) -> Result<Target, TargetError> {
-        let vpcs = self.scope(ec2, cfg, &addr.host).await?;
-        self.lookup(ec2, vpcs, &addr.host).await
+        let ips = self.ips(addr).await?;
+        if let Some(nodes) = &cfg.nodes {
+            return Self::static_for(master, nodes, addr, Some(&ips));
+        }
+        let vpcs = self.scope(ec2, cfg, &ips[0]).await?;
+        let mut last = None;
+        for ip in &ips {
+            match self.lookup(ec2, vpcs.clone(), ip).await {
+                Ok(t) => return Ok(t),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("a resolved name has at least one address"))
     }
 
     /// Looks `ip` up in EC2 and caches the answer, scoped to every VPC learned so
@@ -314,13 +408,16 @@ impl Targets {
         self.lookup(ec2, vpcs.into_iter().collect(), ip).await
     }
 
-    /// Whether `ip` has a fresh answer (found, or recently not found), so that a
-    /// warm-up need not ask EC2.
-    pub fn is_cached(&self, ip: &str) -> bool {
+    /// Whether `addr` has a fresh answer (found, or recently not found), so that a
+    /// warm-up need not ask EC2 (or the resolver).
+    pub fn is_cached(&self, addr: &Addr) -> bool {
+        let Some(Ok(ips)) = self.cached_ips(addr) else {
+            return false;
+        };
         self.shared
             .cache
             .lock()
-            .map(|c| c.knows(ip, self.now()))
+            .map(|c| ips.iter().any(|ip| c.knows(ip, self.now())))
             .unwrap_or(false)
     }
 
@@ -331,10 +428,18 @@ impl Targets {
     /// whether a target was forgotten (`false` for a static `nodes` map: that needs
     /// the config fixed).
     pub fn evict(&self, addr: &Addr) -> bool {
+        let ips = match self.cached_ips(addr) {
+            Some(Ok(ips)) => ips,
+            _ => vec![addr.host.clone()],
+        };
+        if addr.is_name() {
+            // The node may have been replaced under the same name.
+            self.shared.names.forget(&addr.host);
+        }
         self.shared
             .cache
             .lock()
-            .map(|mut c| c.evict_ip(&addr.host))
+            .map(|mut c| ips.iter().filter(|ip| c.evict_ip(ip)).count() > 0)
             .unwrap_or(false)
     }
 
@@ -679,9 +784,9 @@ mod tests {
             ));
         }
         assert_eq!(asked.load(Ordering::SeqCst), 1);
-        assert!(targets.is_cached("10.0.1.11"));
+        assert!(targets.is_cached(&Addr::new("10.0.1.11", 6379)));
         *t.lock().unwrap() += NOT_FOUND_TTL;
-        assert!(!targets.is_cached("10.0.1.11"));
+        assert!(!targets.is_cached(&Addr::new("10.0.1.11", 6379)));
         let _ = targets
             .single_flight(key("10.0.1.11"), ask(asked.clone()))
             .await;
@@ -697,14 +802,14 @@ mod tests {
             .await;
         *t.lock().unwrap() += REFRESH_AFTER;
         assert!(
-            !targets.is_cached("10.0.1.11"),
+            !targets.is_cached(&Addr::new("10.0.1.11", 6379)),
             "the warm-up looks it up again"
         );
         let r = targets
             .single_flight(key("10.0.1.11"), || async { Ok(eni("eni-new")) })
             .await;
         assert!(matches!(r, Ok(t) if t == eni("eni-new")));
-        assert!(targets.is_cached("10.0.1.11"));
+        assert!(targets.is_cached(&Addr::new("10.0.1.11", 6379)));
     }
 
     #[tokio::test]
@@ -724,5 +829,73 @@ mod tests {
             .single_flight(key("10.0.1.11"), || async { Ok(eni("eni-new")) })
             .await;
         assert!(matches!(r, Ok(t) if t == eni("eni-new")));
+    }
+
+    fn nodes_config(nodes: &str) -> crate::config::Config {
+        let text = format!(
+            "sentinels: [\"127.0.0.2:26379\"]\naws: {{ region: us-east-1 }}\nmasters:\n  m:\n    vip: 172.16.0.10/32\n    route_tables: [rtb-1]\n    nodes: {nodes}\n"
+        );
+        crate::config::Config::parse(&text).expect("config")
+    }
+
+    #[tokio::test]
+    async fn host_names_find_static_nodes_by_name_or_by_their_address() {
+        let names = Names::new(crate::resolve::fixed([
+            (
+                "redis-a.internal".to_owned(),
+                vec!["10.0.1.11".parse().unwrap()],
+            ),
+            (
+                "redis-b.internal".to_owned(),
+                vec!["fd00::12".parse().unwrap()],
+            ),
+        ]));
+        let targets = Targets::with_names(Arc::new(Instant::now), names);
+        let all = nodes_config(
+            "{ \"10.0.1.11:6379\": { instance_id: i-0aaa }, \"fd00::12\": { network_interface_id: eni-0bbb }, \"Redis-C.Internal\": { instance_id: i-0ccc } }",
+        );
+        let cfg = &all.masters["m"];
+        // A static map never calls EC2.
+        let ec2 = Ec2::new(&all.aws).await;
+        // Named in the map (case-insensitively): no resolving needed.
+        let c = Addr::new("redis-c.INTERNAL", 6379);
+        assert!(matches!(
+            targets.cached("m", cfg, &c),
+            Some(Ok(Target::Instance(_)))
+        ));
+        // Named by Sentinel, keyed by IP: unknown until resolved, then found.
+        let a = Addr::new("REDIS-A.internal", 6379);
+        assert!(targets.cached("m", cfg, &a).is_none(), "not resolved yet");
+        let t = targets.resolve(&ec2, "m", cfg, &a).await.unwrap();
+        assert_eq!(t.to_string(), "i-0aaa");
+        assert!(
+            matches!(targets.cached("m", cfg, &a), Some(Ok(_))),
+            "now without I/O"
+        );
+        // An IPv6 key without port.
+        let b = Addr::new("redis-b.internal", 6380);
+        assert_eq!(
+            targets
+                .resolve(&ec2, "m", cfg, &b)
+                .await
+                .unwrap()
+                .to_string(),
+            "eni-0bbb"
+        );
+        // A name that resolves to nothing in the map, and one that does not resolve.
+        let err = targets
+            .resolve(&ec2, "m", cfg, &Addr::new("redis-a.internal", 7000))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TargetError::NotInNodes { .. }), "{err}");
+        let err = targets
+            .resolve(&ec2, "m", cfg, &Addr::new("nowhere.internal", 6379))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("nowhere.internal:6379: host name does not resolve"),
+            "{err}"
+        );
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{SentinelAddr, SentinelAuth};
+use crate::config::SentinelAuth;
 use crate::event::{self, Addr, Event, ParseError};
 use crate::metrics::METRICS;
 use crate::quorum::MasterView;
@@ -58,7 +58,7 @@ pub enum WatchMsg {
 #[derive(Clone)]
 pub struct SentinelLink {
     pub id: SentinelId,
-    pub addr: SentinelAddr,
+    pub addr: Addr,
     cmd: SentinelClient,
     /// The task that names each (re)connection and records connection errors.
     minder: AbortHandle,
@@ -155,7 +155,7 @@ fn keepalive() -> fred::socket2::TcpKeepalive {
     k
 }
 
-fn client(addr: &SentinelAddr, auth: Option<&SentinelAuth>) -> SentinelClient {
+fn client(addr: &Addr, auth: Option<&SentinelAuth>) -> SentinelClient {
     let config = SentinelConfig {
         host: addr.host.clone(),
         port: addr.port,
@@ -196,7 +196,7 @@ fn client(addr: &SentinelAddr, auth: Option<&SentinelAuth>) -> SentinelClient {
 }
 
 /// Name our connections carry (`CLIENT LIST` shows which watchers are connected).
-pub fn connection_name(local: Option<&SentinelAddr>) -> String {
+pub fn connection_name(local: Option<&Addr>) -> String {
     match local {
         Some(a) => format!("sentinel-vip:{a}"),
         None => "sentinel-vip".to_owned(),
@@ -206,7 +206,7 @@ pub fn connection_name(local: Option<&SentinelAddr>) -> String {
 
 /// Starts one watcher per sentinel; returns the command links for the majority reads.
 pub fn spawn_watchers(
-    sentinels: &[SentinelAddr],
+    sentinels: &[Addr],
     auth: Option<&SentinelAuth>,
     name: &str,
     tx: mpsc::Sender<WatchMsg>,
@@ -228,7 +228,7 @@ pub fn spawn_watchers(
 
 /// Command connections only (no pub/sub): what the one-shot CLI verbs need.
 pub fn command_links(
-    sentinels: &[SentinelAddr],
+    sentinels: &[Addr],
     auth: Option<&SentinelAuth>,
     name: &str,
 ) -> Vec<SentinelLink> {
@@ -265,7 +265,7 @@ pub async fn wait_connected(links: &[SentinelLink], within: Duration) -> Vec<boo
 fn connect_named(
     c: &SentinelClient,
     name: String,
-    addr: SentinelAddr,
+    addr: Addr,
     user: Option<String>,
 ) -> (AbortHandle, watch::Receiver<Option<LinkProblem>>) {
     let mut reconnects = c.reconnect_rx();
@@ -356,7 +356,7 @@ pub fn refused_subscribe_hint(error: &str, user: Option<&str>) -> String {
 /// One sentinel's pub/sub subscriber: events in, [`WatchMsg`]s out.
 struct Watcher {
     id: SentinelId,
-    addr: SentinelAddr,
+    addr: Addr,
     /// ACL user, for naming it in permission errors (never the password).
     user: Option<String>,
     sub: SentinelClient,
@@ -952,10 +952,7 @@ fn no_such_master(e: &fred::error::Error) -> bool {
 
 /// Tries `PSUBSCRIBE *` on a short-lived connection (for `check`): `Err` says
 /// which permission is missing, or why the sentinel could not be reached.
-pub async fn probe_subscribe(
-    addr: &SentinelAddr,
-    auth: Option<&SentinelAuth>,
-) -> Result<(), String> {
+pub async fn probe_subscribe(addr: &Addr, auth: Option<&SentinelAuth>) -> Result<(), String> {
     let c = client(addr, auth);
     drop(c.connect());
     let result = match tokio::time::timeout(Duration::from_secs(3), c.wait_for_connect()).await {
@@ -992,19 +989,13 @@ mod tests {
             replica("10.0.1.14", "slave,s_down"),
             replica("10.0.1.15", "slave,o_down"),
         ];
-        assert_eq!(
-            promotable_replicas(&rs),
-            vec![Addr::new("10.0.1.12".to_owned(), 6379)]
-        );
+        assert_eq!(promotable_replicas(&rs), vec![Addr::new("10.0.1.12", 6379)]);
     }
 
     #[test]
     fn get_master_addr_reply_is_parsed_and_nil_is_none() {
         let v = Value::Array(vec![Value::from("127.0.0.3"), Value::from("6380")]);
-        assert_eq!(
-            addr_reply(&v),
-            Some(Addr::new("127.0.0.3".to_owned(), 6380))
-        );
+        assert_eq!(addr_reply(&v), Some(Addr::new("127.0.0.3", 6380)));
         assert_eq!(addr_reply(&Value::Null), None);
         let bad = Value::Array(vec![Value::from("127.0.0.3"), Value::from("x")]);
         assert_eq!(addr_reply(&bad), None);
@@ -1013,7 +1004,7 @@ mod tests {
     #[tokio::test]
     async fn close_ends_every_task_the_link_started() {
         // Nothing listens on port 1: the link keeps retrying until closed.
-        let addr: SentinelAddr = "127.0.0.1:1".parse().unwrap();
+        let addr: Addr = "127.0.0.1:1".parse().unwrap();
         let links = command_links(&[addr], None, "t");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!links[0].minder.is_finished());

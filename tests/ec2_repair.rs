@@ -38,7 +38,7 @@ fn eni(id: &str) -> Target {
     Target::Eni(id.to_owned().try_into().expect("eni id"))
 }
 
-fn vip() -> ipnet::Ipv4Net {
+fn vip() -> ipnet::IpNet {
     VIP.parse().expect("vip")
 }
 
@@ -245,7 +245,7 @@ async fn discovery_finds_the_eni_in_the_route_tables_vpc_not_an_overlapping_one(
         .await
         .expect("resolved");
     assert_eq!(t, eni(&vpc.enis[0]));
-    assert!(targets.is_cached(ip));
+    assert!(targets.is_cached(&Addr::new(ip, 6379)));
     // The decoy's tables resolve to the decoy's ENI: one cache, two scopes.
     let decoy_cfg = discovery_master(&decoy.tables);
     let d = targets

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::config::{Config, SentinelAddr};
+use crate::addr::Addr;
+use crate::config::Config;
 use crate::event::Event;
 use crate::metrics::METRICS;
 use crate::shutdown::Shutdown;
@@ -98,8 +99,8 @@ pub struct Alerter {
 /// Who the alert task speaks to and for, built from one config.
 struct Speaking {
     sinks: Vec<Arc<Sink>>,
-    local: Option<SentinelAddr>,
-    sentinels: Vec<SentinelAddr>,
+    local: Option<Addr>,
+    sentinels: Vec<Addr>,
     receiver: String,
     live: watch::Receiver<LivenessView>,
     /// Dropping it stops this config's `CLIENT LIST` poller.
@@ -244,7 +245,7 @@ fn current(view: &LivenessView) -> Liveness {
 /// seen gone or back, and when nothing can be read.
 fn poll_liveness(
     links: Vec<SentinelLink>,
-    sentinels: Vec<SentinelAddr>,
+    sentinels: Vec<Addr>,
     mut shutdown: Shutdown,
     mut replaced: Shutdown,
 ) -> watch::Receiver<LivenessView> {
@@ -296,8 +297,8 @@ async fn send(
     incident: &Incident,
     sinks: &[Arc<Sink>],
     receiver: &str,
-    local: Option<&SentinelAddr>,
-    sentinels: &[SentinelAddr],
+    local: Option<&Addr>,
+    sentinels: &[Addr],
     live: &Liveness,
 ) {
     let speak = designated(local, sentinels, incident.leader, live);

@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::config::SentinelAddr;
+use crate::addr::Addr;
 
 /// How often each watcher reads `CLIENT LIST` on every sentinel.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -43,7 +43,7 @@ pub enum Liveness {
 }
 
 impl Liveness {
-    fn is_alive(&self, watcher: &SentinelAddr) -> Option<bool> {
+    fn is_alive(&self, watcher: &Addr) -> Option<bool> {
         match self {
             Liveness::Unknown => None,
             Liveness::Known { alive, .. } => Some(alive.contains(&watcher.to_string())),
@@ -78,7 +78,7 @@ pub fn live_names(client_list: &str, max_idle_secs: u64) -> BTreeSet<String> {
 /// LIST` (`None`: it did not answer). A watcher is gone when its name is missing
 /// on a majority of the sentinels that answered; with no answer at all, nobody
 /// can tell.
-pub fn liveness(sentinels: &[SentinelAddr], lists: &[Option<String>]) -> Liveness {
+pub fn liveness(sentinels: &[Addr], lists: &[Option<String>]) -> Liveness {
     let seen: Vec<BTreeSet<String>> = lists
         .iter()
         .flatten()
@@ -109,8 +109,8 @@ pub fn liveness(sentinels: &[SentinelAddr], lists: &[Option<String>]) -> Livenes
 /// as possibly gone, so the ones after it speak too (at-least-once). This
 /// watcher is alive to itself whatever the sentinels say.
 pub fn designated(
-    local: Option<&SentinelAddr>,
-    sentinels: &[SentinelAddr],
+    local: Option<&Addr>,
+    sentinels: &[Addr],
     leader: Option<usize>,
     live: &Liveness,
 ) -> bool {
@@ -131,8 +131,8 @@ pub fn designated(
 
 /// The leader's sentinel first, then the others by address (numeric IPs
 /// first, in numeric order; then hostnames; then port).
-fn speaking_order(sentinels: &[SentinelAddr], leader: Option<usize>) -> Vec<&SentinelAddr> {
-    let mut order: Vec<&SentinelAddr> = sentinels.iter().collect();
+fn speaking_order(sentinels: &[Addr], leader: Option<usize>) -> Vec<&Addr> {
+    let mut order: Vec<&Addr> = sentinels.iter().collect();
     order.sort_by_key(|s| {
         (
             s.host.parse::<std::net::IpAddr>().is_err(),
@@ -152,7 +152,7 @@ fn speaking_order(sentinels: &[SentinelAddr], leader: Option<usize>) -> Vec<&Sen
 mod tests {
     use super::*;
 
-    fn addrs() -> Vec<SentinelAddr> {
+    fn addrs() -> Vec<Addr> {
         ["10.0.0.12:26379", "10.0.0.2:26379", "10.0.0.11:26379"]
             .iter()
             .map(|s| s.parse().unwrap())
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn a_watcher_not_in_the_list_speaks_only_when_all_listed_are_gone() {
         let s = addrs();
-        let stranger: SentinelAddr = "10.0.0.99:26379".parse().unwrap();
+        let stranger: Addr = "10.0.0.99:26379".parse().unwrap();
         assert!(!designated(Some(&stranger), &s, None, &all_alive()));
         let l = Some(list_with(&[]));
         let none_alive = liveness(&s, &[l.clone(), l.clone(), l]);

@@ -54,7 +54,7 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-fn tool(name: &str) -> PathBuf {
+pub fn tool(name: &str) -> PathBuf {
     which(name).unwrap_or_else(|| panic!("{name} not found on PATH: {SETUP}"))
 }
 
@@ -84,7 +84,7 @@ impl Drop for Proc {
     }
 }
 
-fn wait_port(host: &str, port: u16, within: Duration, what: &str) {
+pub fn wait_port(host: &str, port: u16, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
     while std::net::TcpStream::connect((host, port)).is_err() {
         if Instant::now() > deadline {

@@ -1,0 +1,362 @@
+//! Addresses other than IPv4 literals (secure-links §3): sentinels and Redis
+//! on IPv6 (`::1`, events print `::1 6379`) with an IPv6 VIP route
+//! (`DestinationIpv6CidrBlock`), and sentinels that announce host names
+//! (`resolve-hostnames yes`, `announce-hostnames yes`), matched to the static
+//! `nodes` map through the resolver and case-insensitively. Every node of these
+//! rigs shares one host, so each has its own port.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use common::*;
+
+const WITHIN: Duration = Duration::from_secs(45);
+const VIP6: &str = "fd00::10/128";
+
+/// Redis nodes and sentinels on one host, each on its own port.
+struct OneHost {
+    dir: tempfile::TempDir,
+    /// How sentinels and replicas name the host (`::1`, `localhost`).
+    host: String,
+    bind: String,
+    redis_ports: Vec<u16>,
+    sentinel_ports: Vec<u16>,
+    _procs: Vec<Proc>,
+}
+
+impl OneHost {
+    fn start(host: &str, bind: &str, names: bool) -> OneHost {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redis_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let sentinel_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut procs = Vec::new();
+        for (i, p) in redis_ports.iter().enumerate() {
+            let d = dir.path().join(format!("redis-{i}"));
+            std::fs::create_dir_all(&d).expect("dir");
+            let mut cmd = Command::new(tool("redis-server"));
+            cmd.args(["--bind", bind, "--port", &p.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .args(["--replica-announce-ip", host])
+                .arg("--dir")
+                .arg(&d)
+                .args(["--logfile", "redis.log"]);
+            if i > 0 {
+                cmd.args(["--replicaof", host, &redis_ports[0].to_string()]);
+            }
+            procs.push(spawn(cmd, &format!("redis-{i}")));
+        }
+        for p in &redis_ports {
+            wait_port(bind, *p, Duration::from_secs(10), "redis-server");
+        }
+        for (i, p) in sentinel_ports.iter().enumerate() {
+            let conf = dir.path().join(format!("sentinel-{i}.conf"));
+            let hostnames = if names {
+                "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n"
+            } else {
+                ""
+            };
+            std::fs::write(
+                &conf,
+                format!(
+                    "bind {bind}\nport {p}\nprotected-mode no\ndir {d}\nlogfile sentinel-{i}.log\n{hostnames}\
+                     sentinel announce-ip {host}\n\
+                     sentinel monitor {MASTER} {host} {rp} 2\n\
+                     sentinel down-after-milliseconds {MASTER} 1000\n\
+                     sentinel failover-timeout {MASTER} 4000\n",
+                    d = dir.path().display(),
+                    rp = redis_ports[0],
+                ),
+            )
+            .expect("sentinel conf");
+            let mut cmd = Command::new(tool("redis-server"));
+            cmd.arg(&conf).arg("--sentinel");
+            procs.push(spawn(cmd, &format!("sentinel-{i}")));
+        }
+        for p in &sentinel_ports {
+            wait_port(bind, *p, Duration::from_secs(10), "redis-sentinel");
+        }
+        OneHost {
+            dir,
+            host: host.to_owned(),
+            bind: bind.to_owned(),
+            redis_ports,
+            sentinel_ports,
+            _procs: procs,
+        }
+    }
+
+    fn sentinel(&self, i: usize, args: &[&str]) -> String {
+        cli(&self.bind, self.sentinel_ports[i], args)
+    }
+
+    /// The majority's master as a node index.
+    fn master_index(&self) -> Option<usize> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for i in 0..3 {
+            let out = self.sentinel(i, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER]);
+            if let Some(port) = out.lines().nth(1) {
+                *counts.entry(port.trim().to_owned()).or_default() += 1;
+            }
+        }
+        let (port, n) = counts.into_iter().max_by_key(|(_, n)| *n)?;
+        (n >= 2).then_some(())?;
+        self.redis_ports.iter().position(|p| p.to_string() == port)
+    }
+
+    async fn wait_ready(&self) {
+        eventually(
+            "sentinels to see both replicas and each other",
+            Duration::from_secs(30),
+            || async {
+                (0..3)
+                    .all(|i| {
+                        let info = self.sentinel(i, &["SENTINEL", "MASTER", MASTER]);
+                        let lines: Vec<&str> = info.lines().collect();
+                        let field = |k: &str| {
+                            lines
+                                .iter()
+                                .position(|l| *l == k)
+                                .and_then(|p| lines.get(p + 1))
+                                .and_then(|v| v.parse::<usize>().ok())
+                        };
+                        field("num-slaves") >= Some(2) && field("num-other-sentinels") >= Some(2)
+                    })
+                    .then_some(())
+            },
+        )
+        .await
+    }
+
+    async fn failover(&self) -> usize {
+        let before = self.master_index();
+        eventually(
+            "SENTINEL FAILOVER to be accepted",
+            Duration::from_secs(60),
+            || async {
+                (self.sentinel(0, &["SENTINEL", "FAILOVER", MASTER]) == "OK").then_some(())
+            },
+        )
+        .await;
+        eventually(
+            "the sentinels to agree on a new master",
+            Duration::from_secs(60),
+            || async { self.master_index().filter(|m| Some(*m) != before) },
+        )
+        .await
+    }
+}
+
+fn spawn(mut cmd: Command, name: &str) -> Proc {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name}: {e}; {SETUP}"));
+    Proc {
+        child,
+        name: name.to_owned(),
+    }
+}
+
+/// The VIP route's ENI per table, IPv4 or IPv6 destination.
+async fn routes_to(vpc: &Vpc, vip: &str) -> Vec<Option<String>> {
+    let out = vpc
+        .client
+        .describe_route_tables()
+        .filters(
+            Filter::builder()
+                .name("route-table-id")
+                .set_values(Some(vpc.tables.clone()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeRouteTables");
+    vpc.tables
+        .iter()
+        .map(|id| {
+            out.route_tables()
+                .iter()
+                .find(|t| t.route_table_id() == Some(id))?
+                .routes()
+                .iter()
+                .find(|r| {
+                    r.destination_cidr_block() == Some(vip)
+                        || r.destination_ipv6_cidr_block() == Some(vip)
+                })?
+                .network_interface_id()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+async fn wait_routes(vpc: &Vpc, vip: &str, eni: &str) {
+    eventually(
+        &format!("every {vip} route to point at {eni}"),
+        WITHIN,
+        || async {
+            routes_to(vpc, vip)
+                .await
+                .iter()
+                .all(|r| r.as_deref() == Some(eni))
+                .then_some(())
+        },
+    )
+    .await
+}
+
+fn yaml(
+    rig: &OneHost,
+    moto: &Moto,
+    vpc: &Vpc,
+    sentinel_host: &str,
+    vip: &str,
+    node_keys: &[String],
+) -> String {
+    let sentinels: Vec<String> = rig
+        .sentinel_ports
+        .iter()
+        .map(|p| format!("\"{sentinel_host}:{p}\""))
+        .collect();
+    let nodes: String = node_keys
+        .iter()
+        .zip(&vpc.enis)
+        .map(|(k, eni)| format!("      \"{k}\": {{ network_interface_id: {eni} }}\n"))
+        .collect();
+    format!(
+        "sentinels: [{}]\naws:\n  region: us-east-1\n  endpoint_url: {}\nmasters:\n  {MASTER}:\n    vip: \"{vip}\"\n    route_tables: [{}]\n    nodes:\n{nodes}reconcile:\n  interval: 30s\n",
+        sentinels.join(", "),
+        moto.url,
+        vpc.tables.join(", "),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_sentinels_and_nodes_move_an_ipv6_vip_route() {
+    let rig = OneHost::start("::1", "::1", false);
+    let moto = Moto::start();
+    let vpc = Vpc::create(&moto.url, 2, 3).await;
+    let keys: Vec<String> = rig
+        .redis_ports
+        .iter()
+        .map(|p| format!("[::1]:{p}"))
+        .collect();
+    let yaml = yaml(&rig, &moto, &vpc, "[::1]", VIP6, &keys);
+
+    // check reads the sentinels over IPv6 and names them as the config does.
+    let (out, _, _) = run_check(rig.dir.path(), &yaml);
+    for p in &rig.sentinel_ports {
+        assert!(out.contains(&format!("sentinel [::1]:{p}")), "{out}");
+    }
+    assert!(!out.contains("FAIL  sentinel"), "{out}");
+
+    let daemon = Daemon::start(rig.dir.path(), &yaml);
+    wait_routes(&vpc, VIP6, &vpc.enis[0]).await;
+    rig.wait_ready().await;
+    let new = rig.failover().await;
+    assert_ne!(new, 0);
+    wait_routes(&vpc, VIP6, &vpc.enis[new]).await;
+    daemon
+        .wait_log("VIP route updated and verified", Duration::from_secs(5))
+        .await;
+    let logs = daemon.logs();
+    // Events print `::1 <port>`; the daemon shows the address as the config spells it.
+    assert!(
+        logs.contains(&format!("[::1]:{}", rig.redis_ports[new])),
+        "{logs}"
+    );
+    assert!(!logs.contains("panicked"), "{logs}");
+    assert!(!logs.contains("not in masters"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_names_announced_by_sentinel_are_resolved_and_matched_without_case() {
+    // Sentinel reports every node as `localhost <port>`.
+    let rig = OneHost::start("localhost", "127.0.0.1", true);
+    let moto = Moto::start();
+    let vpc = Vpc::create(&moto.url, 2, 3).await;
+    let p = &rig.redis_ports;
+    // Node 0 keyed by its name in another case, node 1 by the IP its name
+    // resolves to, node 2 by name without a port.
+    let keys = vec![
+        format!("LocalHost:{}", p[0]),
+        format!("127.0.0.1:{}", p[1]),
+        format!("127.0.0.1:{}", p[2]),
+    ];
+    let yaml = yaml(&rig, &moto, &vpc, "LOCALHOST", "172.16.0.10/32", &keys);
+    let daemon = Daemon::start(rig.dir.path(), &yaml);
+    wait_routes(&vpc, VIP, &vpc.enis[0]).await;
+    rig.wait_ready().await;
+    let replicas = rig.sentinel(0, &["SENTINEL", "REPLICAS", MASTER]);
+    assert!(
+        replicas.contains("localhost"),
+        "sentinel should name replicas by host name: {replicas}"
+    );
+    let new = rig.failover().await;
+    wait_routes(&vpc, VIP, &vpc.enis[new]).await;
+    // And back: the other way round exercises the other kind of key.
+    let again = rig.failover().await;
+    wait_routes(&vpc, VIP, &vpc.enis[again]).await;
+    let logs = daemon.logs();
+    assert!(logs.contains(&format!("localhost:{}", p[again])), "{logs}");
+    assert!(!logs.contains("not in masters"), "{logs}");
+    assert!(!logs.contains("panicked"), "{logs}");
+    let _ = &rig.host;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_resolves_a_host_name_to_the_eni_holding_its_address() {
+    use sentinel_vip::resolve::{fixed, Names};
+    use sentinel_vip::targets::Targets;
+    let moto = Moto::start();
+    let vpc = Vpc::create(&moto.url, 1, 3).await;
+    let yaml = format!(
+        "sentinels: [\"127.0.0.2:26379\"]\naws:\n  region: us-east-1\n  endpoint_url: {}\nmasters:\n  {MASTER}:\n    vip: {VIP}\n    route_tables: [{}]\n",
+        moto.url, vpc.tables[0]
+    );
+    let cfg = sentinel_vip::config::Config::parse(&yaml).expect("config");
+    let ec2 = sentinel_vip::ec2::Ec2::for_config(&cfg).await;
+    let names = Names::new(fixed([
+        (
+            "redis-b.internal".to_owned(),
+            vec!["10.0.1.12".parse().unwrap()],
+        ),
+        (
+            "redis-x.internal".to_owned(),
+            vec!["10.0.9.9".parse().unwrap()],
+        ),
+    ]));
+    let targets = Targets::with_names(std::sync::Arc::new(std::time::Instant::now), names);
+    let m = &cfg.masters[MASTER];
+    let b = sentinel_vip::addr::Addr::new("Redis-B.Internal", 6379);
+    let t = targets.resolve(&ec2, MASTER, m, &b).await.expect("found");
+    assert_eq!(t.to_string(), vpc.enis[1]);
+    assert!(
+        targets.is_cached(&b),
+        "the switch path finds it without I/O"
+    );
+    let e = targets
+        .resolve(
+            &ec2,
+            MASTER,
+            m,
+            &sentinel_vip::addr::Addr::new("redis-x.internal", 6379),
+        )
+        .await
+        .expect_err("no ENI holds 10.0.9.9");
+    assert!(e.to_string().contains("10.0.9.9"), "{e}");
+    let e = targets
+        .resolve(
+            &ec2,
+            MASTER,
+            m,
+            &sentinel_vip::addr::Addr::new("nowhere.internal", 6379),
+        )
+        .await
+        .expect_err("does not resolve");
+    assert!(e.to_string().contains("does not resolve"), "{e}");
+}
