@@ -46,6 +46,11 @@ fn auth_yaml(redis: &Redis, var: &str) -> String {
 #[test]
 fn the_readme_rule_is_the_one_the_code_needs() {
     assert_eq!(sentinel_vip::watch::acl_rule(), RULE);
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("ACL SETUSER watcher on >PASSWORD {RULE}")),
+        "README's Security section must give the rule the code needs: {RULE}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
