@@ -83,7 +83,10 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
             }
         } else {
             match l.problem(Duration::from_millis(500)).await {
-                Some(p) => r.fail(format!("sentinel {}: cannot connect: {}", l.addr, p.reason)),
+                Some(p) if p.conclusive => {
+                    r.fail(format!("sentinel {}: cannot connect: {}", l.addr, p.reason))
+                }
+                Some(p) => r.fail(format!("sentinel {}: unreachable: {}", l.addr, p.reason)),
                 None => r.fail(format!(
                     "sentinel {}: unreachable (is it running, is the address/port right, auth?)",
                     l.addr

@@ -63,12 +63,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // One process-level rustls crypto provider: aws-lc-rs (the AWS SDK's own).
-    // reqwest (ring) and fred/aws-config (aws-lc-rs) both link rustls; with two
-    // providers compiled in, rustls panics at the first handshake of any client
-    // built without an explicit provider unless one is installed here. Err only
-    // means one is already installed.
-    let _ = fred::rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // One process-level rustls crypto provider, aws-lc-rs, before any client.
+    sentinel_vip::install_crypto_provider();
     let cli = Cli::parse();
     match &cli.command {
         Command::Completions { shell } => {

@@ -209,6 +209,7 @@ pub fn print(views: &[MasterView]) {
 /// `/status` from a running daemon, if `http.listen` is set and answering.
 pub async fn daemon_status(cfg: &Config) -> Option<serde_json::Value> {
     let addr = cfg.http.listen?;
+    crate::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()

@@ -119,8 +119,17 @@ pub fn link_problem(error: &str, user: Option<&str>) -> LinkProblem {
     } else if has("NOPERM") {
         conclusive(format!("ACL user {user:?} is refused a command the watcher needs; see the README's Security section for the rule [{e}]"))
     } else {
+        let reason = if has("ConnectionRefused") || has("Connection refused") {
+            format!("connection refused (is it running, is the address/port right?) [{e}]")
+        } else if has("TimedOut") || has("timed out") || has("Timeout") {
+            format!("no answer in time (firewall, security group, or a down host?) [{e}]")
+        } else if has("failed to lookup") || has("Name or service not known") {
+            format!("the host name does not resolve [{e}]")
+        } else {
+            e.to_owned()
+        };
         LinkProblem {
-            reason: e.to_owned(),
+            reason,
             conclusive: false,
         }
     }

@@ -72,20 +72,6 @@ fn discovery_config(rig: &Rig, interval: &str) -> String {
     out
 }
 
-/// `since_event_ms` of every write the daemon logged as caused by +switch-master.
-fn switch_write_ms(logs: &str) -> Vec<f64> {
-    logs.lines()
-        .filter(|l| l.contains("VIP route updated and verified") && l.contains("+switch-master"))
-        .filter_map(|l| {
-            let rest = l.split("since_event_ms=").nth(1)?;
-            rest.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
 // ---- item 1: the CreateRoute / ReplaceRoute fallback ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

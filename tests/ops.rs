@@ -12,7 +12,7 @@ use common::*;
 const WITHIN: Duration = Duration::from_secs(45);
 
 async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
+    match http_get(url).await {
         Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
         Err(e) => (0, e.to_string()),
     }

@@ -240,7 +240,7 @@ async fn every_promql_expression_names_a_metric_the_daemon_exports() {
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     let url = format!("http://127.0.0.1:{http}/metrics");
     let scrape = eventually("a reconcile and events in /metrics", WITHIN, || async {
-        let m = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        let m = http_get(&url).await.ok()?.text().await.ok()?;
         (m.contains("sentinel_vip_events_total{") && m.contains("sentinel_vip_reconciles_total{"))
             .then_some(m)
     })
@@ -541,7 +541,7 @@ async fn route_tables_in_another_account_are_moved_through_a_cached_assumed_role
     vpc.wait_all_point_at(&vpc.enis[master], WITHIN).await;
     let url = format!("http://127.0.0.1:{http}/metrics");
     let reads = eventually("5 DescribeRouteTables calls", WITHIN, || async {
-        let m = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        let m = http_get(&url).await.ok()?.text().await.ok()?;
         let n: f64 = m
             .lines()
             .find(|l| {

@@ -10,7 +10,7 @@ use common::*;
 const WITHIN: Duration = Duration::from_secs(45);
 
 async fn status(http: u16) -> Option<serde_json::Value> {
-    reqwest::get(format!("http://127.0.0.1:{http}/status"))
+    http_get(format!("http://127.0.0.1:{http}/status"))
         .await
         .ok()?
         .json()

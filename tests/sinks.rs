@@ -458,7 +458,7 @@ async fn delivery_errors_say_why_once_without_secrets() {
 }
 
 async fn scrape(url: &str, accept: Option<&str>) -> (String, String) {
-    let mut req = reqwest::Client::new().get(url);
+    let mut req = http_client().get(url);
     if let Some(a) = accept {
         req = req.header("accept", a);
     }

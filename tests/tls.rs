@@ -182,7 +182,10 @@ async fn tls_failures_are_named_by_check_and_the_daemon_quickly() {
 /// fred's setup, CLIENT SETNAME, PSUBSCRIBE * and its PING proof), 20 times
 /// each on one plaintext and one TLS sentinel (client certificate); prints the
 /// medians. Run: `cargo test --test tls handshake_cost -- --nocapture`.
+/// Benchmark, not a test (no timing is asserted): median of 20 connects, from
+/// start to subscribed. `cargo test --test tls handshake_cost -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
 async fn handshake_cost_plaintext_vs_tls() {
     use sentinel_vip::config::Config;
     use sentinel_vip::shutdown::Shutdown;
@@ -238,5 +241,68 @@ async fn handshake_cost_plaintext_vs_tls() {
         );
         medians.push(median);
     }
-    assert!(medians[1] < Duration::from_millis(500), "{medians:?}");
+    println!(
+        "TLS / plaintext: {:.2}",
+        medians[1].as_secs_f64() / medians[0].as_secs_f64()
+    );
+}
+
+/// Benchmark: the daemon's `+switch-master` → route verified time (its own
+/// `since_event_ms`) over `SV_BENCH_FAILOVERS` (default 20) failovers each, on
+/// plaintext and on TLS-only sentinels with client certificates.
+/// `cargo test --test tls failover_latency -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn failover_latency_plaintext_vs_tls() {
+    let n: usize = std::env::var("SV_BENCH_FAILOVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let certs_dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::make(certs_dir.path());
+    let cli = TlsCli::new(&certs);
+    let mut medians = Vec::new();
+    for tls in [false, true] {
+        let moto = Moto::start();
+        let vpc = Vpc::create(&moto.url, 2, 3).await;
+        let (redis, extra) = if tls {
+            (
+                Redis::start_tls(3, 3, &certs, "server", true),
+                certs.yaml("ca.crt", true, None),
+            )
+        } else {
+            (Redis::start(3, 3), String::new())
+        };
+        let daemon = Daemon::start(
+            redis.dir.path(),
+            &config_yaml(&redis, &moto, &vpc, "30s", &extra),
+        );
+        vpc.wait_all_point_at(&vpc.enis[0], WITHIN).await;
+        for _ in 0..n {
+            let new = if tls {
+                redis.failover_with(&cli, 2).await
+            } else {
+                redis.wait_ready_for_failover(2).await;
+                redis.failover().await
+            };
+            vpc.wait_all_point_at(&vpc.enis[new], WITHIN).await;
+        }
+        let mut ms = switch_write_ms(&daemon.logs());
+        ms.sort_by(f64::total_cmp);
+        let what = if tls { "TLS" } else { "plaintext" };
+        assert!(
+            ms.len() >= n,
+            "{what}: {} switch writes logged for {n} failovers",
+            ms.len()
+        );
+        let p95 = ms[(ms.len() * 95).div_ceil(100) - 1];
+        println!(
+            "+switch-master → route verified, {what}: median {:.1} ms, p95 {:.1} ms (n={})",
+            ms[ms.len() / 2],
+            p95,
+            ms.len()
+        );
+        medians.push(ms[ms.len() / 2]);
+    }
+    println!("TLS / plaintext: {:.2}", medians[1] / medians[0]);
 }

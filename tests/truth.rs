@@ -166,7 +166,7 @@ async fn drift_after_sentinels_are_remonitored_at_epoch_zero_is_repaired() {
     let status_json = |_: &Daemon| {
         let url = format!("http://127.0.0.1:{http}/status");
         async move {
-            let r = reqwest::get(url).await.ok()?;
+            let r = http_get(url).await.ok()?;
             r.json::<serde_json::Value>().await.ok()
         }
     };

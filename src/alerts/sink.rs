@@ -50,6 +50,7 @@ const BODY_QUOTE: usize = 200;
 
 /// The HTTP client sinks send with: the daemon's timeout and User-Agent.
 pub fn http_client() -> Result<reqwest::Client, String> {
+    crate::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .user_agent(USER_AGENT)

@@ -674,7 +674,7 @@ impl FaultProxy {
         use std::sync::Arc;
         let mode = Arc::new(AtomicU8::new(PASS));
         let faults = Arc::new(AtomicUsize::new(0));
-        let client = reqwest::Client::new();
+        let client = http_client();
         let up = upstream.to_owned();
         let (m, f) = (mode.clone(), faults.clone());
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -1326,4 +1326,29 @@ pub fn run_check(dir: &Path, yaml: &str) -> (String, bool, Duration) {
         String::from_utf8_lossy(&out.stderr)
     );
     (text, out.status.success(), took)
+}
+
+/// `since_event_ms` of every write the daemon logged as caused by +switch-master.
+pub fn switch_write_ms(logs: &str) -> Vec<f64> {
+    logs.lines()
+        .filter(|l| l.contains("VIP route updated and verified") && l.contains("+switch-master"))
+        .filter_map(|l| {
+            let rest = l.split("since_event_ms=").nth(1)?;
+            rest.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// A plain HTTP client for the tests (the crate's crypto provider installed first).
+pub fn http_client() -> reqwest::Client {
+    sentinel_vip::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// `reqwest::get` with the crate's crypto provider installed first.
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http_client().get(url).send().await
 }
