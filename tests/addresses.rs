@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use aws_sdk_ec2::types::Filter;
 use common::*;
 
 const WITHIN: Duration = Duration::from_secs(45);
@@ -162,44 +161,12 @@ fn spawn(mut cmd: Command, name: &str) -> Proc {
     }
 }
 
-/// The VIP route's ENI per table, IPv4 or IPv6 destination.
-async fn routes_to(vpc: &Vpc, vip: &str) -> Vec<Option<String>> {
-    let out = vpc
-        .client
-        .describe_route_tables()
-        .filters(
-            Filter::builder()
-                .name("route-table-id")
-                .set_values(Some(vpc.tables.clone()))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeRouteTables");
-    vpc.tables
-        .iter()
-        .map(|id| {
-            out.route_tables()
-                .iter()
-                .find(|t| t.route_table_id() == Some(id))?
-                .routes()
-                .iter()
-                .find(|r| {
-                    r.destination_cidr_block() == Some(vip)
-                        || r.destination_ipv6_cidr_block() == Some(vip)
-                })?
-                .network_interface_id()
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
 async fn wait_routes(vpc: &Vpc, vip: &str, eni: &str) {
     eventually(
         &format!("every {vip} route to point at {eni}"),
         WITHIN,
         || async {
-            routes_to(vpc, vip)
+            vpc.routes_to(vip)
                 .await
                 .iter()
                 .all(|r| r.as_deref() == Some(eni))

@@ -216,6 +216,12 @@ impl Vpc {
 
     /// The VIP route's target (ENI id, or instance id) per table.
     pub async fn vip_targets(&self) -> Vec<Option<String>> {
+        self.routes_to(VIP).await
+    }
+
+    /// The target (ENI id, or instance id) of the route to `cidr` (IPv4 or
+    /// IPv6 destination) per table.
+    pub async fn routes_to(&self, cidr: &str) -> Vec<Option<String>> {
         let out = self
             .client
             .describe_route_tables()
@@ -235,7 +241,10 @@ impl Vpc {
                 let target = t
                     .routes()
                     .iter()
-                    .find(|r| r.destination_cidr_block() == Some(VIP))
+                    .find(|r| {
+                        r.destination_cidr_block() == Some(cidr)
+                            || r.destination_ipv6_cidr_block() == Some(cidr)
+                    })
                     .and_then(|r| {
                         r.network_interface_id()
                             .or(r.instance_id())
