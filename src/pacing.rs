@@ -95,8 +95,8 @@ impl<T> Pacer<T> {
         while let Some(head) = self.line.front() {
             // The epsilon absorbs rounding at exactly `next_release`: a
             // Duration is whole nanoseconds, short by up to 1 ns × rate tokens
-            // (2e-8 at 20/s; 1e-9 was too tight, so the driver woke at
-            // `next_release`, released nothing and woke again, spinning).
+            // (2e-8 at 20/s; with 1e-9 a poll at exactly `next_release`
+            // released nothing, for ever).
             if head.cost > self.tokens + 1e-6 {
                 break;
             }
