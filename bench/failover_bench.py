@@ -16,6 +16,7 @@ moto service times (moto still serialises): the results carry it per cell.
 
 Usage: bench/failover_bench.py [--runs N] [--script-runs N] [--tables 2,4,8]
        [--delays 0,50] [--only a,b] [--bin PATH] [--out DIR] [--name failover]
+       [--base RESULTS.json (speedup against its sentinel-vip medians)]
 """
 import argparse
 import http.client
@@ -323,6 +324,16 @@ def summarise(xs):
             "n": len(xs), "all_ms": xs}
 
 
+def base_median(path, tables, delay_ms):
+    """sentinel-vip's median for this cell in another run's results (None: not there)."""
+    if not path:
+        return None
+    for c in json.load(open(path))["cells"]:
+        if c["tables"] == tables and c["delay_ms"] == delay_ms and "sentinel-vip" in c["contenders"]:
+            return c["contenders"]["sentinel-vip"]["median_ms"]
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
@@ -333,6 +344,9 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "sentinel-vip"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--name", default="failover", help="results file stem (NAME.json, NAME.md)")
+    ap.add_argument("--base", default=None,
+                    help="results JSON whose sentinel-vip medians give `speedup` when this run has no sentinel-vip "
+                         "(e.g. the slow script path run on its own: --only script --base bench/results/failover.json)")
     args = ap.parse_args()
     script_runs = args.script_runs or args.runs
     cells = []
@@ -358,10 +372,10 @@ def main():
                     if internal:
                         cell["sentinel_vip_event_to_written_ms"] = {"median": statistics.median(internal),
                                                                     "p95": pct(internal, 95), "n": len(internal)}
-                base = cell["contenders"].get("sentinel-vip", {}).get("median_ms")
+                base = cell["contenders"].get("sentinel-vip", {}).get("median_ms") or base_median(args.base, k, d)
                 for c in cell["contenders"].values():
                     c["speedup"] = c["median_ms"] / base if base else None
-                if base:
+                if base and "sentinel-vip" in cell["contenders"]:
                     cell["sentinel_vip_over_limit"] = base / cell["limit_ms"]
                 cells.append(cell)
                 # Cells done so far survive an interrupted run.

@@ -60,6 +60,7 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "sentinel-vip"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--tag", default="paced")
+    ap.add_argument("--keep-log", default=None, help="copy the daemon's log here")
     args = ap.parse_args()
     n, k = args.masters, args.tables
     rate, burst = (args.write_rate.split(",") if args.write_rate else (args.limit_rate, args.limit_burst))
@@ -188,6 +189,8 @@ def main():
         "throttled": stats["throttled"], "requests": stats["requests"],
         "rss_mb": rss_kb / 1024, "peak_rss_mb": hwm_kb / 1024, "progress": progress,
     }
+    if args.keep_log:
+        shutil.copy(os.path.join(work, "daemon.log"), args.keep_log)
     md = (f"| {args.tag}: daemon write_rate {float(rate):g}/s burst {burst} | {n} x {k} routes | limit {args.limit_rate:g}/s "
           f"burst {args.limit_burst} | all right after {done:.2f} s (writes {first:.2f}→{last:.2f} s, "
           f"best {best:.1f} s) | throttled {stats['throttled']} | RSS {rss_kb / 1024:.1f} MB, peak {hwm_kb / 1024:.1f} MB |")
