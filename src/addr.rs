@@ -113,9 +113,13 @@ impl TryFrom<String> for Addr {
     }
 }
 
-/// Letters, digits, `-`, `_` and dots (RFC 1123, with `_` as resolvers allow).
+/// Letters, digits, `-`, `_` and dots (RFC 1123, with `_` as resolvers allow),
+/// and not all-numeric in its last label (RFC 3696 §2): `10.0.1` is a typo of
+/// an IP address, which `getaddrinfo` would read as another address.
 fn is_host_name(s: &str) -> bool {
-    s.len() <= 253
+    let last = s.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+    !last.bytes().all(|b| b.is_ascii_digit())
+        && s.len() <= 253
         && s.trim_end_matches('.').split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
@@ -175,6 +179,8 @@ mod tests {
             ("10.0.0.1:x", "not a number"),
             (":1", "no host"),
             ("a b:1", "neither"),
+            ("10.0.1:26379", "neither"),
+            ("10.0.1.011:26379", "neither"),
         ] {
             let e = s.parse::<Addr>().expect_err(s);
             assert!(e.contains(why), "{s}: {e}");

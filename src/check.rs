@@ -330,15 +330,17 @@ async fn check_source_dest(r: &mut Report, ec2: &Ec2, name: &str, t: &Target) {
 /// permission fails here, not at the first failover.
 async fn check_permissions(r: &mut Report, l: &SentinelLink, cfg: &Config, user: Option<&str>) {
     let master = cfg.masters.keys().next().map(String::as_str).unwrap_or("");
-    let name = watch::connection_name(cfg.alerts.local_sentinel.as_ref());
-    let refused = l.refused_commands(master, &name).await;
+    // Not the daemon's own name: while check runs, other watchers must not
+    // take this host's watcher for alive (the permission tested is the same).
+    let name = "sentinel-vip-check";
+    let refused = l.refused_commands(master, name).await;
     let who = user.unwrap_or("default");
     for (c, e) in &refused {
         let cmd = c
             .args
             .join(" ")
             .replace("{master}", master)
-            .replace("{name}", &name);
+            .replace("{name}", name);
         let line = format!(
             "sentinel {}: ACL user {who:?} may not run `{cmd}` ({e}); the daemon needs it for {}: run `ACL SETUSER {who} {}` on every sentinel (and persist it)",
             l.addr, c.why, c.rule

@@ -142,8 +142,14 @@ fn links_differ(a: &Config, b: &Config) -> bool {
             .as_ref()
             .map(|x| (x.username.clone(), x.password.clone()))
     };
+    // TLS: the files were read anew at load (a rotated CA or client
+    // certificate); links hold the rustls config they were made with, so any
+    // TLS config means new links.
+    let tls = |c: &Config| c.sentinel_tls.is_some();
     a.sentinels != b.sentinels
         || auth(a) != auth(b)
+        || tls(a)
+        || tls(b)
         || a.alerts.local_sentinel != b.alerts.local_sentinel
 }
 

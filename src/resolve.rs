@@ -6,7 +6,9 @@
 //!
 //! Cache rules (pure, time passed in): an answer is used for [`NAME_TTL`], a
 //! failure for [`FAILURE_TTL`] (a name that does not resolve is asked again
-//! soon, not hammered per event). Lookups are bounded by [`LOOKUP_TIMEOUT`].
+//! soon, not hammered per event); when the resolver fails for a name that
+//! resolved before, the last good answer is served for up to [`STALE_MAX`].
+//! Lookups are bounded by [`LOOKUP_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant};
 pub const NAME_TTL: Duration = Duration::from_secs(30);
 /// How long "this name does not resolve" is believed.
 pub const FAILURE_TTL: Duration = Duration::from_secs(2);
+/// How long the last good answer is served when the resolver fails.
+pub const STALE_MAX: Duration = Duration::from_secs(600);
 /// One lookup may take this long before it counts as failed.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -111,9 +115,21 @@ impl Names {
                     "{host}: no answer from the resolver within {LOOKUP_TIMEOUT:?}"
                 )),
             };
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(host.to_owned(), (now, answer.clone()));
+        let Ok(mut c) = self.cache.lock() else {
+            return answer;
+        };
+        // Stale-if-error: a resolver hiccup during a failover must not undo an
+        // answer that was right seconds ago; the last good one is served (and
+        // kept, for up to STALE_MAX) until the resolver answers again.
+        if answer.is_err() {
+            if let Some((at, Ok(last))) = c.get(host) {
+                if now.saturating_duration_since(*at) < STALE_MAX {
+                    tracing::warn!(host, error = ?answer.as_ref().err(), "host name lookup failed; using its last answer");
+                    return Ok(last.clone());
+                }
+            }
         }
+        c.insert(host.to_owned(), (now, answer.clone()));
         answer
     }
 
@@ -174,6 +190,35 @@ mod tests {
         assert!(names.cached("gone.internal", t0 + FAILURE_TTL).is_none());
         names.forget("redis-a.internal");
         assert!(names.cached("redis-a.internal", t0 + NAME_TTL).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failing_resolver_does_not_undo_the_last_good_answer() {
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let u = up.clone();
+        let lookup: Lookup = Arc::new(move |host: String| {
+            let ok = u.load(std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if ok {
+                    Ok(vec![ip("10.0.0.1")])
+                } else {
+                    Err(format!("{host}: Temporary failure in name resolution"))
+                }
+            })
+        });
+        let names = Names::new(lookup);
+        let t0 = Instant::now();
+        names.resolve("redis-a.internal", t0).await.unwrap();
+        up.store(false, std::sync::atomic::Ordering::SeqCst);
+        let later = t0 + NAME_TTL;
+        assert_eq!(
+            names.resolve("redis-a.internal", later).await,
+            Ok(vec![ip("10.0.0.1")])
+        );
+        assert!(names
+            .resolve("redis-a.internal", t0 + STALE_MAX)
+            .await
+            .is_err());
     }
 
     #[tokio::test]

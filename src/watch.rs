@@ -374,12 +374,13 @@ struct Watcher {
 }
 
 /// Where one subscriber stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum LinkState {
     /// No TCP connection (fred is reconnecting).
     Down,
-    /// Connected, PSUBSCRIBE not (yet) accepted; retried at `retry_at`.
-    Unsubscribed { retry_at: Instant },
+    /// Connected, PSUBSCRIBE not (yet) accepted (`refusal`: why); retried at
+    /// `retry_at`.
+    Unsubscribed { retry_at: Instant, refusal: String },
     /// Subscribed: events flow, silence is watched.
     Subscribed,
 }
@@ -413,7 +414,7 @@ impl Watcher {
                     let _ = self.sub.client_setname(self.name.clone()).await;
                     last_heard = Instant::now();
                     ping = None;
-                    state = self.subscribe(&mut told_up).await;
+                    state = self.subscribe(&mut told_up, None).await;
                 }
                 e = errors.recv() => {
                     let err = match e {
@@ -461,11 +462,12 @@ impl Watcher {
                 () = async { reconnecting.as_mut().expect("guarded by is_some").await }, if reconnecting.is_some() => {
                     reconnecting = None;
                 }
-                _ = tick.tick() => match state {
+                _ = tick.tick() => match &state {
                     LinkState::Down => {}
-                    LinkState::Unsubscribed { retry_at } => {
-                        if Instant::now() >= retry_at {
-                            state = self.subscribe(&mut told_up).await;
+                    LinkState::Unsubscribed { retry_at, refusal } => {
+                        if Instant::now() >= *retry_at {
+                            let refusal = refusal.clone();
+                            state = self.subscribe(&mut told_up, Some(&refusal)).await;
                         }
                     }
                     LinkState::Subscribed => {
@@ -495,7 +497,11 @@ impl Watcher {
     }
 
     /// `PSUBSCRIBE *` on a fresh connection; tells the controller the outcome.
-    async fn subscribe(&self, told_up: &mut Option<bool>) -> LinkState {
+    /// `PSUBSCRIBE *`, confirmed. A refusal is logged at error level once per
+    /// connection and reason (`previous`: the last refusal on this connection);
+    /// the retries every [`SUBSCRIBE_RETRY`] that are refused the same way log
+    /// at debug.
+    async fn subscribe(&self, told_up: &mut Option<bool>, previous: Option<&str>) -> LinkState {
         match psubscribe_confirmed(&self.sub).await {
             Ok(()) => {
                 info!(sentinel = %self.addr, "subscribed to sentinel events");
@@ -509,13 +515,19 @@ impl Watcher {
             }
             Err(err) => {
                 let hint = refused_subscribe_hint(&err, self.user.as_deref());
-                error!(sentinel = %self.addr, error = %err, retry_in_s = SUBSCRIBE_RETRY.as_secs(),
-                    "PSUBSCRIBE * refused: {hint}; this sentinel counts as not connected until it is accepted");
+                let refusal = err.to_string();
+                if previous == Some(refusal.as_str()) {
+                    debug!(sentinel = %self.addr, error = %err, "PSUBSCRIBE * still refused");
+                } else {
+                    error!(sentinel = %self.addr, error = %err, retry_in_s = SUBSCRIBE_RETRY.as_secs(),
+                        "PSUBSCRIBE * refused: {hint}; this sentinel counts as not connected until it is accepted");
+                }
                 let _ = self
                     .tell_down(told_up, format!("{REFUSED_PREFIX}: {hint}"))
                     .await;
                 LinkState::Unsubscribed {
                     retry_at: Instant::now() + SUBSCRIBE_RETRY,
+                    refusal,
                 }
             }
         }
