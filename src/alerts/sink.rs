@@ -48,12 +48,25 @@ pub const TEST_RECEIVER: &str = "sentinel-vip-test";
 /// How much of a rejected request's response body an error quotes.
 const BODY_QUOTE: usize = 200;
 
-/// The HTTP client sinks send with: the daemon's timeout and User-Agent.
+/// The HTTP client sinks send with: the daemon's timeout and User-Agent, and
+/// redirects followed only where a configured URL could point (`https://`, or
+/// `http://` to loopback): a redirect must not carry a signed body and its
+/// headers in clear across the network.
 pub fn http_client() -> Result<reqwest::Client, String> {
     crate::install_crypto_provider();
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("more than 5 redirects")
+        } else if crate::config::check_webhook_url(attempt.url().as_str(), false).is_ok() {
+            attempt.follow()
+        } else {
+            attempt.error("redirect to plain http:// off this host refused (the body and its signature would cross the network in clear)")
+        }
+    });
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .user_agent(USER_AGENT)
+        .redirect(redirects)
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
@@ -1074,5 +1087,52 @@ mod tests {
         let later = httpdate::fmt_http_date(now + Duration::from_secs(7));
         assert_eq!(retry_after(&later, now), Some(Duration::from_secs(7)));
         assert_eq!(retry_after("soon", now), None);
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_only_to_where_a_webhook_url_may_point() {
+        use axum::http::{header, StatusCode};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new()
+            .route(
+                "/to-clear",
+                axum::routing::post(|| async {
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(header::LOCATION, "http://192.0.2.1/hook")],
+                    )
+                }),
+            )
+            .route(
+                "/to-loopback",
+                axum::routing::post(move || async move {
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(header::LOCATION, format!("http://127.0.0.1:{port}/ok"))],
+                    )
+                }),
+            )
+            .route("/ok", axum::routing::post(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = http_client().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let r = http
+            .post(format!("{base}/to-loopback"))
+            .body("x")
+            .send()
+            .await;
+        assert_eq!(
+            r.unwrap().status(),
+            200,
+            "a redirect to loopback is followed"
+        );
+        let e = http
+            .post(format!("{base}/to-clear"))
+            .body("x")
+            .send()
+            .await
+            .expect_err("a redirect to plain http off this host is refused");
+        assert!(e.is_redirect(), "{e}");
     }
 }
