@@ -114,15 +114,7 @@ impl OneHost {
                 (0..3)
                     .all(|i| {
                         let info = self.sentinel(i, &["SENTINEL", "MASTER", MASTER]);
-                        let lines: Vec<&str> = info.lines().collect();
-                        let field = |k: &str| {
-                            lines
-                                .iter()
-                                .position(|l| *l == k)
-                                .and_then(|p| lines.get(p + 1))
-                                .and_then(|v| v.parse::<usize>().ok())
-                        };
-                        field("num-slaves") >= Some(2) && field("num-other-sentinels") >= Some(2)
+                        ready_for_failover(&info, 2, 3)
                     })
                     .then_some(())
             },

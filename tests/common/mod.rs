@@ -440,6 +440,7 @@ impl Redis {
     }
 
     /// Waits until all sentinels know every replica (so a failover can pick one).
+    /// See [`ready_for_failover`].
     pub async fn wait_ready_for_failover(&self, replicas: usize) {
         eventually(
             "sentinels to see the replicas and each other",
@@ -453,16 +454,7 @@ impl Redis {
                             self.sentinel_port,
                             &["SENTINEL", "MASTER", MASTER],
                         );
-                        let lines: Vec<&str> = info.lines().collect();
-                        let field = |k: &str| {
-                            lines
-                                .iter()
-                                .position(|l| *l == k)
-                                .and_then(|p| lines.get(p + 1))
-                                .and_then(|v| v.parse::<usize>().ok())
-                        };
-                        field("num-slaves") >= Some(replicas)
-                            && field("num-other-sentinels") >= Some(self.sentinels.len() - 1)
+                        ready_for_failover(&info, replicas, self.sentinels.len())
                     })
                     .then_some(())
             },
@@ -1277,16 +1269,7 @@ impl Redis {
                             self.sentinel_port,
                             &["SENTINEL", "MASTER", MASTER],
                         );
-                        let lines: Vec<&str> = info.lines().collect();
-                        let field = |k: &str| {
-                            lines
-                                .iter()
-                                .position(|l| *l == k)
-                                .and_then(|p| lines.get(p + 1))
-                                .and_then(|v| v.parse::<usize>().ok())
-                        };
-                        field("num-slaves") >= Some(replicas)
-                            && field("num-other-sentinels") >= Some(self.sentinels.len() - 1)
+                        ready_for_failover(&info, replicas, self.sentinels.len())
                     })
                     .then_some(())
             },
@@ -1360,4 +1343,19 @@ pub fn http_client() -> reqwest::Client {
 /// `reqwest::get` with the crate's crypto provider installed first.
 pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
     http_client().get(url).send().await
+}
+
+/// Whether one sentinel's `SENTINEL MASTER` reply shows at least `replicas`
+/// replicas and the other `sentinels - 1` sentinels: a failover can then pick
+/// a replica and win a vote.
+pub fn ready_for_failover(sentinel_master: &str, replicas: usize, sentinels: usize) -> bool {
+    let lines: Vec<&str> = sentinel_master.lines().collect();
+    let field = |k: &str| {
+        lines
+            .iter()
+            .position(|l| *l == k)
+            .and_then(|p| lines.get(p + 1))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    field("num-slaves") >= Some(replicas) && field("num-other-sentinels") >= Some(sentinels - 1)
 }
