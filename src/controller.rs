@@ -201,6 +201,17 @@ impl Controller {
                 if let Some(ec2) = ec2 {
                     self.ec2 = ec2;
                 }
+                if cfg.aws.write_rate != self.cfg.aws.write_rate {
+                    let rate = cfg.aws.write_rate;
+                    info!(
+                        per_second = rate.per_second,
+                        burst = rate.burst,
+                        "aws.write_rate changed"
+                    );
+                    for order in self.pacer.set_budget(rate.per_second, rate.burst, now) {
+                        self.start_write(order);
+                    }
+                }
                 self.cfg = cfg;
                 let actions = self.core.reconfigure(now, &self.cfg);
                 self.act(actions);

@@ -120,6 +120,21 @@ impl<T> Pacer<T> {
         self.line.len()
     }
 
+    /// A new budget (`aws.write_rate` changed on reload): tokens earned so far
+    /// are kept up to the new burst, the line keeps its order, and what the
+    /// new bucket pays for now is released.
+    pub fn set_budget(&mut self, per_second: f64, burst: u32, now: Instant) -> Vec<T> {
+        self.refill(now);
+        let fresh: Pacer<T> = Pacer::new(per_second, burst, now);
+        self.per_second = fresh.per_second;
+        self.burst = fresh.burst;
+        self.tokens = self.tokens.min(self.burst);
+        for w in &mut self.line {
+            w.cost = w.cost.min(self.burst);
+        }
+        self.poll(now)
+    }
+
     /// Empties the line (shutdown): the orders that never started.
     pub fn drain(&mut self) -> Vec<T> {
         self.line.drain(..).map(|w| w.order).collect()
@@ -301,5 +316,22 @@ mod tests {
             .map(|at| at.duration_since(t0).as_secs_f64())
             .unwrap_or(0.0);
         assert!(took <= best * 1.1, "took {took} s, best {best} s");
+    }
+
+    #[test]
+    fn a_new_budget_keeps_the_line_and_applies_at_once() {
+        let t0 = Instant::now();
+        let mut p = Pacer::exact(1.0, 4.0, t0);
+        assert_eq!(p.offer(t0, "a", 4, 1), vec![1]);
+        assert!(p.offer(t0, "b", 4, 2).is_empty(), "bucket empty: b waits");
+        assert!(p.offer(t0, "c", 2, 3).is_empty());
+        // A smaller burst: b's cost is capped to it, so b still leaves; a
+        // faster rate: b and c leave sooner than at 1/s.
+        assert!(p.set_budget(20.0, 2, t0).is_empty());
+        let next = p.next_release().expect("b waits");
+        assert!(next <= t0 + ms(120), "{:?}", next - t0);
+        assert_eq!(p.poll(next), vec![2]);
+        assert_eq!(p.poll(p.next_release().unwrap()), vec![3]);
+        assert_eq!(p.waiting(), 0);
     }
 }
