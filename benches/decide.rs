@@ -4,8 +4,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sentinel_vip::alerts::fold::Fold;
-use sentinel_vip::event::parse;
+use sentinel_vip::decide::fold::Fold;
+use sentinel_vip::watch::event::parse;
 
 /// One failover as three sentinels publish it (recorded on the test rig).
 const BURST: &[(&str, &str)] = &[

@@ -1,7 +1,7 @@
 //! One address type for every Redis node and sentinel: what the config lists,
 //! what Sentinel prints in events and replies, what alerts show and what the
 //! decision core keys its maps by. Pure: no I/O (resolving host names is
-//! [`crate::resolve`]'s job).
+//! `act::resolve`'s job).
 //!
 //! An address is compared the way Sentinel compares them: an IP address has
 //! one canonical form (`0:0::1` is `::1`, `::FFFF:…` stays as written by

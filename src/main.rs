@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use sentinel_vip::config::{LogFormat, DEFAULT_CONFIG_PATH};
-use sentinel_vip::{check, daemon};
+use sentinel_vip::{cli::check, daemon};
 
 #[derive(Parser)]
 #[command(
@@ -115,7 +115,10 @@ fn main() -> ExitCode {
                 eprintln!("error: no alerts.webhooks configured");
                 return ExitCode::from(2);
             }
-            let results = rt.block_on(sentinel_vip::alerts::test_alert(&cfg, sink.as_deref()));
+            let results = rt.block_on(sentinel_vip::daemon::alerts::test_alert(
+                &cfg,
+                sink.as_deref(),
+            ));
             if results.is_empty() {
                 eprintln!("error: no sink named {:?}", sink.unwrap_or_default());
                 return ExitCode::from(2);
@@ -123,10 +126,10 @@ fn main() -> ExitCode {
             let mut failed = false;
             for (name, r) in results {
                 match r {
-                    sentinel_vip::alerts::sink::Delivery::Sent { status, attempts } => {
+                    sentinel_vip::act::sinks::Delivery::Sent { status, attempts } => {
                         println!("ok    {name}: HTTP {status} after {attempts} attempt(s)")
                     }
-                    sentinel_vip::alerts::sink::Delivery::Failed { why, attempts } => {
+                    sentinel_vip::act::sinks::Delivery::Failed { why, attempts } => {
                         failed = true;
                         println!("FAIL  {name}: {why} after {attempts} attempt(s)")
                     }
@@ -139,11 +142,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Status { json } => rt.block_on(async {
-            if let Some(s) = sentinel_vip::oneshot::daemon_status(&cfg).await {
+            if let Some(s) = sentinel_vip::cli::oneshot::daemon_status(&cfg).await {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
                 } else {
-                    sentinel_vip::oneshot::print_daemon_status(&s);
+                    sentinel_vip::cli::oneshot::print_daemon_status(&s);
                 }
                 return ExitCode::SUCCESS;
             }
@@ -164,7 +167,7 @@ fn main() -> ExitCode {
 }
 
 async fn oneshot(cfg: &sentinel_vip::config::Config, write: bool, json: bool) -> ExitCode {
-    match sentinel_vip::oneshot::reconcile(cfg, write).await {
+    match sentinel_vip::cli::oneshot::reconcile(cfg, write).await {
         Ok(views) => {
             if json {
                 println!(
@@ -172,7 +175,7 @@ async fn oneshot(cfg: &sentinel_vip::config::Config, write: bool, json: bool) ->
                     serde_json::to_string_pretty(&views).unwrap_or_default()
                 );
             } else {
-                sentinel_vip::oneshot::print(&views);
+                sentinel_vip::cli::oneshot::print(&views);
             }
             let failed = views.iter().any(|v| {
                 v.problem.is_some()
@@ -201,7 +204,7 @@ async fn iam_policy(cfg: &sentinel_vip::config::Config, account: Option<&str>) -
             return ExitCode::from(2);
         }
     }
-    let ec2 = sentinel_vip::ec2::Ec2::for_config(cfg).await;
+    let ec2 = sentinel_vip::act::ec2::Ec2::for_config(cfg).await;
     let Some(region) = ec2.region().map(str::to_owned) else {
         eprintln!("error: no region: set aws.region (or AWS_REGION)");
         return ExitCode::from(2);
@@ -234,7 +237,7 @@ async fn iam_policy(cfg: &sentinel_vip::config::Config, account: Option<&str>) -
             owners
         }
     };
-    let p = sentinel_vip::iam::policies(cfg, &region, &owners);
+    let p = sentinel_vip::cli::iam_policy::policies(cfg, &region, &owners);
     println!(
         "{}",
         serde_json::to_string_pretty(&p.to_json()).unwrap_or_default()

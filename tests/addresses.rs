@@ -269,8 +269,8 @@ async fn host_names_announced_by_sentinel_are_resolved_and_matched_without_case(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_resolves_a_host_name_to_the_eni_holding_its_address() {
-    use sentinel_vip::resolve::{fixed, Names};
-    use sentinel_vip::targets::Targets;
+    use sentinel_vip::act::resolve::{fixed, Names};
+    use sentinel_vip::act::targets::Targets;
     let moto = Moto::start();
     let vpc = Vpc::create(&moto.url, 1, 3).await;
     let yaml = format!(
@@ -278,7 +278,7 @@ async fn discovery_resolves_a_host_name_to_the_eni_holding_its_address() {
         moto.url, vpc.tables[0]
     );
     let cfg = sentinel_vip::config::Config::parse(&yaml).expect("config");
-    let ec2 = sentinel_vip::ec2::Ec2::for_config(&cfg).await;
+    let ec2 = sentinel_vip::act::ec2::Ec2::for_config(&cfg).await;
     let names = Names::new(fixed([
         (
             "redis-b.internal".to_owned(),

@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
+use sentinel_vip::act::ec2::Ec2;
+use sentinel_vip::act::targets::Targets;
 use sentinel_vip::config::{AwsConfig, MasterConfig, RouteTableId, Target};
-use sentinel_vip::ec2::{Ec2, ErrorClass};
-use sentinel_vip::event::Addr;
-use sentinel_vip::plan::CurrentRoute;
-use sentinel_vip::targets::{DiscoveryMiss, TargetError, Targets};
+use sentinel_vip::decide::facts::{DiscoveryMiss, ErrorClass, TargetError};
+use sentinel_vip::decide::plan::CurrentRoute;
+use sentinel_vip::watch::event::Addr;
 
 const WITHIN: Duration = Duration::from_secs(45);
 

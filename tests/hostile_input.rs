@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use sentinel_vip::config::Config;
-use sentinel_vip::event::{parse, ParseError, MAX_PAYLOAD};
+use sentinel_vip::watch::event::{parse, ParseError, MAX_PAYLOAD};
 
 const CHANNELS: &[&str] = &[
     "+switch-master",

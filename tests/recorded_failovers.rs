@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use sentinel_vip::alerts::fold::{Fold, State};
-use sentinel_vip::event::parse;
+use sentinel_vip::decide::fold::{Fold, State};
+use sentinel_vip::watch::event::parse;
 
 /// Replays a fixture; returns what the fold sends and how many events it absorbed.
 fn replay(
     fixture: &str,
     group_wait: Duration,
-) -> (Vec<sentinel_vip::alerts::fold::Incident>, usize, usize) {
+) -> (Vec<sentinel_vip::decide::fold::Incident>, usize, usize) {
     let mut fold = Fold::new(group_wait, Duration::from_secs(4 * 3600));
     let t0 = Instant::now();
     let mut sent = Vec::new();

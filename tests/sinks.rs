@@ -17,10 +17,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sentinel_vip::alerts::fold::{incident_key, Incident, Kind, Severity, State};
-use sentinel_vip::alerts::sink::{self, Clock, Delivery, Sink};
-use sentinel_vip::alerts::RouteReport;
+use sentinel_vip::act::sinks::{self, Clock, Delivery, Sink};
 use sentinel_vip::config::{Secret, SinkKind, WebhookConfig};
+use sentinel_vip::decide::fold::RouteReport;
+use sentinel_vip::decide::fold::{incident_key, Incident, Kind, Severity, State};
 use serde_json::{json, Value};
 
 use common::*;
@@ -216,7 +216,7 @@ async fn every_attempt_verifies_with_standardwebhooks_even_after_six_minutes_of_
     });
     let (url, got) = receiver_on(clock.clone(), Duration::from_secs(6 * 60)).await;
     let cfg = webhook(SinkKind::Generic, &url);
-    let sink = Sink::start_with_clock(cfg.clone(), sink::http_client().unwrap(), clock.clone());
+    let sink = Sink::start_with_clock(cfg.clone(), sinks::http_client().unwrap(), clock.clone());
     // Five messages queued at once while the receiver is down; the second is
     // a repeat reminder of the first.
     let first = failover("mymaster", false);
@@ -226,10 +226,10 @@ async fn every_attempt_verifies_with_standardwebhooks_even_after_six_minutes_of_
     queued.extend(["b", "c"].map(|m| failover(m, false)));
     queued.push(failover("d", true));
     for i in &queued {
-        sink.enqueue(sink::render(&cfg, i, "sentinel-vip", clock.now()))
+        sink.enqueue(sinks::render(&cfg, i, "sentinel-vip", clock.now()))
             .await;
     }
-    let last_id = sink::webhook_id(&queued[4]);
+    let last_id = sinks::webhook_id(&queued[4]);
     eventually(
         "the last queued message is accepted",
         Duration::from_secs(60),
@@ -260,12 +260,12 @@ async fn every_attempt_verifies_with_standardwebhooks_even_after_six_minutes_of_
         .iter()
         .map(|g| g.headers["webhook-id"].as_str())
         .collect();
-    let expected: BTreeSet<String> = queued.iter().map(sink::webhook_id).collect();
+    let expected: BTreeSet<String> = queued.iter().map(sinks::webhook_id).collect();
     assert_eq!(ids.len(), 5, "{ids:?}");
     assert_eq!(ids, expected.iter().map(String::as_str).collect());
     assert!(all.len() > 10, "retried: {} attempts", all.len());
     for g in &all {
-        assert_eq!(g.headers["user-agent"], sink::USER_AGENT);
+        assert_eq!(g.headers["user-agent"], sinks::USER_AGENT);
     }
     let (ok, out) = standardwebhooks_verify(&all);
     assert!(ok, "standardwebhooks rejected deliveries:\n{out}");
@@ -281,8 +281,8 @@ async fn signing_at_queue_time_would_be_rejected_by_standardwebhooks() {
         offset: Mutex::new(Duration::ZERO),
     });
     let cfg = webhook(SinkKind::Generic, "http://127.0.0.1:9/");
-    let req = sink::render(&cfg, &failover("m", true), "r", clock.now());
-    let sink::Signed { body, headers } = sink::signed(&cfg, &req, clock.now()).unwrap();
+    let req = sinks::render(&cfg, &failover("m", true), "r", clock.now());
+    let sinks::Signed { body, headers } = sinks::signed(&cfg, &req, clock.now()).unwrap();
     let got = Got {
         at: clock.now() + Duration::from_secs(325),
         status: 200,
@@ -315,7 +315,7 @@ fn teams_cards_validate_against_the_adaptive_card_1_4_schema() {
     let cfg = webhook(SinkKind::Teams, "https://example.invalid/teams");
     let mut cards = Vec::new();
     for i in incidents() {
-        let body = sink::render(&cfg, &i, "r", SystemTime::now()).body;
+        let body = sinks::render(&cfg, &i, "r", SystemTime::now()).body;
         assert!(serde_json::to_string(&body).unwrap().len() <= 28_000);
         assert_eq!(
             body["attachments"][0]["contentType"],
@@ -337,7 +337,7 @@ fn generic_body_has_alertmanager_v4_field_names_and_types() {
     let cfg = webhook(SinkKind::Generic, "https://example.invalid/generic");
     let bodies: Vec<Value> = incidents()
         .iter()
-        .map(|i| sink::render(&cfg, i, "sentinel-vip", SystemTime::now()).body)
+        .map(|i| sinks::render(&cfg, i, "sentinel-vip", SystemTime::now()).body)
         .collect();
     let (ok, out) = jsonschema_check("alertmanager-webhook-v4.schema.json", bodies.clone());
     assert!(ok, "alertmanager notify/webhook Message:\n{out}");
@@ -354,8 +354,8 @@ async fn pagerduty_test_alert_triggers_then_resolves_with_the_daemons_user_agent
     let slack = webhook(SinkKind::Slack, &format!("{}/slack", hooks.url));
     let mut test = failover("TEST", false);
     test.down = false;
-    let http = sink::http_client().unwrap();
-    let r = sink::send_test_alert(&pd, &http, &test, Duration::from_secs(5)).await;
+    let http = sinks::http_client().unwrap();
+    let r = sinks::send_test_alert(&pd, &http, &test, Duration::from_secs(5)).await;
     assert_eq!(
         r,
         Delivery::Sent {
@@ -370,7 +370,7 @@ async fn pagerduty_test_alert_triggers_then_resolves_with_the_daemons_user_agent
         .collect();
     assert_eq!(actions, ["trigger", "resolve"]);
     assert_eq!(got[0].body["dedup_key"], got[1].body["dedup_key"]);
-    let r = sink::send_test_alert(&slack, &http, &test, Duration::from_secs(5)).await;
+    let r = sinks::send_test_alert(&slack, &http, &test, Duration::from_secs(5)).await;
     assert!(matches!(r, Delivery::Sent { .. }), "{r:?}");
     for h in hooks.all("/pd").iter().chain(hooks.all("/slack").iter()) {
         let ua = h
@@ -378,13 +378,13 @@ async fn pagerduty_test_alert_triggers_then_resolves_with_the_daemons_user_agent
             .iter()
             .find(|(k, _)| k == "user-agent")
             .map(|(_, v)| v.as_str());
-        assert_eq!(ua, Some(sink::USER_AGENT));
+        assert_eq!(ua, Some(sinks::USER_AGENT));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_errors_say_why_once_without_secrets() {
-    let http = sink::http_client().unwrap();
+    let http = sinks::http_client().unwrap();
     let msg = failover("m", true);
     // Nothing listens: refused.
     let closed = {
@@ -395,9 +395,9 @@ async fn delivery_errors_say_why_once_without_secrets() {
         SinkKind::Slack,
         &format!("http://127.0.0.1:{closed}/services/T000/B000/XXXXSECRETTOKEN"),
     );
-    let req = sink::render(&cfg, &msg, "r", SystemTime::now());
+    let req = sinks::render(&cfg, &msg, "r", SystemTime::now());
     let Delivery::Failed { why, attempts } =
-        sink::deliver(&cfg, &http, &req, Duration::from_millis(100)).await
+        sinks::deliver(&cfg, &http, &req, Duration::from_millis(100)).await
     else {
         panic!("delivered to a closed port")
     };
@@ -432,9 +432,9 @@ async fn delivery_errors_say_why_once_without_secrets() {
     });
     let mut cfg = webhook(SinkKind::Pagerduty, &format!("{base}/bad/XXXXSECRETTOKEN"));
     cfg.secret = None;
-    let req = sink::render(&cfg, &msg, "r", SystemTime::now());
+    let req = sinks::render(&cfg, &msg, "r", SystemTime::now());
     let Delivery::Failed { why, attempts } =
-        sink::deliver(&cfg, &http, &req, Duration::from_secs(5)).await
+        sinks::deliver(&cfg, &http, &req, Duration::from_secs(5)).await
     else {
         panic!("a 400 was taken as delivered")
     };
@@ -448,9 +448,9 @@ async fn delivery_errors_say_why_once_without_secrets() {
     assert!(!why.contains("attempt"), "{why}");
     // A receiver that never answers: timed out.
     let cfg = webhook(SinkKind::Discord, &format!("{base}/hang"));
-    let req = sink::render(&cfg, &msg, "r", SystemTime::now());
+    let req = sinks::render(&cfg, &msg, "r", SystemTime::now());
     let Delivery::Failed { why, .. } =
-        sink::deliver(&cfg, &http, &req, Duration::from_millis(100)).await
+        sinks::deliver(&cfg, &http, &req, Duration::from_millis(100)).await
     else {
         panic!("a hanging receiver was taken as delivered")
     };

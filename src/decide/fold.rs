@@ -30,8 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::RouteReport;
-use crate::event::{Event, Role};
+use crate::watch::event::{Event, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -1151,10 +1150,58 @@ impl Fold {
     }
 }
 
+/// What the controller tells the alerter (through [`offer`]).
+#[derive(Debug, Clone)]
+pub enum AlertInput {
+    Event {
+        sentinel: usize,
+        event: Event,
+    },
+    Route(RouteReport),
+    /// A read found the VIP route right for `addr` (→ `target`) in every table
+    /// without writing: another watcher fixed it, or a read-back was slow. It
+    /// resolves a route-failure incident of `master`.
+    RouteVerified {
+        master: String,
+        addr: String,
+        target: String,
+    },
+    Majority {
+        master: String,
+        ok: bool,
+        detail: String,
+    },
+    /// A sentinel refusing the watcher's PSUBSCRIBE (`ok == false`, ACL) or
+    /// accepting it again.
+    SentinelRefused {
+        sentinel: String,
+        ok: bool,
+        detail: String,
+    },
+    /// EC2 reads failing (`ok == false`) or working again.
+    Ec2 {
+        ok: bool,
+        detail: String,
+    },
+}
+
+/// A route write's outcome, as alerts quote it.
+#[derive(Debug, Clone)]
+pub struct RouteReport {
+    pub master: String,
+    pub addr: String,
+    pub ok: bool,
+    pub target: String,
+    pub tables_written: usize,
+    pub tables_total: usize,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::parse;
+    use crate::watch::event::parse;
 
     const GW: Duration = Duration::from_secs(10);
 

@@ -11,7 +11,7 @@
 //! - **Found answers are kept until EC2 says the target is gone**: the caller
 //!   evicts them ([`Targets::evict`]) on a write answered with
 //!   [`Ec2Error::is_target_gone`] or a read-back that
-//!   [`crate::plan::CurrentRoute::shows_target_gone`]. After [`REFRESH_AFTER`] an
+//!   [`crate::decide::plan::CurrentRoute::shows_target_gone`]. After [`REFRESH_AFTER`] an
 //!   answer is still used, but [`Targets::is_cached`] says no, so the warm-up
 //!   looks it up again in the background (an ENI replaced while its node was a
 //!   replica heals before the failover needs it).
@@ -25,67 +25,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::act::ec2::Ec2;
+use crate::act::resolve::Names;
+use crate::config::static_target;
 use crate::config::{MasterConfig, RouteTableId, Target};
-use crate::ec2::{Ec2, Ec2Error, TableRead};
-use crate::event::Addr;
-use crate::plan::static_target;
-use crate::resolve::Names;
+use crate::decide::facts::{DiscoveryMiss, TableRead, TargetError};
+use crate::watch::event::Addr;
 
 /// How long "no network interface holds this IP" is believed.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(10);
 /// Age after which a found target is looked up again by the warm-up (still used
 /// meanwhile).
 pub const REFRESH_AFTER: Duration = Duration::from_secs(300);
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TargetError {
-    #[error("{addr} is not in masters.{master}.nodes; add it there")]
-    NotInNodes { master: String, addr: Addr },
-    /// Discovery found no single ENI for the address (see [`DiscoveryMiss`]).
-    #[error(transparent)]
-    NotFound(DiscoveryMiss),
-    /// Sentinel named the node by a host name that does not resolve.
-    #[error("{addr}: host name does not resolve ({why}); Sentinel announces it (announce-hostnames yes), so this host must resolve it too")]
-    Unresolved { addr: Addr, why: String },
-    #[error(transparent)]
-    Ec2(#[from] Ec2Error),
-}
-
-/// Why discovery found no single ENI for a private IP. An answer about the
-/// address, cached for [`NOT_FOUND_TTL`] (except [`DiscoveryMiss::NoScope`]).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum DiscoveryMiss {
-    #[error("no network interface in EC2 holds private IP {ip}; is the Redis node's ENI in this account and region?")]
-    Anywhere { ip: String },
-    #[error("no network interface holds private IP {ip} in {vpcs}, the VPC(s) of the master's route tables; is the Redis node's ENI there (a replaced ENI is found again once it exists)?")]
-    InVpcs { ip: String, vpcs: String },
-    #[error("private IP {ip} is held by several network interfaces ({enis}) in {vpcs}: the master's route tables span VPCs with overlapping CIDRs; list the targets in masters.<name>.nodes")]
-    Ambiguous {
-        ip: String,
-        enis: String,
-        vpcs: String,
-    },
-    #[error("none of route tables {tables} could be read, so the VPC to look {ip} up in is unknown: {reason}")]
-    NoScope {
-        ip: String,
-        tables: String,
-        reason: String,
-    },
-}
-
-impl TargetError {
-    /// An answer about the address itself (cached briefly), not a failed call.
-    fn is_answer(&self) -> bool {
-        matches!(
-            self,
-            TargetError::NotFound(
-                DiscoveryMiss::Anywhere { .. }
-                    | DiscoveryMiss::InVpcs { .. }
-                    | DiscoveryMiss::Ambiguous { .. }
-            )
-        )
-    }
-}
 
 /// Where a lookup looks: the VPCs (sorted; empty = every VPC) and the IP.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -423,7 +374,7 @@ impl Targets {
 
     /// Forgets the discovered target of `addr`: call it when a write to it was
     /// answered [`Ec2Error::is_target_gone`], or when the route read back after the
-    /// write [`crate::plan::CurrentRoute::shows_target_gone`]. The next
+    /// write [`crate::decide::plan::CurrentRoute::shows_target_gone`]. The next
     /// [`Targets::cached`] says `None` and the next resolve asks EC2 again. Returns
     /// whether a target was forgotten (`false` for a static `nodes` map: that needs
     /// the config fixed).
@@ -629,10 +580,10 @@ mod tests {
         })
     }
     fn call_failed() -> TargetError {
-        TargetError::Ec2(Ec2Error {
+        TargetError::Ec2(crate::decide::facts::Ec2Error {
             operation: "DescribeNetworkInterfaces",
             subject: "private IP 10.0.1.11".into(),
-            class: crate::ec2::ErrorClass::Transient,
+            class: crate::decide::facts::ErrorClass::Transient,
             code: None,
             message: "timed out".into(),
         })
@@ -840,7 +791,7 @@ mod tests {
 
     #[tokio::test]
     async fn host_names_find_static_nodes_by_name_or_by_their_address() {
-        let names = Names::new(crate::resolve::fixed([
+        let names = Names::new(crate::act::resolve::fixed([
             (
                 "redis-a.internal".to_owned(),
                 vec!["10.0.1.11".parse().unwrap()],

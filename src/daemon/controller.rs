@@ -19,18 +19,18 @@ use ipnet::IpNet;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::alerts::AlertInput;
+use crate::act::ec2::Ec2;
+use crate::act::pacing::Pacer;
+use crate::act::targets::Targets;
 use crate::config::{Config, RouteTableId};
-use crate::ec2::Ec2;
-use crate::event::Addr;
-use crate::metrics::METRICS;
-use crate::pacing::Pacer;
-use crate::plan::{plan, CurrentRoute, RouteAction};
-use crate::quorum::Answer;
+use crate::decide::fold::AlertInput;
+use crate::decide::plan::{plan, CurrentRoute, RouteAction};
+use crate::decide::quorum::Answer;
+use crate::decide::steering::{self, Action, ReadOutcome, Steering, WriteOrder, WriteOutcome};
+use crate::ops::metrics::METRICS;
+use crate::ops::status::SharedStatus;
 use crate::shutdown::Shutdown;
-use crate::status::SharedStatus;
-use crate::steering::{self, Action, ReadOutcome, Steering, WriteOrder, WriteOutcome};
-use crate::targets::Targets;
+use crate::watch::event::Addr;
 use crate::watch::{SentinelLink, WatchMsg};
 
 /// Pauses before reading a written route back (EC2 reads are eventually consistent).
@@ -136,7 +136,7 @@ impl Controller {
                         self.start_write(order);
                     }
                 }
-                _ = heartbeat.tick() => crate::notify::heartbeat(&self.status),
+                _ = heartbeat.tick() => crate::ops::notify::heartbeat(&self.status),
             }
         }
         self.drain_writes().await;
@@ -250,7 +250,7 @@ impl Controller {
 
     fn alert(&self, input: AlertInput) {
         if let Some(a) = &self.alerts {
-            crate::alerts::offer(a, input);
+            crate::daemon::inbox::offer(a, input);
         }
     }
 
@@ -610,7 +610,7 @@ pub async fn majority_read(
     for (name, m) in &cfg.masters {
         let a: Vec<Answer> = reports
             .iter()
-            .map(|r| crate::watch::answer(r, name))
+            .map(|r| crate::decide::quorum::Answer::from_report(r, name))
             .collect();
         let named: BTreeSet<&Addr> = a
             .iter()

@@ -9,9 +9,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::metrics::{Format, METRICS};
+use crate::ops::metrics::{Format, METRICS};
+use crate::ops::status::SharedStatus;
 use crate::shutdown::Shutdown;
-use crate::status::SharedStatus;
 
 /// Binds `addr` and serves until shutdown.
 pub async fn serve(

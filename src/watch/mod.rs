@@ -5,6 +5,8 @@
 //! (re)connect is reported as [`WatchMsg::Connected`]: the controller answers it
 //! with a reconcile.
 
+pub mod event;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -24,10 +26,9 @@ use tokio::task::AbortHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::SentinelAuth;
-use crate::event::{self, Addr, Event, ParseError};
-use crate::metrics::METRICS;
-use crate::quorum::MasterView;
+use crate::ops::metrics::METRICS;
 use crate::shutdown::Shutdown;
+use event::{Addr, Event, ParseError};
 
 /// How a refused subscription (ACL `NOPERM`) is worded in
 /// [`WatchMsg::Disconnected`]: the controller alerts on it and fails `/readyz`.
@@ -586,6 +587,23 @@ impl Watcher {
     }
 }
 
+/// What one sentinel said about one master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterView {
+    /// Where this sentinel says the master is *now*: `SENTINEL
+    /// GET-MASTER-ADDR-BY-NAME`, which names the promoted replica from the
+    /// reconfiguration phase of a failover on (`SENTINEL MASTER` keeps the old
+    /// address until the failover ends). It is what Sentinel-aware clients follow.
+    pub addr: Addr,
+    /// `config-epoch` from `SENTINEL MASTER(S)`.
+    pub config_epoch: u64,
+    /// Sentinel's flags for the master, e.g. `master,s_down,o_down`.
+    pub flags: String,
+    /// Replicas this sentinel knows for the master (`SENTINEL REPLICAS`), for
+    /// guarding the fast path: a `+switch-master` to a known replica is plausible.
+    pub replicas: Vec<Addr>,
+}
+
 /// One sentinel's answer to a majority read.
 #[derive(Debug, Clone)]
 pub struct SentinelReport {
@@ -950,21 +968,6 @@ pub fn acl_rule() -> String {
     let mut rule = vec!["resetchannels", "&*", "-@all", "+psubscribe", "+ping"];
     rule.extend(NEEDED_COMMANDS.iter().map(|c| c.rule));
     rule.join(" ")
-}
-
-/// One sentinel's read turned into its vote on `master`.
-pub fn answer(report: &Result<SentinelReport, String>, master: &str) -> crate::quorum::Answer {
-    use crate::quorum::Answer;
-    match report {
-        Err(_) => Answer::Unreachable,
-        Ok(rep) if rep.tilt => Answer::Tilt,
-        Ok(rep) => rep
-            .masters
-            .get(master)
-            .cloned()
-            .map(Answer::View)
-            .unwrap_or(Answer::NotMonitored),
-    }
 }
 
 fn no_such_master(e: &fred::error::Error) -> bool {

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tracing::warn;
 
-use super::AlertInput;
-use crate::metrics::METRICS;
+use crate::decide::fold::AlertInput;
+use crate::ops::metrics::METRICS;
 
 /// Dropped inputs in the current burst (0: not dropping). Process-wide like the
 /// inbox's metric: one burst state per process is what the log line describes.

@@ -33,14 +33,14 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use crate::alerts::{AlertInput, RouteReport};
 use crate::config::{Config, MasterConfig, RouteTableId, Target};
-use crate::ec2::{Ec2Error, TableReads};
-use crate::event::{Addr, Event, Role};
-use crate::plan::{plan, CurrentRoute, RouteAction};
-use crate::quorum::{self, Answer, Verdict};
-use crate::status::{MasterStatus, TableStatus};
-use crate::targets::TargetError;
+use crate::decide::facts::TargetError;
+use crate::decide::facts::{Ec2Error, TableReads};
+use crate::decide::fold::{AlertInput, RouteReport};
+use crate::decide::plan::{plan, CurrentRoute, RouteAction};
+use crate::decide::quorum::{self, Answer, Verdict};
+use crate::ops::status::{MasterStatus, TableStatus};
+use crate::watch::event::{Addr, Event, Role};
 use crate::watch::{SentinelId, REFUSED_PREFIX};
 
 /// First confirming read after a fast-path switch (the other sentinels usually
@@ -257,7 +257,7 @@ impl WriteOutcome {
     /// Whether every failure is one that retrying soon cannot fix (permission,
     /// a static map that lacks the node): alerted and retried at the interval.
     pub fn needs_operator(&self) -> bool {
-        use crate::ec2::ErrorClass;
+        use crate::decide::facts::ErrorClass;
         let class_needs_operator =
             |c: ErrorClass| matches!(c, ErrorClass::Permission | ErrorClass::NotFound);
         match &self.target {
@@ -1079,7 +1079,7 @@ fn task_failed(operation: &'static str, why: String) -> Ec2Error {
     Ec2Error {
         operation,
         subject: "sentinel-vip task".into(),
-        class: crate::ec2::ErrorClass::Transient,
+        class: crate::decide::facts::ErrorClass::Transient,
         code: None,
         message: why,
     }
@@ -1114,8 +1114,8 @@ pub fn retry_delay(failures: u32, jitter: f64) -> Duration {
 mod tests {
     //! The decision rules as scenarios: inputs at injected times, expected actions.
     use super::*;
-    use crate::ec2::TableRead;
-    use crate::quorum::MasterView;
+    use crate::decide::facts::TableRead;
+    use crate::watch::MasterView;
 
     const A: &str = "10.0.1.10";
     const B: &str = "10.0.1.11";
@@ -1218,7 +1218,7 @@ reconcile:
         let targets = [A, B, C, X]
             .iter()
             .map(|h| {
-                let t = crate::plan::static_target(m.nodes.as_ref().expect("nodes"), &addr(h))
+                let t = crate::config::static_target(m.nodes.as_ref().expect("nodes"), &addr(h))
                     .ok_or(TargetError::NotInNodes {
                         master: "m".into(),
                         addr: addr(h),
@@ -1320,7 +1320,7 @@ reconcile:
                         Err(Ec2Error {
                             operation: "ReplaceRoute",
                             subject: t.to_string(),
-                            class: crate::ec2::ErrorClass::Transient,
+                            class: crate::decide::facts::ErrorClass::Transient,
                             code: Some("RequestLimitExceeded".into()),
                             message: "throttled".into(),
                         })
@@ -1458,8 +1458,9 @@ reconcile:
     #[test]
     fn replica_learned_from_an_event_is_a_fast_path_target() {
         let mut s = Sim::started();
-        let slave = crate::event::parse("+slave", &format!("slave {X}:6379 {X} 6379 @ m {A} 6379"))
-            .expect("parses");
+        let slave =
+            crate::watch::event::parse("+slave", &format!("slave {X}:6379 {X} 6379 @ m {A} 6379"))
+                .expect("parses");
         s.feed(
             50,
             Input::Event {
@@ -1717,7 +1718,7 @@ reconcile:
                 Err(Ec2Error {
                     operation: "DescribeRouteTables",
                     subject: id.to_string(),
-                    class: crate::ec2::ErrorClass::NotFound,
+                    class: crate::decide::facts::ErrorClass::NotFound,
                     code: Some("InvalidRouteTableID.NotFound".into()),
                     message: "The routeTable ID 'rtb-2' does not exist".into(),
                 }),

@@ -6,24 +6,8 @@
 //! that address. A lagging majority at an older epoch therefore never reverts a
 //! newer switch, and a minority never moves the VIP.
 
-use crate::event::Addr;
-
-/// What one sentinel said about one master.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MasterView {
-    /// Where this sentinel says the master is *now*: `SENTINEL
-    /// GET-MASTER-ADDR-BY-NAME`, which names the promoted replica from the
-    /// reconfiguration phase of a failover on (`SENTINEL MASTER` keeps the old
-    /// address until the failover ends). It is what Sentinel-aware clients follow.
-    pub addr: Addr,
-    /// `config-epoch` from `SENTINEL MASTER(S)`.
-    pub config_epoch: u64,
-    /// Sentinel's flags for the master, e.g. `master,s_down,o_down`.
-    pub flags: String,
-    /// Replicas this sentinel knows for the master (`SENTINEL REPLICAS`), for
-    /// guarding the fast path: a `+switch-master` to a known replica is plausible.
-    pub replicas: Vec<Addr>,
-}
+use crate::watch::event::Addr;
+use crate::watch::{MasterView, SentinelReport};
 
 /// One sentinel's answer for one master.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +19,22 @@ pub enum Answer {
     NotMonitored,
     /// The sentinel did not answer.
     Unreachable,
+}
+
+impl Answer {
+    /// One sentinel's read turned into its vote on `master`.
+    pub fn from_report(report: &Result<SentinelReport, String>, master: &str) -> Answer {
+        match report {
+            Err(_) => Answer::Unreachable,
+            Ok(rep) if rep.tilt => Answer::Tilt,
+            Ok(rep) => rep
+                .masters
+                .get(master)
+                .cloned()
+                .map(Answer::View)
+                .unwrap_or(Answer::NotMonitored),
+        }
+    }
 }
 
 /// The outcome of counting the answers.

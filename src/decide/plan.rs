@@ -1,9 +1,6 @@
 //! Route planning: which route tables need a write for a desired target. Pure.
 
-use std::collections::BTreeMap;
-
-use crate::config::{NodeKey, Target};
-use crate::event::Addr;
+use crate::config::Target;
 
 /// The VIP's route in one table, as last read from EC2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +60,7 @@ impl CurrentRoute {
     /// Read back after writing `written`, this route says the target we resolved
     /// is not (or no longer) the one EC2 holds: a blackhole, or a route that
     /// points elsewhere. The discovered target must then be evicted and resolved
-    /// again ([`crate::targets::Targets::evict`]). A missing route says nothing
+    /// again (`act::targets::Targets::evict`). A missing route says nothing
     /// about the target.
     ///
     /// EC2 reads are eventually consistent: judge the *last* read-back of a write,
@@ -108,15 +105,12 @@ pub fn plan(current: &CurrentRoute, desired: &Target) -> RouteAction {
     }
 }
 
-/// Looks `addr` up in a static `nodes` map: an exact `host:port` key wins over a
-/// bare `host` key.
-pub fn static_target(nodes: &BTreeMap<NodeKey, Target>, addr: &Addr) -> Option<Target> {
-    NodeKey::of(addr).iter().find_map(|k| nodes.get(k)).cloned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{static_target, NodeKey};
+    use crate::watch::event::Addr;
+    use std::collections::BTreeMap;
 
     fn eni(s: &str) -> Target {
         Target::Eni(s.to_owned().try_into().unwrap())

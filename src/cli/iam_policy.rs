@@ -16,7 +16,7 @@
 //!
 //! Who needs what with roles: route-table calls for a master with its own role
 //! go through that role; every other call goes through `aws.assume_role_arn`
-//! when set, else through the default credentials (see [`crate::ec2::Ec2`]).
+//! when set, else through the default credentials (see [`crate::act::ec2::Ec2`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::act::ec2::Ec2;
+use crate::act::targets::Targets;
 use crate::config::{Config, RouteTableId};
-use crate::ec2::Ec2;
-use crate::plan::{plan, CurrentRoute, RouteAction};
-use crate::quorum::{self, Answer, Verdict};
-use crate::targets::Targets;
+use crate::decide::plan::{plan, CurrentRoute, RouteAction};
+use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::{self, SentinelLink};
 
 #[derive(Debug, Serialize)]
@@ -71,7 +71,10 @@ pub async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<MasterVi
     let targets = Targets::default();
     let mut out = Vec::new();
     for (name, m) in &cfg.masters {
-        let answers: Vec<Answer> = reports.iter().map(|r| watch::answer(r, name)).collect();
+        let answers: Vec<Answer> = reports
+            .iter()
+            .map(|r| Answer::from_report(r, name))
+            .collect();
         let sentinels = links
             .iter()
             .zip(&answers)

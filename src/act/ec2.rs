@@ -1,5 +1,5 @@
 //! Act: the VPC route tables through aws-sdk-ec2. Thin I/O; decisions live in
-//! [`crate::plan`].
+//! [`crate::decide::plan`].
 //!
 //! Throttling, 5xx, timeouts and connection errors are retried by the SDK's
 //! standard retry strategy (exponential backoff with jitter) under a per-call
@@ -21,109 +21,10 @@ use aws_sdk_ec2::Client;
 use ipnet::IpNet;
 
 use crate::config::{AwsConfig, Config, EniId, InstanceId, RoleArn, RouteTableId, Target};
-use crate::plan::CurrentRoute;
+use crate::decide::facts::{Ec2Error, ErrorClass, TableRead, TableReads};
+use crate::decide::plan::CurrentRoute;
 
-/// How a failed EC2 call should be treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Throttling, 5xx, timeout, network: try again later.
-    Transient,
-    /// Missing IAM permission: an operator must act.
-    Permission,
-    /// The route table (or a configured id) does not exist: an operator must act.
-    NotFound,
-    /// The route's *target* (ENI or instance) no longer exists
-    /// (`InvalidNetworkInterfaceID.NotFound`, `InvalidInstanceID.NotFound`). A
-    /// discovered target heals by evicting it and resolving the address again
-    /// ([`crate::targets::Targets::evict`]); a static `nodes` entry needs the config fixed.
-    TargetGone,
-    /// Anything else the API refused.
-    Refused,
-}
-
-/// A failed EC2 call: which call, about what (route table, VIP and target, IP),
-/// how to treat it, AWS's code and message. Its `Display` ends with what to do
-/// for the cases an operator must fix.
-#[derive(Debug, Clone)]
-pub struct Ec2Error {
-    pub operation: &'static str,
-    /// What the call was about: a route table id, an IP, ...
-    pub subject: String,
-    pub class: ErrorClass,
-    /// The AWS error code, e.g. `UnauthorizedOperation`.
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl std::fmt::Display for Ec2Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "EC2 {} on {}: {}",
-            self.operation, self.subject, self.message
-        )?;
-        if self.is_table_gone() {
-            f.write_str(" (check the id in route_tables, aws.region and the account of the credentials: a deleted table or one of another account reads as not found)")?;
-        } else if self.is_target_gone() {
-            f.write_str(" (the ENI/instance no longer exists: a discovered target is looked up again; a `nodes` entry must be updated)")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Ec2Error {}
-
-/// What EC2 answers on the fault paths this module handles, as measured on moto
-/// 5.2.5 (`tests/ec2_repair.rs` asserts the moto column through this module) and as the
-/// EC2 API reference ("Error codes for the Amazon EC2 API") documents them:
-///
-/// | case | moto 5.2.5 | EC2 (docs) |
-/// |---|---|---|
-/// | ReplaceRoute, no route for the CIDR | `InvalidParameterValue` "There is no route defined for '<cidr>' in the route table. Use CreateRoute instead." | same (moto's source notes it copies AWS here; `InvalidRoute.NotFound` is DeleteRoute's answer) |
-/// | CreateRoute, route exists | ENI target: accepted silently (overwrites); instance target: `RouteAlreadyExists` "The route identified by <cidr> already exists" | `RouteAlreadyExists` "A route for the specified CIDR block already exists in this route table." |
-/// | route table gone, any call naming it | `InvalidRouteTableID.NotFound` "The routeTable ID '<id>' does not exist" | same code; a badly formed id is `InvalidRouteTableId.Malformed` (moto: NotFound) |
-/// | DescribeRouteTables `RouteTableIds=[ok, gone]` | whole call fails `InvalidRouteTableID.NotFound` naming one id | same |
-/// | DescribeRouteTables filter `route-table-id=[ok, gone]` | the gone table is silently absent | same |
-/// | ReplaceRoute/CreateRoute to a deleted ENI | `InvalidNetworkInterfaceID.NotFound` "The networkInterface ID '<id>' does not exist" | same code ("The specified network interface does not exist.") |
-/// | … to an unknown instance | `InvalidInstanceID.NotFound` "The instance ID '<id>' does not exist" | same code; plain `InvalidInstanceID` = instance has several ENIs (config problem, not "gone") |
-/// | route whose ENI was deleted, read back | still shows the old ENI id, `State: active` | `State: blackhole` |
-/// | ReplaceRoute to an ENI of another VPC | accepted | refused (a route's ENI must be in the table's VPC); discovery is scoped to the tables' VPCs so it is not asked |
 impl Ec2Error {
-    /// ReplaceRoute found no route for the CIDR: CreateRoute instead. EC2 and moto
-    /// say `InvalidParameterValue` with "There is no route defined for '…' in the
-    /// route table. Use CreateRoute instead."; `InvalidRoute.NotFound` (DeleteRoute's
-    /// answer) is accepted too. Other `InvalidParameterValue`s are not this.
-    pub fn is_route_missing(&self) -> bool {
-        match self.code.as_deref() {
-            Some("InvalidRoute.NotFound") => true,
-            Some("InvalidParameterValue") => {
-                self.message.contains("There is no route defined for")
-                    || self.message.contains("Use CreateRoute instead")
-            }
-            _ => false,
-        }
-    }
-
-    /// CreateRoute found a route already there: ReplaceRoute instead.
-    pub fn is_route_already_there(&self) -> bool {
-        self.code.as_deref() == Some("RouteAlreadyExists")
-    }
-
-    /// EC2 says the route's target (ENI or instance) does not exist: a discovered
-    /// target must be evicted and resolved again.
-    pub fn is_target_gone(&self) -> bool {
-        self.class == ErrorClass::TargetGone
-    }
-
-    /// EC2 says the route table does not exist (deleted, another account or
-    /// region, typo): no write can succeed until the config or the account is fixed.
-    pub fn is_table_gone(&self) -> bool {
-        self.code.as_deref().is_some_and(|c| {
-            let c = c.to_ascii_lowercase();
-            c.starts_with("invalidroutetableid.")
-        })
-    }
-
     fn from_sdk<E, R>(
         operation: &'static str,
         subject: impl Into<String>,
@@ -233,7 +134,7 @@ fn write_subject(table: &RouteTableId, cidr: IpNet, target: &Target) -> String {
 }
 
 fn count_call(operation: &'static str, ok: bool) {
-    crate::metrics::METRICS
+    crate::ops::metrics::METRICS
         .ec2_calls
         .get_or_create(&vec![
             ("operation", operation.to_owned()),
@@ -241,27 +142,6 @@ fn count_call(operation: &'static str, ok: bool) {
         ])
         .inc();
 }
-
-/// One route table as read: its VPC and the VIP routes it holds.
-#[derive(Debug, Clone)]
-pub struct TableRead {
-    pub vpc_id: Option<String>,
-    /// Only the CIDRs asked for; a CIDR not in the map has no route.
-    pub routes: HashMap<IpNet, CurrentRoute>,
-}
-
-impl TableRead {
-    pub fn route(&self, cidr: &IpNet) -> CurrentRoute {
-        self.routes
-            .get(cidr)
-            .cloned()
-            .unwrap_or(CurrentRoute::Missing)
-    }
-}
-
-/// Every route table asked for, each read or failed on its own (see
-/// [`Ec2::read_each_table`]).
-pub type TableReads = BTreeMap<RouteTableId, Result<TableRead, Ec2Error>>;
 
 /// The VIP routes of one table from EC2's answer; `None` for a table not asked for.
 fn table_read(

@@ -4,12 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::act::ec2::Ec2;
 use crate::config::{Config, Target};
-use crate::ec2::{Ec2, ErrorClass};
-use crate::plan::CurrentRoute;
-use crate::quorum::{self, Answer, Verdict};
+use crate::decide::facts::ErrorClass;
+use crate::decide::plan::CurrentRoute;
+use crate::decide::quorum::{self, Answer, Verdict};
 
-use crate::targets::Targets;
+use crate::act::targets::Targets;
 use crate::watch::{self, SentinelLink};
 
 #[derive(Default)]
@@ -217,7 +218,7 @@ async fn check_master(
     links: &[SentinelLink],
     configured: usize,
     name: &str,
-) -> Option<crate::event::Addr> {
+) -> Option<crate::watch::event::Addr> {
     let mut answers = vec![Answer::Unreachable; configured - links.len()];
     for l in links {
         match l.master(name).await {
@@ -283,7 +284,7 @@ async fn check_nodes_share_the_tables_vpc(
     ec2: &Ec2,
     name: &str,
     m: &crate::config::MasterConfig,
-    read: &std::collections::HashMap<crate::config::RouteTableId, crate::ec2::TableRead>,
+    read: &std::collections::HashMap<crate::config::RouteTableId, crate::decide::facts::TableRead>,
 ) {
     let Some(nodes) = &m.nodes else { return };
     let mut node_vpcs = BTreeSet::new();

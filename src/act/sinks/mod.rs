@@ -14,7 +14,6 @@
 //! (it is the receiver's idempotency key); a repeat reminder is a new message
 //! with a new id.
 
-#[path = "limits.rs"]
 pub mod limits;
 
 use std::collections::VecDeque;
@@ -30,9 +29,9 @@ use sha2::Sha256;
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
-use super::fold::{Incident, Kind, Severity, State};
 use crate::config::{SinkKind, WebhookConfig};
-use crate::metrics::METRICS;
+use crate::decide::fold::{Incident, Kind, Severity, State};
+use crate::ops::metrics::METRICS;
 use limits::{cut, cut_discord, cut_slack, discord_escape, fit, slack_escape};
 
 /// Messages waiting per sink; when full the oldest is dropped (and counted).
@@ -757,8 +756,8 @@ async fn deliver_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::RouteReport;
     use crate::config::Secret;
+    use crate::decide::fold::RouteReport;
     use limits::ELLIPSIS;
     use std::time::Instant;
 
@@ -775,7 +774,7 @@ mod tests {
     fn failover(master: &str) -> Incident {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut i = Incident::new(
-            super::super::fold::incident_key(master, 7, None),
+            crate::decide::fold::incident_key(master, 7, None),
             master,
             Kind::Failover,
             Severity::Critical,

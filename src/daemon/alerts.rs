@@ -6,76 +6,21 @@
 //! is how the controller hands inputs over without waiting. This module wires
 //! them into a task that never blocks the route path.
 
-pub mod fold;
-pub mod inbox;
-pub mod sink;
-pub mod speaker;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::act::sinks::Sink;
 use crate::addr::Addr;
 use crate::config::Config;
-use crate::event::Event;
-use crate::metrics::METRICS;
+use crate::decide::fold::{AlertInput, Fold, Incident, Kind};
+use crate::decide::speaker::{designated, Liveness};
+use crate::ops::metrics::METRICS;
+use crate::ops::status::SharedStatus;
 use crate::shutdown::Shutdown;
-use crate::status::SharedStatus;
 use crate::watch::SentinelLink;
-use fold::{Fold, Incident, Kind};
-pub use inbox::offer;
-use sink::Sink;
-pub use speaker::{designated, Liveness};
-
-/// What the controller tells the alerter (through [`offer`]).
-#[derive(Debug, Clone)]
-pub enum AlertInput {
-    Event {
-        sentinel: usize,
-        event: Event,
-    },
-    Route(RouteReport),
-    /// A read found the VIP route right for `addr` (→ `target`) in every table
-    /// without writing: another watcher fixed it, or a read-back was slow. It
-    /// resolves a route-failure incident of `master`.
-    RouteVerified {
-        master: String,
-        addr: String,
-        target: String,
-    },
-    Majority {
-        master: String,
-        ok: bool,
-        detail: String,
-    },
-    /// A sentinel refusing the watcher's PSUBSCRIBE (`ok == false`, ACL) or
-    /// accepting it again.
-    SentinelRefused {
-        sentinel: String,
-        ok: bool,
-        detail: String,
-    },
-    /// EC2 reads failing (`ok == false`) or working again.
-    Ec2 {
-        ok: bool,
-        detail: String,
-    },
-}
-
-/// A route write's outcome, as alerts quote it.
-#[derive(Debug, Clone)]
-pub struct RouteReport {
-    pub master: String,
-    pub addr: String,
-    pub ok: bool,
-    pub target: String,
-    pub tables_written: usize,
-    pub tables_total: usize,
-    pub latency_ms: f64,
-    pub error: Option<String>,
-}
 
 /// The latest liveness view and when it was taken (`None`: no poll yet).
 type LivenessView = Option<(Instant, Liveness)>;
@@ -163,7 +108,7 @@ pub fn spawn(
 ) -> Alerter {
     let (tx, mut rx) = mpsc::channel::<AlertInput>(4096);
     let (reconf_tx, mut reconf_rx) = mpsc::channel::<Reconfigure>(4);
-    let http = match sink::http_client() {
+    let http = match crate::act::sinks::http_client() {
         Ok(h) => h,
         Err(e) => {
             warn!(error = %e, "cannot build the HTTP client for webhooks; alerts are not sent");
@@ -235,12 +180,12 @@ pub fn spawn(
 /// the last one is stale.
 fn current(view: &LivenessView) -> Liveness {
     match view {
-        Some((at, l)) if at.elapsed() < speaker::STALE_AFTER => l.clone(),
+        Some((at, l)) if at.elapsed() < crate::decide::speaker::STALE_AFTER => l.clone(),
         _ => Liveness::Unknown,
     }
 }
 
-/// Polls `CLIENT LIST` on every sentinel every [`speaker::POLL_EVERY`] and
+/// Polls `CLIENT LIST` on every sentinel every [`crate::decide::speaker::POLL_EVERY`] and
 /// publishes the liveness verdict. Ends on shutdown. Logs when a watcher is
 /// seen gone or back, and when nothing can be read.
 fn poll_liveness(
@@ -251,7 +196,7 @@ fn poll_liveness(
 ) -> watch::Receiver<LivenessView> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(speaker::POLL_EVERY);
+        let mut tick = tokio::time::interval(crate::decide::speaker::POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last: Option<Liveness> = None;
         loop {
@@ -261,13 +206,15 @@ fn poll_liveness(
                 _ = tick.tick() => {}
             }
             let reads = links.iter().map(|l| async move {
-                match tokio::time::timeout(speaker::POLL_TIMEOUT, l.client_list()).await {
+                match tokio::time::timeout(crate::decide::speaker::POLL_TIMEOUT, l.client_list())
+                    .await
+                {
                     Ok(Ok(text)) => Some(text),
                     _ => None,
                 }
             });
             let lists = futures::future::join_all(reads).await;
-            let live = speaker::liveness(&sentinels, &lists);
+            let live = crate::decide::speaker::liveness(&sentinels, &lists);
             if last.as_ref() != Some(&live) {
                 match &live {
                     Liveness::Known { alive, answered } => {
@@ -311,31 +258,49 @@ async fn send(
             continue;
         }
         if s.cfg.kind == crate::config::SinkKind::Pagerduty
-            && incident.state == fold::State::Resolved
+            && incident.state == crate::decide::fold::State::Resolved
             && !incident.told_firing
         {
             // Resolved before it was ever told: trigger then resolve, so the
             // incident shows in PagerDuty's history instead of vanishing.
             let mut firing = incident.clone();
-            firing.state = fold::State::Firing;
-            s.enqueue(sink::render(&s.cfg, &firing, receiver, SystemTime::now()))
-                .await;
-        }
-        s.enqueue(sink::render(&s.cfg, incident, receiver, SystemTime::now()))
+            firing.state = crate::decide::fold::State::Firing;
+            s.enqueue(crate::act::sinks::render(
+                &s.cfg,
+                &firing,
+                receiver,
+                SystemTime::now(),
+            ))
             .await;
+        }
+        s.enqueue(crate::act::sinks::render(
+            &s.cfg,
+            incident,
+            receiver,
+            SystemTime::now(),
+        ))
+        .await;
     }
 }
 
 /// `test-alert`: sends a clearly marked test incident to each sink (or one) and
 /// returns each result.
-pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::Delivery)> {
-    let http = match sink::http_client() {
+pub async fn test_alert(
+    cfg: &Config,
+    only: Option<&str>,
+) -> Vec<(String, crate::act::sinks::Delivery)> {
+    let http = match crate::act::sinks::http_client() {
         Ok(h) => h,
-        Err(why) => return vec![("http".into(), sink::Delivery::Failed { why, attempts: 0 })],
+        Err(why) => {
+            return vec![(
+                "http".into(),
+                crate::act::sinks::Delivery::Failed { why, attempts: 0 },
+            )]
+        }
     };
     let now = SystemTime::now();
     let mut incident = Incident::new(
-        fold::incident_key(
+        crate::decide::fold::incident_key(
             "sentinel-vip-test",
             now.duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -344,7 +309,7 @@ pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::
         ),
         "TEST",
         Kind::Failover,
-        fold::Severity::Warning,
+        crate::decide::fold::Severity::Warning,
         Instant::now(),
         now,
         Some("TEST — sentinel-vip test-alert, no action needed".into()),
@@ -359,7 +324,8 @@ pub async fn test_alert(cfg: &Config, only: Option<&str>) -> Vec<(String, sink::
     {
         // Interactive: a few quick retries, not the daemon's two minutes. A
         // trigger is followed by its resolve, so no test incident stays open.
-        let r = sink::send_test_alert(w, &http, &incident, Duration::from_secs(5)).await;
+        let r =
+            crate::act::sinks::send_test_alert(w, &http, &incident, Duration::from_secs(5)).await;
         out.push((w.name.clone(), r));
     }
     out

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
+use crate::ops::status::SharedStatus;
 use crate::shutdown::Shutdown;
-use crate::status::SharedStatus;
 
 /// How stale the controller's heartbeat may be before the watchdog is starved.
 const HEARTBEAT_STALE: Duration = Duration::from_secs(5);

@@ -1,4 +1,11 @@
-//! `sentinel-vip run`: wires watch → controller → act, and handles signals.
+//! The daemon (`sentinel-vip run`): wires watch → controller → act, and handles
+//! signals. `controller` drives the pure core (`decide::steering`) and carries
+//! out its actions; `alerts` runs the incident fold and hands incidents to the
+//! sinks; `inbox` is the controller's never-blocking hand-off to it.
+
+pub mod alerts;
+pub mod controller;
+pub mod inbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,12 +15,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::alerts;
+use crate::act::ec2::Ec2;
 use crate::config::Config;
-use crate::controller::{Controller, Input, Reload};
-use crate::ec2::Ec2;
+use crate::daemon::controller::{Controller, Input, Reload};
+use crate::ops::status::SharedStatus;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
-use crate::status::SharedStatus;
 use crate::watch::{self, SentinelLink};
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -34,7 +40,7 @@ pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let (trigger, shutdown) = Shutdown::new();
     let _http = match cfg.http.listen {
-        Some(addr) => Some(crate::http::serve(addr, status.clone(), shutdown.clone()).await?),
+        Some(addr) => Some(crate::ops::http::serve(addr, status.clone(), shutdown.clone()).await?),
         None => None,
     };
     let ec2 = Ec2::for_config(&cfg).await;
@@ -53,7 +59,10 @@ pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
     links.forward(tx.clone());
     let _ = tx.send(Input::Reconcile("start")).await;
     let mut handle = tokio::spawn(controller.run(shutdown.clone()));
-    tokio::spawn(crate::notify::watch_ready(status.clone(), shutdown.clone()));
+    tokio::spawn(crate::ops::notify::watch_ready(
+        status.clone(),
+        shutdown.clone(),
+    ));
     let outcome = loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: finishing in-flight route writes, then exiting"); break Ok(()); }
@@ -81,7 +90,7 @@ pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
         warn!("controller did not stop in time");
     }
     links.close().await;
-    crate::notify::stopping();
+    crate::ops::notify::stopping();
     info!("stopped");
     outcome
 }
@@ -228,7 +237,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Secrets named by the config are checked once, here, for every verb and
     // for SIGHUP (a `whsec_` value that is not base64 is an error, not a raw key).
-    crate::alerts::sink::validate(&cfg.alerts.webhooks)
+    crate::act::sinks::validate(&cfg.alerts.webhooks)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(cfg)
 }

@@ -1124,6 +1124,12 @@ mod opt_duration {
     }
 }
 
+/// Looks `addr` up in a static `nodes` map: an exact `host:port` key wins over a
+/// bare `host` key.
+pub fn static_target(nodes: &BTreeMap<NodeKey, Target>, addr: &Addr) -> Option<Target> {
+    NodeKey::of(addr).iter().find_map(|k| nodes.get(k)).cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1245,7 +1251,7 @@ log:
 
     #[test]
     fn shipped_example_config_parses() {
-        let text = include_str!("../config.example.yaml");
+        let text = include_str!("../../config.example.yaml");
         Config::parse(text).unwrap();
     }
 
@@ -1483,7 +1489,7 @@ masters:
         let m = &c.masters["mymaster"];
         assert_eq!(m.vip.to_string(), "fd00::10/128");
         let nodes = m.nodes.as_ref().unwrap();
-        let get = |a: Addr| crate::plan::static_target(nodes, &a).map(|t| t.to_string());
+        let get = |a: Addr| static_target(nodes, &a).map(|t| t.to_string());
         assert_eq!(get(Addr::new("FD00::12", 1)).as_deref(), Some("eni-0bbb"));
         assert_eq!(get(Addr::new("fd00::13", 6379)).as_deref(), Some("i-0ccc"));
         assert_eq!(get(Addr::new("fd00::13", 6380)), None);
