@@ -14,12 +14,12 @@ use crate::act::targets::Targets;
 use crate::watch::{self, SentinelLink};
 
 #[derive(Default)]
-struct Report {
+struct Checklist {
     failed: usize,
     warned: usize,
 }
 
-impl Report {
+impl Checklist {
     fn ok(&mut self, what: impl AsRef<str>) {
         println!("ok    {}", what.as_ref());
     }
@@ -33,9 +33,9 @@ impl Report {
     }
 }
 
-/// Runs every check; returns the number of failed checks.
-pub async fn run(cfg: &Config, config_path: &str) -> usize {
-    let mut r = Report::default();
+/// Runs every check; [`super::Exit::Failed`] when any failed.
+pub(super) async fn run(cfg: &Config, config_path: &str) -> super::Exit {
+    let mut r = Checklist::default();
     r.ok(format!(
         "config {config_path}: {} sentinels, {} masters",
         cfg.sentinels.len(),
@@ -96,12 +96,7 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
         }
     }
     let ec2 = Ec2::for_config(cfg).await;
-    let tables: BTreeSet<_> = cfg
-        .masters
-        .values()
-        .flat_map(|m| m.route_tables.iter().cloned())
-        .collect();
-    let cidrs: BTreeSet<_> = cfg.masters.values().map(|m| m.vip.0).collect();
+    let (tables, cidrs) = (cfg.route_tables(), cfg.vip_cidrs());
     let read = match ec2.read_tables(&tables, &cidrs).await {
         Ok(read) => {
             r.ok(format!(
@@ -210,11 +205,15 @@ pub async fn run(cfg: &Config, config_path: &str) -> usize {
         l.close().await;
     }
     println!("{} checks failed, {} warnings", r.failed, r.warned);
-    r.failed
+    if r.failed == 0 {
+        super::Exit::Ok
+    } else {
+        super::Exit::Failed
+    }
 }
 
 async fn check_master(
-    r: &mut Report,
+    r: &mut Checklist,
     links: &[SentinelLink],
     configured: usize,
     name: &str,
@@ -266,7 +265,7 @@ async fn check_master(
 
 /// Which credentials reach `table` (a master's role, `aws.assume_role_arn`, or
 /// the default chain): with several accounts, a "not found" is read against it.
-fn report_role(r: &mut Report, ec2: &Ec2, table: &crate::config::RouteTableId) {
+fn report_role(r: &mut Checklist, ec2: &Ec2, table: &crate::config::RouteTableId) {
     match ec2.role_for(table) {
         Some(role) => r.ok(format!("route table {table}: reached as role {role}")),
         None => r.ok(format!(
@@ -280,7 +279,7 @@ fn report_role(r: &mut Report, ec2: &Ec2, table: &crate::config::RouteTableId) {
 /// static `nodes`. Discovered targets are looked up in the tables' VPCs already.
 /// Best effort: a node whose VPC cannot be read (permission) is skipped and said.
 async fn check_nodes_share_the_tables_vpc(
-    r: &mut Report,
+    r: &mut Checklist,
     ec2: &Ec2,
     name: &str,
     m: &crate::config::MasterConfig,
@@ -314,7 +313,7 @@ async fn check_nodes_share_the_tables_vpc(
     }
 }
 
-async fn check_source_dest(r: &mut Report, ec2: &Ec2, name: &str, t: &Target) {
+async fn check_source_dest(r: &mut Checklist, ec2: &Ec2, name: &str, t: &Target) {
     let check = match t {
         Target::Instance(i) => ec2.instance_source_dest_check(i).await.ok().flatten(),
         Target::Eni(_) => None,
@@ -329,7 +328,7 @@ async fn check_source_dest(r: &mut Report, ec2: &Ec2, name: &str, t: &Target) {
 /// Sends every command the daemon uses once and names each one the ACL user
 /// is refused (`NOPERM`), with the rule that grants it: a user missing one
 /// permission fails here, not at the first failover.
-async fn check_permissions(r: &mut Report, l: &SentinelLink, cfg: &Config, user: Option<&str>) {
+async fn check_permissions(r: &mut Checklist, l: &SentinelLink, cfg: &Config, user: Option<&str>) {
     let master = cfg.masters.keys().next().map(String::as_str).unwrap_or("");
     // Not the daemon's own name: while check runs, other watchers must not
     // take this host's watcher for alive (the permission tested is the same).
@@ -362,7 +361,7 @@ async fn check_permissions(r: &mut Report, l: &SentinelLink, cfg: &Config, user:
 
 /// A Redis data node listed as a sentinel accepts any `PUBLISH`, so anyone
 /// could forge a `+switch-master` through it: `ROLE` must say `sentinel`.
-async fn check_is_sentinel(r: &mut Report, l: &SentinelLink) {
+async fn check_is_sentinel(r: &mut Checklist, l: &SentinelLink) {
     match l.role().await {
         Ok(role) if role == "sentinel" => r.ok(format!("sentinel {}: ROLE is sentinel", l.addr)),
         Ok(role) => r.fail(format!(
@@ -380,7 +379,7 @@ async fn check_is_sentinel(r: &mut Report, l: &SentinelLink) {
 /// more of their own (`num-other-sentinels` + 1), a list that leaves some out
 /// can reach a "majority" that Sentinel's own quorum does not share.
 async fn check_sentinel_count(
-    r: &mut Report,
+    r: &mut Checklist,
     links: &[SentinelLink],
     configured: usize,
     name: &str,

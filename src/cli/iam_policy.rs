@@ -157,6 +157,52 @@ pub fn policies(cfg: &Config, region: &str, owner: &BTreeMap<RouteTableId, Strin
     }
 }
 
+/// The `iam-policy` verb: the tables' owners (from `--account` or EC2), then the policy as JSON.
+pub(super) async fn run(cfg: &Config, account: Option<&str>) -> super::Exit {
+    use super::Exit;
+    if let Some(a) = account {
+        if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            eprintln!("error: --account {a:?}: an AWS account id is 12 digits");
+            return Exit::Usage;
+        }
+    }
+    let ec2 = crate::act::ec2::Ec2::for_config(cfg).await;
+    let Some(region) = ec2.region().map(str::to_owned) else {
+        eprintln!("error: no region: set aws.region (or AWS_REGION)");
+        return Exit::Usage;
+    };
+    let tables = cfg.route_tables();
+    let owners = match account {
+        Some(a) => tables.into_iter().map(|t| (t, a.to_owned())).collect(),
+        None => {
+            let mut owners = std::collections::BTreeMap::new();
+            let mut failed = false;
+            for (t, r) in ec2.table_owners(&tables).await {
+                match r {
+                    Ok(owner) => {
+                        owners.insert(t, owner);
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            if failed {
+                eprintln!("error: cannot read every route table's owner; pass --account ID to print the policy without EC2");
+                return Exit::Failed;
+            }
+            owners
+        }
+    };
+    let p = policies(cfg, &region, &owners);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&p.to_json()).unwrap_or_default()
+    );
+    Exit::Ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! code never re-checks strings. Secrets are resolved here (from the environment
 //! or a file) and held in [`Secret`], whose `Debug`/`Display` never show the value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -119,8 +119,27 @@ impl Config {
 
     /// How many sentinels make a majority of the configured ones.
     pub fn majority(&self) -> usize {
-        self.sentinels.len() / 2 + 1
+        majority_of(self.sentinels.len())
     }
+
+    /// Every configured route table, once (a table may serve several masters).
+    pub fn route_tables(&self) -> BTreeSet<RouteTableId> {
+        self.masters
+            .values()
+            .flat_map(|m| m.route_tables.iter().cloned())
+            .collect()
+    }
+
+    /// Every master's VIP CIDR: the only routes ever read or written.
+    pub fn vip_cidrs(&self) -> BTreeSet<IpNet> {
+        self.masters.values().map(|m| m.vip.0).collect()
+    }
+}
+
+/// How many of `configured` sentinels make a majority: more than half. The one
+/// place this rule is written (the verdict, `/readyz` and `check` use it).
+pub const fn majority_of(configured: usize) -> usize {
+    configured / 2 + 1
 }
 
 /// Marks the field a list- or struct-level rule is about. serde_yaml_ng puts

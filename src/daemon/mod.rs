@@ -6,6 +6,8 @@
 pub mod alerts;
 pub mod controller;
 pub mod inbox;
+pub mod read_job;
+pub mod write_job;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -60,7 +60,7 @@ pub enum Verdict {
 
 /// Counts `answers` (one per configured sentinel) into a [`Verdict`].
 pub fn decide(answers: &[Answer], configured: usize) -> Verdict {
-    let needed = configured / 2 + 1;
+    let needed = crate::config::majority_of(configured);
     let views: Vec<&MasterView> = answers
         .iter()
         .filter_map(|a| match a {

@@ -93,7 +93,7 @@ pub fn liveness(sentinels: &[Addr], lists: &[Option<String>]) -> Liveness {
         .filter(|s| {
             let name = crate::watch::connection_name(Some(s));
             let missing = seen.iter().filter(|names| !names.contains(&name)).count();
-            missing * 2 <= answered
+            missing < crate::config::majority_of(answered)
         })
         .map(|s| s.to_string())
         .collect();

@@ -59,7 +59,7 @@ pub struct Status {
 impl Status {
     /// Ready: a majority of sentinels connected and the last reconcile succeeded.
     pub fn ready(&self) -> bool {
-        self.sentinels_connected > self.sentinels_configured / 2
+        self.sentinels_connected >= crate::config::majority_of(self.sentinels_configured)
             && self.last_reconcile_ok
             && !self.masters.iter().any(|m| m.unconfirmed_too_long)
             && self.sentinels_refused.is_empty()

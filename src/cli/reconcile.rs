@@ -1,0 +1,342 @@
+//! `sentinel-vip reconcile [--dry-run] [--json]`: the daemon's own path, once —
+//! the majority read (`daemon::read_job`), the verdict (`decide::quorum`), and
+//! for each master whose VIP route is wrong the daemon's write job
+//! (`daemon::write_job`: resolve the target, write the tables that need it, read
+//! them back). `status` without a running daemon shows the same view, writing
+//! nothing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::{Serialize, Serializer};
+
+use super::Exit;
+use crate::act::ec2::Ec2;
+use crate::act::targets::Targets;
+use crate::config::{Config, MasterConfig, RouteTableId, Target};
+use crate::daemon::read_job::majority_read_with_reports;
+use crate::daemon::write_job::WriteJob;
+use crate::decide::facts::TableReads;
+use crate::decide::plan::{plan, CurrentRoute, RouteAction};
+use crate::decide::quorum::{self, Answer, Verdict};
+use crate::decide::steering::{Cause, WriteOrder, WriteOutcome};
+use crate::watch::{self, SentinelLink, SentinelReport};
+
+/// What one sentinel says of a master, as the CLI prints it.
+#[derive(Debug, Serialize)]
+pub struct SentinelSummary {
+    pub sentinel: String,
+    /// `ip:port @ epoch`, or why there is no answer.
+    pub says: String,
+}
+
+/// One route table's VIP route, what it needs and (after a write) what happened.
+#[derive(Debug, Serialize)]
+pub struct TableSummary {
+    pub table: String,
+    pub route: String,
+    /// keep, replace, create, or unknown (no majority / no target / unreadable).
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<WriteResult>,
+}
+
+/// One master: the sentinels' answers, the verdict, the target and its tables.
+#[derive(Debug, Serialize)]
+pub struct MasterSummary {
+    pub master: String,
+    pub vip: String,
+    pub sentinels: Vec<SentinelSummary>,
+    pub majority: Option<String>,
+    pub config_epoch: Option<u64>,
+    pub target: Option<String>,
+    pub problem: Option<String>,
+    pub tables: Vec<TableSummary>,
+}
+
+/// How one table's write ended (serialized as its text: `written`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+    /// Written and read back pointing at the target.
+    Written,
+    /// Written, but the reads back never showed the target.
+    NotReadBack,
+    Failed(String),
+}
+
+impl std::fmt::Display for WriteResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteResult::Written => f.write_str("written"),
+            WriteResult::NotReadBack => {
+                f.write_str("written, but it does not read back as written")
+            }
+            WriteResult::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+impl Serialize for WriteResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl MasterSummary {
+    /// Whether this master is left needing an operator: no verdict or target,
+    /// or a write that did not end read back as written.
+    pub fn failed(&self) -> bool {
+        self.problem.is_some()
+            || self.tables.iter().any(|t| {
+                t.result
+                    .as_ref()
+                    .is_some_and(|r| *r != WriteResult::Written)
+            })
+    }
+}
+
+/// The verb: prints the view (text or JSON); [`Exit::Failed`] when a master is
+/// left wrong or nothing could be read.
+pub(super) async fn run(cfg: &Config, write: bool, json: bool) -> Exit {
+    match reconcile(cfg, write).await {
+        Ok(views) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&views).unwrap_or_default()
+                );
+            } else {
+                print(&views);
+            }
+            if views.iter().any(MasterSummary::failed) {
+                Exit::Failed
+            } else {
+                Exit::Ok
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Exit::Failed
+        }
+    }
+}
+
+async fn connect(cfg: &Config) -> Vec<SentinelLink> {
+    let links = watch::command_links(
+        &cfg.sentinels,
+        cfg.sentinel_auth.as_ref(),
+        "sentinel-vip-cli",
+    );
+    watch::wait_connected(&links, Duration::from_secs(3)).await;
+    links
+}
+
+/// Reads every sentinel and table (the daemon's majority read), decides, and
+/// (when `write`) repairs each master through the daemon's write job.
+pub async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<MasterSummary>> {
+    let links = connect(cfg).await;
+    let ec2 = Ec2::for_config(cfg).await;
+    let targets = Targets::default();
+    let (read, reports) = majority_read_with_reports(0, &links, &ec2, cfg, &targets).await;
+    for l in &links {
+        l.close().await;
+    }
+    let tables = read.tables?;
+    let mut out = Vec::new();
+    for (name, m) in &cfg.masters {
+        let answers = read.answers.get(name).cloned().unwrap_or_default();
+        let mut view = summary(name, m, &links, &reports, &answers);
+        let target = match quorum::decide(&answers, links.len()) {
+            Verdict::Master {
+                addr, config_epoch, ..
+            } => {
+                view.majority = Some(addr.to_string());
+                view.config_epoch = Some(config_epoch);
+                match targets.resolve(&ec2, name, m, &addr).await {
+                    Ok(t) => Some((addr, t)),
+                    Err(e) => {
+                        view.problem = Some(e.to_string());
+                        None
+                    }
+                }
+            }
+            Verdict::NoMajority { usable, needed, .. } => {
+                view.problem = Some(format!(
+                    "no majority: {usable} usable answers, {needed} needed"
+                ));
+                None
+            }
+        };
+        view.target = target.as_ref().map(|(_, t)| t.to_string());
+        let known = current_routes(m, &tables);
+        view.tables = table_plans(m, &known, target.as_ref().map(|(_, t)| t));
+        let needs_write = view
+            .tables
+            .iter()
+            .any(|t| t.action == "replace" || t.action == "create");
+        if let (true, true, Some((addr, _))) = (write, needs_write, target) {
+            let order = WriteOrder {
+                master: name.clone(),
+                cfg: m.clone(),
+                addr,
+                cause: Cause::Reconcile,
+                at: Instant::now(),
+                known,
+            };
+            let job = WriteJob {
+                order,
+                ec2: ec2.clone(),
+                targets: targets.clone(),
+            };
+            record_write(&mut view, &job.run().await);
+        }
+        out.push(view);
+    }
+    Ok(out)
+}
+
+/// The master's header: each sentinel's answer, in configured order.
+fn summary(
+    name: &str,
+    m: &MasterConfig,
+    links: &[SentinelLink],
+    reports: &[Result<SentinelReport, String>],
+    answers: &[Answer],
+) -> MasterSummary {
+    let sentinels = links
+        .iter()
+        .zip(answers)
+        .zip(reports)
+        .map(|((l, a), rep)| SentinelSummary {
+            sentinel: l.addr.to_string(),
+            says: match a {
+                Answer::View(v) => {
+                    // The address is GET-MASTER-ADDR-BY-NAME's (what the verdict
+                    // counts); SENTINEL MASTER lags behind during a failover.
+                    let stale = rep
+                        .as_ref()
+                        .ok()
+                        .and_then(|r| r.stale_addrs.get(name))
+                        .map(|s| format!("; SENTINEL MASTER still shows {s}"))
+                        .unwrap_or_default();
+                    format!("{} @ epoch {} ({}{stale})", v.addr, v.config_epoch, v.flags)
+                }
+                Answer::Tilt => "TILT".into(),
+                Answer::NotMonitored => "does not monitor it".into(),
+                Answer::Unreachable => "unreachable".into(),
+            },
+        })
+        .collect();
+    MasterSummary {
+        master: name.to_owned(),
+        vip: m.vip.to_string(),
+        sentinels,
+        majority: None,
+        config_epoch: None,
+        target: None,
+        problem: None,
+        tables: Vec::new(),
+    }
+}
+
+/// The master's VIP route in each of its tables that could be read.
+fn current_routes(m: &MasterConfig, tables: &TableReads) -> HashMap<RouteTableId, CurrentRoute> {
+    m.route_tables
+        .iter()
+        .filter_map(|t| Some((t.clone(), tables.get(t)?.as_ref().ok()?.route(&m.vip.0))))
+        .collect()
+}
+
+/// Each table's route and what it needs (unknown without a target or a read).
+fn table_plans(
+    m: &MasterConfig,
+    known: &HashMap<RouteTableId, CurrentRoute>,
+    target: Option<&Target>,
+) -> Vec<TableSummary> {
+    m.route_tables
+        .iter()
+        .map(|t| {
+            let current = known.get(t);
+            let action = match (current, target) {
+                (Some(c), Some(tg)) => match plan(c, tg) {
+                    RouteAction::Keep => "keep",
+                    RouteAction::Replace => "replace",
+                    RouteAction::Create => "create",
+                },
+                _ => "unknown",
+            };
+            TableSummary {
+                table: t.to_string(),
+                route: current
+                    .map(CurrentRoute::describe)
+                    .unwrap_or_else(|| "table not found or unreadable".into()),
+                action: action.into(),
+                result: None,
+            }
+        })
+        .collect()
+}
+
+/// Each written table's result: written and read back, written but not read
+/// back as written, or why the write failed.
+fn record_write(view: &mut MasterSummary, w: &WriteOutcome) {
+    if let Err(e) = &w.target {
+        view.problem = Some(e.to_string());
+        return;
+    }
+    for (table, r) in &w.tables {
+        let Some(row) = view
+            .tables
+            .iter_mut()
+            .find(|t| t.table == table.to_string())
+        else {
+            continue;
+        };
+        row.result = match r {
+            Ok(false) => None,
+            Ok(true) => {
+                let reads_back = match (&w.target, &w.verified) {
+                    (Ok(t), Some(v)) => v.get(table).is_some_and(|c| c.points_at(t)),
+                    _ => false,
+                };
+                Some(if reads_back {
+                    WriteResult::Written
+                } else {
+                    WriteResult::NotReadBack
+                })
+            }
+            Err(e) => Some(WriteResult::Failed(e.to_string())),
+        };
+    }
+}
+
+/// Prints views as text.
+pub(super) fn print(views: &[MasterSummary]) {
+    for v in views {
+        println!("master {} (vip {})", v.master, v.vip);
+        for s in &v.sentinels {
+            println!("  sentinel {:<22} {}", s.sentinel, s.says);
+        }
+        match (&v.majority, v.config_epoch) {
+            (Some(m), Some(e)) => println!(
+                "  majority: {m} at config-epoch {e} -> target {}",
+                v.target.as_deref().unwrap_or("?")
+            ),
+            _ => println!("  majority: none"),
+        }
+        if let Some(p) = &v.problem {
+            println!("  problem: {p}");
+        }
+        for t in &v.tables {
+            let result = t
+                .result
+                .as_ref()
+                .map(|r| format!(" -> {r}"))
+                .unwrap_or_default();
+            println!(
+                "  table {:<24} route {:<28} {}{result}",
+                t.table, t.route, t.action
+            );
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! `sentinel-vip status [--json]`: a running daemon's `/status` when
+//! `http.listen` is set and answering, else the view `reconcile --dry-run`
+//! computes (nothing is written).
+
+use std::time::Duration;
+
+use super::Exit;
+use crate::config::Config;
+
+pub(super) async fn run(cfg: &Config, json: bool) -> Exit {
+    if let Some(s) = daemon_status(cfg).await {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+        } else {
+            print_daemon_status(&s);
+        }
+        return Exit::Ok;
+    }
+    super::reconcile::run(cfg, false, json).await
+}
+
+/// `/status` from a running daemon, if `http.listen` is set and answering.
+pub async fn daemon_status(cfg: &Config) -> Option<serde_json::Value> {
+    let addr = cfg.http.listen?;
+    crate::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let r = client
+        .get(format!("http://{addr}/status"))
+        .send()
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
+/// Prints a daemon's `/status` JSON as text.
+pub fn print_daemon_status(s: &serde_json::Value) {
+    let get = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .map(|x| x.to_string().trim_matches('"').to_owned())
+            .unwrap_or_default()
+    };
+    println!(
+        "daemon {}: sentinels {}/{} connected, last reconcile ok={} ({} ms), open incidents {}",
+        get(s, "version"),
+        get(s, "sentinels_connected"),
+        get(s, "sentinels_configured"),
+        get(s, "last_reconcile_ok"),
+        get(s, "last_reconcile_ms"),
+        get(s, "incidents_open"),
+    );
+    let empty = Vec::new();
+    for m in s
+        .get("masters")
+        .and_then(|m| m.as_array())
+        .unwrap_or(&empty)
+    {
+        println!(
+            "master {} (vip {}): majority {} at config-epoch {}, VIP on {}{}",
+            get(m, "name"),
+            get(m, "vip"),
+            get(m, "majority"),
+            get(m, "config_epoch"),
+            get(m, "applied"),
+            m.get("last_error")
+                .and_then(|e| e.as_str())
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        );
+        for t in m.get("tables").and_then(|t| t.as_array()).unwrap_or(&empty) {
+            println!("  table {:<24} route {}", get(t, "id"), get(t, "route"));
+        }
+    }
+}
