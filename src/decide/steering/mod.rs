@@ -1,0 +1,409 @@
+//! Decide: where every master's VIP route should point, as a pure state machine.
+//!
+//! Sans-I/O in the quinn-proto sense: [`Steering`] is driven by inputs and time
+//! (`handle(now, input)`, `handle_timeout(now)`) and answers with [`Action`]s
+//! (start a majority read, start a route write, send an alert) that the async
+//! driver (`controller.rs`) carries out. It never reads the clock, draws
+//! randomness from the OS, spawns or awaits: every rule below is table-tested in
+//! `tests.rs` without sockets.
+//!
+//! **Architecture Invariant:** events are hints, the sentinels' majority is the
+//! truth.
+//! - A `+switch-master` is applied at once (fast path) only when it starts from
+//!   where the VIP is (or is heading) *and* its new address is a replica the
+//!   sentinels last reported for that master. Anything else (late, duplicated,
+//!   forged, after a missed failover, to an unknown node) asks for a majority read.
+//! - After a fast-path write the switch is *unconfirmed*: the majority is read
+//!   again every [`CONFIRM_EVERY`] until a majority names the same address
+//!   (confirmed) or another one (reverted at once). Still unconfirmed after
+//!   [`UNCONFIRMED_ALERT_AFTER`]: alerted, and `/readyz` fails until confirmed.
+//! - A majority read that started before a fast-path write does not judge that
+//!   master (it may predate the failover); a fresh read follows.
+//! - A majority at a config-epoch *lower* than the last one applied (sentinels
+//!   re-monitored or restarted without their `sentinel.conf`) is accepted when two
+//!   consecutive reads agree on it; it is logged and alerted, never ignored forever.
+//! - Without a majority nothing changes: the last good route stays, and it is said.
+//! - At most one route write per master is in flight; a newer wish waits in
+//!   `queued` and supersedes older queued ones.
+//! - Every read and write that is started ends in a `ReadDone`/`WriteDone` (the
+//!   driver supervises the tasks), so `read_running`/`in_flight` never stay set.
+//!
+//! Where the rules live:
+//! - `mod.rs` (here): the state ([`Steering`], one `MasterState` per master),
+//!   the entry points the driver calls, and the status it reads back;
+//! - `messages.rs`: what goes in and out ([`Input`], [`Action`] and their payloads);
+//! - `events.rs`: the sentinels' links and events, the `+switch-master` fast path;
+//! - `writes.rs`: one route write per master, its outcome, the retry schedule;
+//! - `reads.rs`: the read scheduler and judging a majority read, master by master.
+
+mod events;
+mod messages;
+mod reads;
+#[cfg(test)]
+mod tests;
+mod writes;
+
+pub use messages::{Action, Cause, Input, ReadOutcome, WriteOrder, WriteOutcome};
+pub use writes::retry_delay;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use tracing::{error, info};
+
+use crate::config::{Config, MasterConfig, RouteTableId};
+use crate::decide::fold::AlertInput;
+use crate::decide::plan::CurrentRoute;
+use crate::ops::status::{MasterStatus, TableStatus};
+use crate::watch::event::Addr;
+use crate::watch::REFUSED_PREFIX;
+
+use reads::missing_text;
+
+/// First confirming read after a fast-path switch (the other sentinels usually
+/// learn the new configuration from the leader's hello within a second or two).
+pub const CONFIRM_FIRST: Duration = Duration::from_millis(500);
+/// Then the majority is read this often until the switch is confirmed or reverted.
+pub const CONFIRM_EVERY: Duration = Duration::from_millis(1500);
+/// A fast-path switch still unconfirmed after this is alerted and fails `/readyz`.
+pub const UNCONFIRMED_ALERT_AFTER: Duration = Duration::from_secs(10);
+/// A majority at a lower config-epoch is read again this soon to see it twice.
+pub const EPOCH_BACK_RECHECK: Duration = Duration::from_secs(1);
+/// Longest wait between retries of a failed route write or EC2 read.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// A fast-path switch that no majority read has confirmed yet.
+#[derive(Debug, Clone)]
+struct Unconfirmed {
+    addr: Addr,
+    since: Instant,
+    next_read: Instant,
+    alerted: bool,
+}
+
+/// One master's state.
+#[derive(Debug)]
+struct MasterState {
+    cfg: MasterConfig,
+    /// Last known route per table (read, or written and verified).
+    routes: HashMap<RouteTableId, CurrentRoute>,
+    /// The address the routes were last verified to point at.
+    applied: Option<Addr>,
+    /// Last accepted majority verdict and its config-epoch.
+    majority: Option<(Addr, u64)>,
+    /// A majority at a lower epoch than `majority`, seen once: seen again in the
+    /// next read, it is accepted.
+    epoch_back: Option<(Addr, u64)>,
+    /// Replicas the sentinels last reported (read, plus `+slave`-like events).
+    replicas: BTreeSet<Addr>,
+    no_majority: bool,
+    in_flight: Option<Addr>,
+    queued: Option<(Addr, Cause, Instant)>,
+    /// Read sequence at which the last fast-path write started: reads that began
+    /// at or before it do not judge this master.
+    changed_seq: u64,
+    unconfirmed: Option<Unconfirmed>,
+    failures: u32,
+    /// When to read again after a failed write (transient errors only).
+    retry_at: Option<Instant>,
+    last_error: Option<String>,
+    /// A route table listed in the config that EC2 does not have.
+    missing_tables: Vec<RouteTableId>,
+}
+
+impl MasterState {
+    fn new(cfg: MasterConfig) -> MasterState {
+        MasterState {
+            cfg,
+            routes: HashMap::new(),
+            applied: None,
+            majority: None,
+            epoch_back: None,
+            replicas: BTreeSet::new(),
+            no_majority: false,
+            in_flight: None,
+            queued: None,
+            changed_seq: 0,
+            unconfirmed: None,
+            failures: 0,
+            retry_at: None,
+            last_error: None,
+            missing_tables: Vec::new(),
+        }
+    }
+
+    /// Where the VIP is, or is on its way to.
+    fn heading_to(&self) -> Option<&Addr> {
+        self.queued
+            .as_ref()
+            .map(|q| &q.0)
+            .or(self.in_flight.as_ref())
+            .or(self.applied.as_ref())
+    }
+}
+
+/// The decision core: every master's state, the read scheduler, EC2 health.
+pub struct Steering {
+    interval: Duration,
+    /// Configured sentinels' addresses, for log lines (index = [`SentinelId`](crate::watch::SentinelId)).
+    sentinels: Vec<String>,
+    masters: BTreeMap<String, MasterState>,
+    seq: u64,
+    read_running: bool,
+    read_pending: Option<&'static str>,
+    next_interval_read: Instant,
+    /// Earliest extra read asked for by a rule (retry, epoch recheck).
+    read_at: Option<(Instant, &'static str)>,
+    connected: Vec<bool>,
+    /// Per sentinel: why it refuses our subscription (ACL), while it does.
+    refused: Vec<Option<String>>,
+    ec2_down: bool,
+    ec2_failures: u32,
+    last_read_ok: bool,
+    rng: u64,
+}
+
+impl Steering {
+    /// `seed` feeds the retry jitter (pass a random one; tests pass a constant).
+    pub fn new(cfg: &Config, now: Instant, seed: u64) -> Steering {
+        Steering {
+            interval: cfg.reconcile.interval,
+            sentinels: cfg.sentinels.iter().map(|s| s.to_string()).collect(),
+            masters: cfg
+                .masters
+                .iter()
+                .map(|(n, m)| (n.clone(), MasterState::new(m.clone())))
+                .collect(),
+            seq: 0,
+            read_running: false,
+            read_pending: None,
+            next_interval_read: now + cfg.reconcile.interval,
+            read_at: None,
+            connected: vec![false; cfg.sentinels.len()],
+            refused: vec![None; cfg.sentinels.len()],
+            ec2_down: false,
+            ec2_failures: 0,
+            last_read_ok: false,
+            rng: seed | 1,
+        }
+    }
+
+    /// Configured sentinel count: the majority is counted over it.
+    fn configured(&self) -> usize {
+        self.sentinels.len()
+    }
+
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Event {
+                sentinel,
+                event,
+                at,
+            } => self.on_event(now, sentinel, event, at, &mut out),
+            Input::Connected(id) => {
+                self.set_connected(id, true);
+                self.set_refused(id, None, &mut out);
+                self.request_read("sentinel connected", &mut out);
+            }
+            Input::Disconnected(id, why) => {
+                self.set_connected(id, false);
+                if why.starts_with(REFUSED_PREFIX) {
+                    self.set_refused(id, Some(why), &mut out);
+                }
+            }
+            Input::ReadRequested(why) => self.request_read(why, &mut out),
+            Input::ReadDone(o) => self.on_read(now, *o, &mut out),
+            Input::WriteDone(w) => self.on_write_done(now, *w, &mut out),
+        }
+        out
+    }
+
+    /// Takes a reloaded config in place: masters whose config is unchanged keep
+    /// all their state; a changed master keeps its decision state but forgets
+    /// its routes (they are read again); new masters start fresh, removed ones
+    /// are dropped. A changed sentinel list resets the link states. Any read
+    /// running now was started under the old config and does not judge.
+    pub fn reconfigure(&mut self, now: Instant, cfg: &Config) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.interval = cfg.reconcile.interval;
+        self.next_interval_read = self.next_interval_read.min(now + self.interval);
+        let sentinels: Vec<String> = cfg.sentinels.iter().map(|s| s.to_string()).collect();
+        if sentinels != self.sentinels {
+            self.connected = vec![false; sentinels.len()];
+            self.refused = vec![None; sentinels.len()];
+            self.sentinels = sentinels;
+        }
+        let mut masters = BTreeMap::new();
+        for (name, m) in &cfg.masters {
+            let st = match self.masters.remove(name) {
+                Some(mut st) => {
+                    // MasterConfig holds no secrets: its Debug form is its identity.
+                    if format!("{:?}", st.cfg) != format!("{m:?}") {
+                        info!(master = %name, "master's config changed: its routes are read again");
+                        st.cfg = m.clone();
+                        st.routes.clear();
+                        st.missing_tables.clear();
+                        st.applied = None;
+                    }
+                    st
+                }
+                None => MasterState::new(m.clone()),
+            };
+            masters.insert(name.clone(), st);
+        }
+        for name in self.masters.keys() {
+            info!(master = %name, "master removed from the config: no longer watched");
+        }
+        self.masters = masters;
+        for st in self.masters.values_mut() {
+            st.changed_seq = self.seq;
+        }
+        self.request_read("reload", &mut out);
+        out
+    }
+
+    /// Fires whatever is due at `now` (interval reads, confirmations, retries,
+    /// the unconfirmed-switch alert).
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut why = None;
+        if now >= self.next_interval_read {
+            self.next_interval_read = now + self.interval;
+            why = Some("interval");
+        }
+        if let Some((at, w)) = self.read_at {
+            if now >= at {
+                self.read_at = None;
+                why = why.or(Some(w));
+            }
+        }
+        for (name, st) in self.masters.iter_mut() {
+            if st.retry_at.is_some_and(|at| now >= at) {
+                st.retry_at = None;
+                why = why.or(Some("retry failed route write"));
+            }
+            if let Some(u) = st.unconfirmed.as_mut() {
+                if now >= u.next_read {
+                    u.next_read = now + CONFIRM_EVERY;
+                    why = why.or(Some("confirm switch"));
+                }
+                if !u.alerted && now.duration_since(u.since) >= UNCONFIRMED_ALERT_AFTER {
+                    u.alerted = true;
+                    let secs = now.duration_since(u.since).as_secs();
+                    error!(master = %name, addr = %u.addr, secs,
+                        "VIP moved on a +switch-master that no sentinel majority has confirmed yet");
+                    out.push(Action::Alert(AlertInput::Majority {
+                        master: name.clone(),
+                        ok: false,
+                        detail: format!(
+                            "VIP moved on an unconfirmed switch to {}: no sentinel majority has confirmed it for {secs} s",
+                            u.addr
+                        ),
+                    }));
+                }
+            }
+        }
+        if let Some(why) = why {
+            self.request_read(why, &mut out);
+        }
+        out
+    }
+
+    /// When [`Steering::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.next_interval_read;
+        if let Some((at, _)) = self.read_at {
+            t = t.min(at);
+        }
+        for st in self.masters.values() {
+            if let Some(at) = st.retry_at {
+                t = t.min(at);
+            }
+            if let Some(u) = &st.unconfirmed {
+                t = t.min(u.next_read);
+                if !u.alerted {
+                    t = t.min(u.since + UNCONFIRMED_ALERT_AFTER);
+                }
+            }
+        }
+        t
+    }
+
+    /// Whether any route write is in flight (shutdown waits for them).
+    pub fn writes_in_flight(&self) -> bool {
+        self.masters.values().any(|m| m.in_flight.is_some())
+    }
+
+    /// Marks the in-flight write of `master` as done without an outcome (shutdown).
+    pub fn forget_write(&mut self, master: &str) {
+        if let Some(st) = self.masters.get_mut(master) {
+            st.in_flight = None;
+            st.queued = None;
+        }
+    }
+
+    pub fn connected_count(&self) -> usize {
+        self.connected.iter().filter(|c| **c).count()
+    }
+
+    pub fn last_read_ok(&self) -> bool {
+        self.last_read_ok
+    }
+
+    /// Masters whose VIP has no majority behind it, for metrics.
+    pub fn no_majority(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.masters
+            .iter()
+            .map(|(n, st)| (n.as_str(), st.no_majority))
+    }
+
+    /// The per-master part of `/status`, at `now`.
+    pub fn status(&self, now: Instant) -> Vec<MasterStatus> {
+        self.masters
+            .iter()
+            .map(|(name, st)| MasterStatus {
+                name: name.clone(),
+                vip: st.cfg.vip.to_string(),
+                majority: st.majority.as_ref().map(|(a, _)| a.to_string()),
+                config_epoch: st.majority.as_ref().map(|(_, e)| *e),
+                applied: st.applied.as_ref().map(|a| a.to_string()),
+                writing: st.in_flight.as_ref().map(|a| a.to_string()),
+                no_majority: st.no_majority,
+                unconfirmed: st.unconfirmed.as_ref().map(|u| u.addr.to_string()),
+                unconfirmed_too_long: st
+                    .unconfirmed
+                    .as_ref()
+                    .is_some_and(|u| now.duration_since(u.since) >= UNCONFIRMED_ALERT_AFTER),
+                last_error: st.last_error.clone().or_else(|| {
+                    (!st.missing_tables.is_empty()).then(|| missing_text(&st.missing_tables))
+                }),
+                tables: st
+                    .cfg
+                    .route_tables
+                    .iter()
+                    .map(|t| TableStatus {
+                        id: t.to_string(),
+                        route: if st.missing_tables.contains(t) {
+                            "table-not-found".into()
+                        } else {
+                            st.routes
+                                .get(t)
+                                .map(|r| r.describe())
+                                .unwrap_or_else(|| "unknown".into())
+                        },
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Sentinels refusing our subscription, with why (`/readyz` fails while any does).
+    pub fn refused(&self) -> Vec<String> {
+        self.refused
+            .iter()
+            .zip(&self.sentinels)
+            .filter_map(|(r, s)| r.as_ref().map(|why| format!("{s}: {why}")))
+            .collect()
+    }
+}

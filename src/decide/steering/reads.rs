@@ -1,0 +1,423 @@
+//! Majority reads: the read scheduler (one read at a time, one more queued
+//! behind it, extra reads at a set time) and judging a finished read: EC2's
+//! health, then every master against the sentinels' majority.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use tracing::{debug, error, info, warn};
+
+use super::writes::retry_delay;
+use super::{Action, Cause, MasterState, ReadOutcome, Steering, EPOCH_BACK_RECHECK};
+use crate::config::{RouteTableId, Target};
+use crate::decide::facts::TableReads;
+use crate::decide::fold::AlertInput;
+use crate::decide::plan::{plan, RouteAction};
+use crate::decide::quorum::{self, Answer, Verdict};
+use crate::watch::event::Addr;
+
+impl Steering {
+    /// Starts a majority read unless one is running (then one more follows it).
+    pub(super) fn request_read(&mut self, why: &'static str, out: &mut Vec<Action>) {
+        if self.read_running {
+            self.read_pending.get_or_insert(why);
+            return;
+        }
+        self.read_running = true;
+        self.seq += 1;
+        debug!(why, seq = self.seq, "majority read");
+        out.push(Action::StartRead { seq: self.seq });
+    }
+
+    pub(super) fn read_soon(&mut self, at: Instant, why: &'static str) {
+        match self.read_at {
+            Some((t, _)) if t <= at => {}
+            _ => self.read_at = Some((at, why)),
+        }
+    }
+
+    pub(super) fn on_read(&mut self, now: Instant, o: ReadOutcome, out: &mut Vec<Action>) {
+        self.read_running = false;
+        let mut ok = self.judge_ec2(now, &o, out);
+        let mut again = false;
+        let configured = self.configured();
+        let names: Vec<String> = self.masters.keys().cloned().collect();
+        for name in names {
+            match self.judge_master(now, &name, &o, configured, out) {
+                Judged::Ok => {}
+                Judged::Failed => ok = false,
+                Judged::ReadAgain => again = true,
+                Judged::RecheckAt(at) => {
+                    ok = false;
+                    self.read_soon(at, "config-epoch went back");
+                }
+            }
+        }
+        self.last_read_ok = ok;
+        let pending = self.read_pending.take();
+        if again {
+            self.request_read("follow-up", out);
+        } else if let Some(why) = pending {
+            self.request_read(why, out);
+        }
+    }
+
+    /// EC2's side of a read: health transitions and retry of a failed read.
+    /// Returns whether the tables could be read.
+    fn judge_ec2(&mut self, now: Instant, o: &ReadOutcome, out: &mut Vec<Action>) -> bool {
+        match &o.tables {
+            Err(e) => {
+                self.ec2_failures += 1;
+                let jitter = self.next_jitter();
+                let delay = retry_delay(self.ec2_failures, jitter);
+                error!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot read the route tables; routes left as they are");
+                self.read_soon(now + delay, "retry EC2 read");
+            }
+            Ok(_) => self.ec2_failures = 0,
+        }
+        let down = o.tables.is_err();
+        if down != self.ec2_down {
+            self.ec2_down = down;
+            out.push(Action::Alert(AlertInput::Ec2 {
+                ok: !down,
+                detail: o
+                    .tables
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+            }));
+        }
+        !down
+    }
+
+    /// One master against a finished read, step by step: the route tables as
+    /// read, the replicas the sentinels know, then the majority's verdict (the
+    /// epoch rule, the unconfirmed switch, the routes brought to the majority).
+    fn judge_master(
+        &mut self,
+        now: Instant,
+        name: &str,
+        o: &ReadOutcome,
+        configured: usize,
+        out: &mut Vec<Action>,
+    ) -> Judged {
+        let Some(st) = self.masters.get_mut(name) else {
+            return Judged::Ok;
+        };
+        if st.changed_seq >= o.seq {
+            // The read may predate a switch applied since: judge with a fresh one.
+            return Judged::ReadAgain;
+        }
+        let mut result = Judged::Ok;
+        // Route tables as read.
+        if let Ok(tables) = &o.tables {
+            if !st.take_tables(name, tables) {
+                result = Judged::Failed;
+            }
+        }
+        let empty = Vec::new();
+        let answers = o.answers.get(name).unwrap_or(&empty);
+        st.learn_replicas(answers);
+        match quorum::decide(answers, configured) {
+            Verdict::Master {
+                addr,
+                config_epoch,
+                votes,
+                ..
+            } => {
+                if st.lower_epoch_seen_once(
+                    name,
+                    &self.sentinels,
+                    answers,
+                    &addr,
+                    config_epoch,
+                    out,
+                ) {
+                    return Judged::RecheckAt(now + EPOCH_BACK_RECHECK);
+                }
+                st.majority_back(name, &addr, votes, out);
+                st.majority = Some((addr.clone(), config_epoch));
+                st.settle_unconfirmed(now, name, &addr, config_epoch, votes, out);
+                if o.tables.is_err() {
+                    return result;
+                }
+                if !self.follow_majority(now, name, addr, o, out) {
+                    result = Judged::Failed;
+                }
+                result
+            }
+            Verdict::NoMajority {
+                usable,
+                best,
+                needed,
+            } => {
+                st.lose_majority(name, usable, best, needed, configured, out);
+                Judged::Failed
+            }
+        }
+    }
+
+    /// Brings the master's routes to the majority's `addr` (the tables were
+    /// read): a running write towards it is left alone, drift is repaired, and
+    /// routes found right settle an open failure. Returns false when the
+    /// address cannot be mapped to an EC2 target.
+    fn follow_majority(
+        &mut self,
+        now: Instant,
+        name: &str,
+        addr: Addr,
+        o: &ReadOutcome,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some(st) = self.masters.get_mut(name) else {
+            return true;
+        };
+        if let Some(flying) = st.in_flight.clone() {
+            // The write reads its own result back; only a different
+            // wish needs queueing.
+            if flying != addr {
+                self.dispatch(name, addr, Cause::Reconcile, now, out);
+            }
+            return true;
+        }
+        let target = o.targets.get(name).and_then(|t| t.get(&addr)).cloned();
+        match target {
+            Some(Ok(target)) => {
+                let wrong = st.wrong_routes(&target);
+                if wrong.is_empty() {
+                    if st.applied.as_ref() != Some(&addr) {
+                        info!(master = %name, %addr, %target, "VIP route already right in every table");
+                    }
+                    if st.failures > 0 || st.last_error.is_some() {
+                        // A failed write is open: the route is right
+                        // after all (another watcher fixed it, or the
+                        // read-back was slow), so the failure resolves.
+                        out.push(Action::Alert(AlertInput::RouteVerified {
+                            master: name.to_owned(),
+                            addr: addr.to_string(),
+                            target: target.to_string(),
+                        }));
+                    }
+                    st.applied = Some(addr);
+                    if st.missing_tables.is_empty() {
+                        st.last_error = None;
+                        st.failures = 0;
+                        st.retry_at = None;
+                    }
+                } else {
+                    warn!(master = %name, %addr, %target, routes = %wrong.join(","),
+                        "VIP route drifted from the majority's master; repairing");
+                    self.dispatch(name, addr, Cause::Reconcile, now, out);
+                }
+                true
+            }
+            Some(Err(e)) => {
+                error!(master = %name, %addr, error = %e, "cannot map the master to an EC2 target");
+                st.last_error = Some(e.to_string());
+                false
+            }
+            None => {
+                self.dispatch(name, addr, Cause::Reconcile, now, out);
+                true
+            }
+        }
+    }
+}
+
+/// The steps of `Steering::judge_master` that touch one master only.
+impl MasterState {
+    /// Takes the route tables as read. A table that cannot be read is dropped
+    /// from the cache and listed in `missing_tables`; returns false (and says
+    /// why) when any is.
+    fn take_tables(&mut self, name: &str, tables: &TableReads) -> bool {
+        self.missing_tables.clear();
+        let mut why = Vec::new();
+        for t in &self.cfg.route_tables {
+            match tables.get(t) {
+                Some(Ok(read)) => {
+                    self.routes.insert(t.clone(), read.route(&self.cfg.vip.0));
+                }
+                Some(Err(e)) => {
+                    // Never judge from a stale cache what cannot be read now.
+                    self.routes.remove(t);
+                    self.missing_tables.push(t.clone());
+                    why.push(e.to_string());
+                }
+                None => {
+                    self.routes.remove(t);
+                    self.missing_tables.push(t.clone());
+                    why.push(format!("{t}: not in EC2's answer"));
+                }
+            }
+        }
+        if !self.missing_tables.is_empty() {
+            error!(master = %name, tables = %missing_text(&self.missing_tables), error = %why.join("; "),
+                "route table cannot be read (deleted, another account or region, or a typo in masters.{name}.route_tables)");
+            return false;
+        }
+        true
+    }
+
+    /// Replicas every answering sentinel knows: plausible fast-path targets
+    /// (kept as they were when no answer names any).
+    fn learn_replicas(&mut self, answers: &[Answer]) {
+        let known: BTreeSet<Addr> = answers
+            .iter()
+            .filter_map(|a| match a {
+                Answer::View(v) => Some(v.replicas.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        if !known.is_empty() {
+            self.replicas = known;
+        }
+    }
+
+    /// The epoch rule: a majority at a lower config-epoch than the last one
+    /// applied is followed only when seen twice in a row. Returns true when it
+    /// is seen the first time (read again to be sure); the second time it is
+    /// alerted and followed.
+    fn lower_epoch_seen_once(
+        &mut self,
+        name: &str,
+        sentinels: &[String],
+        answers: &[Answer],
+        addr: &Addr,
+        config_epoch: u64,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        if let Some((last_addr, last_epoch)) = self.majority.clone() {
+            if config_epoch < last_epoch {
+                let lower: Vec<&str> = answers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| matches!(a, Answer::View(v) if v.config_epoch < last_epoch))
+                    .filter_map(|(i, _)| sentinels.get(i).map(|s| s.as_str()))
+                    .collect();
+                if self.epoch_back.as_ref() != Some(&(addr.clone(), config_epoch)) {
+                    warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
+                        "majority at a lower config-epoch than the last one applied; reading again to be sure");
+                    self.epoch_back = Some((addr.clone(), config_epoch));
+                    return true;
+                }
+                let detail = format!(
+                    "config-epoch went back from {last_epoch} to {config_epoch} on {} (sentinels re-monitored or restarted without their config?); following the majority: {addr} (was {last_addr})",
+                    lower.join(", ")
+                );
+                error!(master = %name, "{detail}");
+                out.push(Action::Alert(AlertInput::Majority {
+                    master: name.to_owned(),
+                    ok: true,
+                    detail,
+                }));
+            }
+        }
+        self.epoch_back = None;
+        false
+    }
+
+    /// A majority again after none: said and alerted.
+    fn majority_back(&mut self, name: &str, addr: &Addr, votes: usize, out: &mut Vec<Action>) {
+        if self.no_majority {
+            info!(master = %name, %addr, votes, "sentinel majority is back");
+            self.no_majority = false;
+            out.push(Action::Alert(AlertInput::Majority {
+                master: name.to_owned(),
+                ok: true,
+                detail: format!("{votes} sentinels agree on {addr}"),
+            }));
+        }
+    }
+
+    /// Ends an unconfirmed fast-path switch: confirmed when the majority names
+    /// the same address; otherwise the routes are moved back by
+    /// `Steering::follow_majority`. An alerted one is cleared.
+    fn settle_unconfirmed(
+        &mut self,
+        now: Instant,
+        name: &str,
+        addr: &Addr,
+        config_epoch: u64,
+        votes: usize,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(u) = self.unconfirmed.take() {
+            let waited_ms = now.duration_since(u.since).as_secs_f64() * 1e3;
+            if u.addr == *addr {
+                info!(master = %name, %addr, config_epoch, votes, waited_ms, "switch confirmed by the sentinel majority");
+            } else {
+                error!(master = %name, switched_to = %u.addr, majority = %addr, config_epoch, votes, waited_ms,
+                    "the sentinel majority names another master than the +switch-master did: moving the VIP back");
+            }
+            if u.alerted {
+                out.push(Action::Alert(AlertInput::Majority {
+                    master: name.to_owned(),
+                    ok: true,
+                    detail: format!(
+                        "{votes} sentinels agree on {addr} (config-epoch {config_epoch})"
+                    ),
+                }));
+            }
+        }
+    }
+
+    /// Tables (among those read) whose VIP route does not point at `target`,
+    /// as `table=route` for the log line.
+    fn wrong_routes(&self, target: &Target) -> Vec<String> {
+        self.cfg
+            .route_tables
+            .iter()
+            .filter(|t| !self.missing_tables.contains(t))
+            .filter_map(|t| {
+                let r = self.routes.get(t)?;
+                (plan(r, target) != RouteAction::Keep).then(|| format!("{t}={}", r.describe()))
+            })
+            .collect()
+    }
+
+    /// No majority: the route is kept where it is, said and alerted once.
+    fn lose_majority(
+        &mut self,
+        name: &str,
+        usable: usize,
+        best: Option<(Addr, usize)>,
+        needed: usize,
+        configured: usize,
+        out: &mut Vec<Action>,
+    ) {
+        self.epoch_back = None;
+        if !self.no_majority {
+            let best = best
+                .map(|(a, v)| format!("{a} ({v} votes)"))
+                .unwrap_or_else(|| "none".into());
+            error!(master = %name, usable, needed, best = %best,
+                "no sentinel majority for this master: VIP route kept where it is");
+            self.no_majority = true;
+            out.push(Action::Alert(AlertInput::Majority {
+                master: name.to_owned(),
+                ok: false,
+                detail: format!("{usable} of {configured} sentinels usable, {needed} needed; best candidate {best}"),
+            }));
+        }
+    }
+}
+
+/// How one master came out of a read.
+enum Judged {
+    Ok,
+    Failed,
+    /// The read predates a switch: judge with a fresh one.
+    ReadAgain,
+    /// Not judged yet (a majority at a lower epoch, seen once): read again at.
+    RecheckAt(Instant),
+}
+
+pub(super) fn missing_text(tables: &[RouteTableId]) -> String {
+    let ids: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    format!(
+        "route table {} not found in EC2 (or not readable)",
+        ids.join(", ")
+    )
+}

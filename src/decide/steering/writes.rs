@@ -1,0 +1,99 @@
+//! Route writes: at most one in flight per master (a newer wish is queued),
+//! what a finished write changes, and the backoff schedule for retries (also
+//! used for a failed EC2 read).
+
+use std::time::{Duration, Instant};
+
+use super::{Action, Cause, Steering, WriteOrder, WriteOutcome, MAX_RETRY_DELAY};
+use crate::decide::fold::AlertInput;
+use crate::watch::event::Addr;
+
+impl Steering {
+    /// Starts (or queues) a route write for `master` towards `addr`.
+    pub(super) fn dispatch(
+        &mut self,
+        master: &str,
+        addr: Addr,
+        cause: Cause,
+        at: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(st) = self.masters.get_mut(master) else {
+            return;
+        };
+        if st.in_flight.is_some() {
+            st.queued = Some((addr, cause, at));
+            return;
+        }
+        st.in_flight = Some(addr.clone());
+        out.push(Action::StartWrite(WriteOrder {
+            master: master.to_owned(),
+            cfg: st.cfg.clone(),
+            addr,
+            cause,
+            at,
+            known: st.routes.clone(),
+        }));
+    }
+
+    pub(super) fn on_write_done(&mut self, now: Instant, w: WriteOutcome, out: &mut Vec<Action>) {
+        let ok = w.ok();
+        let report = w.report();
+        out.push(Action::Alert(AlertInput::Route(report)));
+        let jitter = self.next_jitter();
+        let Some(st) = self.masters.get_mut(&w.master) else {
+            return;
+        };
+        st.in_flight = None;
+        if let Some(v) = &w.verified {
+            for (t, r) in v {
+                st.routes.insert(t.clone(), r.clone());
+            }
+        }
+        if ok {
+            st.applied = Some(w.addr.clone());
+            st.failures = 0;
+            st.retry_at = None;
+            st.last_error = None;
+        } else {
+            st.failures += 1;
+            st.last_error = Some(w.describe_failure());
+            // The routes may be anything now: read them before judging again.
+            if w.verified.is_none() {
+                for (t, _) in &w.tables {
+                    st.routes.remove(t);
+                }
+            }
+            // Transient failures: retry with backoff (each retry is a fresh
+            // majority read). Permission / not-found need an operator: alerted and
+            // retried at the interval.
+            if w.target_gone() {
+                // The driver evicted the cached target: look again right away.
+                st.retry_at = Some(now);
+            } else if st.queued.is_none() && !w.needs_operator() {
+                st.retry_at = Some(now + retry_delay(st.failures, jitter));
+            }
+        }
+        if let Some((addr, cause, at)) = st.queued.take() {
+            self.dispatch(&w.master, addr, cause, at, out);
+        }
+    }
+
+    /// A jitter factor in 0.85..1.15 for retry delays.
+    pub(super) fn next_jitter(&mut self) -> f64 {
+        // xorshift64: deterministic under a fixed seed, good enough for jitter.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        0.85 + (x % 1000) as f64 / 1000.0 * 0.3
+    }
+}
+
+/// Backoff for the `failures`-th consecutive failure: 0.5 s doubling, capped at
+/// [`MAX_RETRY_DELAY`], times `jitter`.
+pub fn retry_delay(failures: u32, jitter: f64) -> Duration {
+    let base = Duration::from_millis(500) * 2u32.saturating_pow(failures.saturating_sub(1).min(6));
+    base.min(MAX_RETRY_DELAY).mul_f64(jitter)
+}
