@@ -1,10 +1,10 @@
 //! Pure decision paths: event parsing and incident folding (`cargo bench`).
 
 use std::hint::black_box;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sentinel_vip::decide::fold::Fold;
+use sentinel_vip::decide::fold::{Fold, Stamp};
 use sentinel_vip::watch::event::parse;
 
 /// One failover as three sentinels publish it (recorded on the test rig).
@@ -84,11 +84,11 @@ fn folding(c: &mut Criterion) {
     g.bench_function("three_sentinel_failover", |b| {
         b.iter(|| {
             let mut f = Fold::new(Duration::from_secs(10), Duration::from_secs(3600));
-            let (t0, wall) = (Instant::now(), SystemTime::now());
+            let t0 = Stamp::now();
             for (s, e) in &events {
-                f.on_event(t0, wall, *s, e);
+                f.on_event(t0, *s, e);
             }
-            black_box(f.due(t0 + Duration::from_secs(20)))
+            black_box(f.due(t0.mono + Duration::from_secs(20)))
         })
     });
     g.finish();

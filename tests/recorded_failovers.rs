@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use sentinel_vip::decide::fold::{Fold, State};
+use sentinel_vip::decide::fold::{Fold, Stamp, State};
 use sentinel_vip::watch::event::parse;
 
 /// Replays a fixture; returns what the fold sends and how many events it absorbed.
@@ -27,7 +27,14 @@ fn replay(
         sent.extend(fold.due(now));
         if let Ok(e) = parse(channel, payload) {
             events += 1;
-            fold.on_event(now, SystemTime::now(), sentinel, &e);
+            fold.on_event(
+                Stamp {
+                    mono: now,
+                    wall: SystemTime::now(),
+                },
+                sentinel,
+                &e,
+            );
         }
         last = ms;
     }
@@ -117,8 +124,10 @@ fn fold_state_stays_flat_over_100k_replayed_events() {
                     events += 1;
                     unwatched += usize::from(e.master() == Some("unwatched"));
                     fold.on_event(
-                        t0 + Duration::from_millis(base + ms),
-                        SystemTime::now(),
+                        Stamp {
+                            mono: t0 + Duration::from_millis(base + ms),
+                            wall: SystemTime::now(),
+                        },
                         sentinel,
                         &e,
                     );

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::act::sinks::Sink;
 use crate::addr::Addr;
 use crate::config::Config;
-use crate::decide::fold::{AlertInput, Fold, Incident, Kind};
+use crate::decide::fold::{AlertInput, Fold, Incident, Kind, Stamp};
 use crate::decide::speaker::{designated, Liveness};
 use crate::ops::metrics::METRICS;
 use crate::ops::status::SharedStatus;
@@ -130,23 +130,23 @@ pub fn spawn(
                 r = reconf_rx.recv() => {
                     let Some(r) = r else { continue };
                     fold.set_timing(r.cfg.alerts.group_wait, r.cfg.alerts.repeat_interval);
-                    fold.set_masters(Instant::now(), SystemTime::now(), r.cfg.masters.keys().cloned());
+                    fold.set_masters(Stamp::now(), r.cfg.masters.keys().cloned());
                     speaking = Speaking::new(&r.cfg, &r.links, &http, &shutdown);
                     info!(sinks = speaking.sinks.len(), "alerts reconfigured; open incidents kept");
                 }
                 m = rx.recv() => {
                     let Some(m) = m else { break };
-                    let (now, wall) = (Instant::now(), SystemTime::now());
+                    let at = Stamp::now();
                     for s in status.get().masters.iter().filter_map(|m| m.config_epoch) {
                         fold.observe_epoch(s);
                     }
                     match &m {
-                        AlertInput::Event { sentinel, event } => fold.on_event(now, wall, *sentinel, event),
-                        AlertInput::Route(r) => fold.on_route(now, wall, r),
-                        AlertInput::RouteVerified { master, addr, target } => fold.on_route_verified(now, wall, master, addr, target),
-                        AlertInput::Majority { master, ok, detail } => fold.on_majority(now, wall, master, *ok, detail),
-                        AlertInput::Ec2 { ok, detail } => fold.on_ec2(now, wall, !*ok, detail),
-                        AlertInput::SentinelRefused { sentinel, ok, detail } => fold.on_sentinel_refused(now, wall, sentinel, !*ok, detail),
+                        AlertInput::Event { sentinel, event } => fold.on_event(at, *sentinel, event),
+                        AlertInput::Route(r) => fold.on_route(at, r),
+                        AlertInput::RouteVerified { master, addr, target } => fold.on_route_verified(at, master, addr, target),
+                        AlertInput::Majority { master, ok, detail } => fold.on_majority(at, master, *ok, detail),
+                        AlertInput::Ec2 { ok, detail } => fold.on_ec2(at, !*ok, detail),
+                        AlertInput::SentinelRefused { sentinel, ok, detail } => fold.on_sentinel_refused(at, sentinel, !*ok, detail),
                     }
                 }
             }

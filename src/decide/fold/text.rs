@@ -1,0 +1,151 @@
+//! All message text of an incident: its headline ([`Incident::summary`]), its
+//! longer text ([`Incident::description`]) and the phrases they are built of.
+
+use super::incident::{Incident, Kind, RouteReport, State};
+
+impl Incident {
+    /// One-line summary, the message's headline.
+    pub fn summary(&self) -> String {
+        let route = self.route.as_ref().map(route_text).unwrap_or_default();
+        let from = self.from.as_deref().unwrap_or("?");
+        match (&self.kind, self.state) {
+            (_, State::Resolved) if self.ended.as_deref() == Some(REMOVED) => format!(
+                "{}: {} no longer watched (master removed from the config)",
+                self.master,
+                self.kind.alertname()
+            ),
+            (Kind::Failover, State::Resolved) if self.ended.is_some() => {
+                let event = self.ended.as_deref().unwrap_or("");
+                let after = if self.down {
+                    "; the master is still down and Sentinel will retry"
+                } else {
+                    "; the master was not changed"
+                };
+                format!(
+                    "{}: failover from {from} ABORTED: {} ({event}){after}",
+                    self.master,
+                    abort_reason(event)
+                )
+            }
+            (Kind::Failover, State::Resolved) => match (&self.from, &self.to) {
+                (Some(f), Some(t)) => {
+                    let took = self
+                        .failover_time
+                        .map(|d| format!(" in {:.1} s", d.as_secs_f64()))
+                        .unwrap_or_default();
+                    format!("{} failed over {f} → {t}{took}{route}", self.master)
+                }
+                _ => format!("{} is back up at {from} (no failover)", self.master),
+            },
+            (Kind::Failover, State::Firing) if !self.down => format!(
+                "{}: failover from {from} started but has not finished",
+                self.master
+            ),
+            (Kind::Failover, State::Firing) => match &self.aborted {
+                Some(event) => format!(
+                    "{} is down at {from} (objectively down); failover ABORTED: {} ({event}); Sentinel will retry",
+                    self.master,
+                    abort_reason(event)
+                ),
+                None => format!(
+                    "{} is down at {from} (objectively down); failover in progress",
+                    self.master
+                ),
+            },
+            (Kind::InstanceDown { role, instance }, State::Firing) => {
+                format!("{} {role} {instance} is down", self.master)
+            }
+            (Kind::InstanceDown { role, instance }, State::Resolved) => {
+                format!("{} {role} {instance} is back up", self.master)
+            }
+            (Kind::RouteFailure, State::Firing) => format!(
+                "{}: VIP route update FAILED: {}",
+                self.master,
+                self.detail.as_deref().unwrap_or("unknown error")
+            ),
+            (Kind::RouteFailure, State::Resolved) => match &self.route {
+                Some(r) if r.ok && r.tables_written == 0 => format!(
+                    "{}: VIP route is right again: {} → {} (found by a read; no write needed)",
+                    self.master, r.addr, r.target
+                ),
+                _ => format!("{}: VIP route update recovered{route}", self.master),
+            },
+            (Kind::NoMajority, State::Firing) => format!(
+                "{}: no sentinel majority; VIP route held where it is ({})",
+                self.master,
+                self.detail.as_deref().unwrap_or("")
+            ),
+            (Kind::NoMajority, State::Resolved) => {
+                format!("{}: sentinel majority is back", self.master)
+            }
+            (Kind::Ec2Unreachable, State::Firing) => format!(
+                "EC2 API unreachable: route tables cannot be read or written ({})",
+                self.detail.as_deref().unwrap_or("")
+            ),
+            (Kind::Ec2Unreachable, State::Resolved) => "EC2 API reachable again".to_owned(),
+            (Kind::SentinelRefused, State::Firing) => format!(
+                "sentinel refuses the watcher's subscription: events from it are not seen ({})",
+                self.detail.as_deref().unwrap_or("")
+            ),
+            (Kind::SentinelRefused, State::Resolved) => {
+                "sentinel accepts the watcher's subscription again".to_owned()
+            }
+        }
+    }
+
+    /// Longer text: annotations and counts.
+    pub fn description(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.annotations.is_empty() {
+            parts.push(format!("progress: {}", self.annotations.join(", ")));
+        }
+        if let Some(r) = &self.route {
+            parts.push(if r.ok {
+                format!(
+                    "route: {} → {} in {}/{} tables",
+                    r.addr, r.target, r.tables_written, r.tables_total
+                )
+            } else {
+                format!("route: FAILED: {}", r.error.as_deref().unwrap_or("?"))
+            });
+        }
+        parts.push(format!("{} sentinel events folded", self.events));
+        parts.join("; ")
+    }
+}
+
+/// `Incident::ended` of an incident closed because its master left the config.
+pub(super) const REMOVED: &str = "removed from the config";
+
+/// What a `-failover-abort-*` event means (redis 7.0 `sentinel.c`).
+fn abort_reason(event: &str) -> &'static str {
+    match event {
+        // sentinelFailoverWaitStart: not leader within min(10 s, failover-timeout).
+        "-failover-abort-not-elected" => "no sentinel was elected leader to run it",
+        // sentinelFailoverSelectSlave: no replica passed the selection.
+        "-failover-abort-no-good-slave" => "no replica fit to be promoted",
+        // sentinelFailoverSendSlaveOfNoOne / WaitPromotion: over failover-timeout.
+        "-failover-abort-slave-timeout" => {
+            "the selected replica did not become master within failover-timeout"
+        }
+        _ => "Sentinel aborted it",
+    }
+}
+
+fn route_text(r: &RouteReport) -> String {
+    if r.ok && r.tables_written > 0 {
+        format!(
+            "; VIP route updated in {} table{} in {:.0} ms",
+            r.tables_written,
+            if r.tables_written == 1 { "" } else { "s" },
+            r.latency_ms
+        )
+    } else if r.ok {
+        "; VIP route already right".to_owned()
+    } else {
+        format!(
+            "; VIP route update FAILED: {}",
+            r.error.as_deref().unwrap_or("?")
+        )
+    }
+}
