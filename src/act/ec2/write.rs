@@ -1,0 +1,147 @@
+//! Writes: pointing a VIP route at a target (ReplaceRoute, CreateRoute, each
+//! falling back to the other) and the DryRun permission probe.
+
+use ipnet::IpNet;
+
+use super::{count_call, Ec2};
+use crate::config::{RouteTableId, Target};
+use crate::decide::facts::Ec2Error;
+
+/// Names a write in errors: the table, the VIP and the target, so that "does not
+/// exist" says which of them.
+fn write_subject(table: &RouteTableId, cidr: IpNet, target: &Target) -> String {
+    format!("route table {table} ({cidr} -> {target})")
+}
+
+/// `cidr` as ReplaceRoute and CreateRoute take it: `(destination_cidr_block,
+/// destination_ipv6_cidr_block)`, exactly one of them set.
+fn destination(cidr: IpNet) -> (Option<String>, Option<String>) {
+    match cidr {
+        IpNet::V4(_) => (Some(cidr.to_string()), None),
+        IpNet::V6(_) => (None, Some(cidr.to_string())),
+    }
+}
+
+/// `target` as ReplaceRoute and CreateRoute take it: `(network_interface_id,
+/// instance_id)`, exactly one of them set.
+fn target_ids(target: &Target) -> (Option<String>, Option<String>) {
+    match target {
+        Target::Eni(e) => (Some(e.as_str().to_owned()), None),
+        Target::Instance(i) => (None, Some(i.as_str().to_owned())),
+    }
+}
+
+impl Ec2 {
+    /// Points `cidr` in `table` at `target`: ReplaceRoute, or CreateRoute when the
+    /// route does not exist (and the other way round when it appeared meanwhile).
+    ///
+    /// `create_first` picks the first call from what the caller last read. When
+    /// that is stale (the route was deleted, or created by someone else), EC2's
+    /// answer says so and the other call follows at once: one round trip more at
+    /// most, and no failure reported. Only "no such route" ([`Ec2Error::is_route_missing`])
+    /// and `RouteAlreadyExists` switch; every other error is returned as is.
+    pub async fn write_route(
+        &self,
+        table: &RouteTableId,
+        cidr: IpNet,
+        target: &Target,
+        create_first: bool,
+    ) -> Result<(), Ec2Error> {
+        let first = if create_first {
+            self.create_route(table, cidr, target).await
+        } else {
+            self.replace_route(table, cidr, target).await
+        };
+        match first {
+            Err(e) if !create_first && e.is_route_missing() => {
+                tracing::debug!(table = %table, %cidr, %target, "no VIP route to replace; creating it");
+                self.create_route(table, cidr, target).await
+            }
+            Err(e) if create_first && e.is_route_already_there() => {
+                tracing::debug!(table = %table, %cidr, %target, "VIP route already exists; replacing it");
+                self.replace_route(table, cidr, target).await
+            }
+            other => other,
+        }
+    }
+
+    async fn replace_route(
+        &self,
+        table: &RouteTableId,
+        cidr: IpNet,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
+        let (v4, v6) = destination(cidr);
+        let (eni, instance) = target_ids(target);
+        let r = self
+            .client_for(table)
+            .replace_route()
+            .route_table_id(table.as_str())
+            .set_destination_cidr_block(v4)
+            .set_destination_ipv6_cidr_block(v6)
+            .set_network_interface_id(eni)
+            .set_instance_id(instance)
+            .send()
+            .await;
+        count_call("ReplaceRoute", r.is_ok());
+        r.map(|_| ())
+            .map_err(|e| Ec2Error::from_sdk("ReplaceRoute", write_subject(table, cidr, target), e))
+    }
+
+    async fn create_route(
+        &self,
+        table: &RouteTableId,
+        cidr: IpNet,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
+        let (v4, v6) = destination(cidr);
+        let (eni, instance) = target_ids(target);
+        let r = self
+            .client_for(table)
+            .create_route()
+            .route_table_id(table.as_str())
+            .set_destination_cidr_block(v4)
+            .set_destination_ipv6_cidr_block(v6)
+            .set_network_interface_id(eni)
+            .set_instance_id(instance)
+            .send()
+            .await;
+        count_call("CreateRoute", r.is_ok());
+        r.map(|_| ())
+            .map_err(|e| Ec2Error::from_sdk("CreateRoute", write_subject(table, cidr, target), e))
+    }
+
+    /// Harmless permission probe: a DryRun ReplaceRoute to the route's *current*
+    /// target (emulators that ignore DryRun then write what is already there).
+    pub async fn probe_replace_permission(
+        &self,
+        table: &RouteTableId,
+        cidr: IpNet,
+        current: &Target,
+    ) -> Result<(), Ec2Error> {
+        let (v4, v6) = destination(cidr);
+        let (eni, instance) = target_ids(current);
+        let r = self
+            .client_for(table)
+            .replace_route()
+            .dry_run(true)
+            .route_table_id(table.as_str())
+            .set_destination_cidr_block(v4)
+            .set_destination_ipv6_cidr_block(v6)
+            .set_network_interface_id(eni)
+            .set_instance_id(instance)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = Ec2Error::from_sdk("ReplaceRoute(DryRun)", table.as_str(), e);
+                if err.code.as_deref() == Some("DryRunOperation") {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}
