@@ -18,53 +18,103 @@ pub enum Role {
     Sentinel,
 }
 
-/// Channels whose payload is an instance description. The list is Sentinel's own
-/// (redis 7.x); anything else is [`ParseError::UnknownChannel`].
-const INSTANCE_CHANNELS: &[&str] = &[
-    "+reset-master",
-    "+slave",
-    "+sentinel",
-    "+sdown",
-    "-sdown",
-    "+odown",
-    "-odown",
-    "+try-failover",
-    "+elected-leader",
-    "+failover-state-select-slave",
-    "+selected-slave",
-    "+failover-state-send-slaveof-noone",
-    "+failover-state-wait-promotion",
-    "+promoted-slave",
-    "+failover-state-reconf-slaves",
-    "+slave-reconf-sent",
-    "+slave-reconf-sent-be",
-    "+slave-reconf-inprog",
-    "+slave-reconf-done",
-    "-slave-reconf-sent-timeout",
-    "+failover-end-for-timeout",
-    "+failover-end",
-    "+failover-detected",
-    "-failover-abort-not-elected",
-    "-failover-abort-no-good-slave",
-    "-failover-abort-slave-timeout",
-    "no-good-slave",
-    "+config-update-from",
-    "+fix-slave-config",
-    "+convert-to-slave",
-    "+role-change",
-    "-role-change",
-    "+reboot",
-    "-dup-sentinel",
-    "+monitor",
-    "-monitor",
-    "+set",
-    "+sentinel-address-switch",
-    "+sentinel-address-update",
-    "+sentinel-invalid-addr",
-    "-cmd-link-reconnection",
-    "-pubsub-link-reconnection",
-    "+redirect-to-master",
-];
+/// Declares [`InstanceEvent`] and its channel names in one table.
+macro_rules! instance_events {
+    ($($variant:ident = $channel:literal,)*) => {
+        /// The channels whose payload is an instance description (`<role> <name>
+        /// <ip> <port> [@ <master> <ip> <port>] [text]`). The list is Sentinel's
+        /// own (redis 7.x `sentinelEvent` calls); anything else is
+        /// [`ParseError::UnknownChannel`]. A typo in a match is a compile error.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum InstanceEvent {
+            $(#[doc = concat!("`", $channel, "`")] $variant,)*
+        }
+
+        impl InstanceEvent {
+            /// The channel name, as Sentinel publishes it.
+            pub fn channel(self) -> &'static str {
+                match self {
+                    $(InstanceEvent::$variant => $channel,)*
+                }
+            }
+
+            /// Every instance event, in Sentinel's order.
+            pub const ALL: &'static [InstanceEvent] = &[$(InstanceEvent::$variant,)*];
+
+            /// The event a channel carries; `None` for any other channel.
+            pub fn from_channel(channel: &str) -> Option<InstanceEvent> {
+                match channel {
+                    $($channel => Some(InstanceEvent::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+instance_events! {
+    ResetMaster = "+reset-master",
+    Slave = "+slave",
+    Sentinel = "+sentinel",
+    Sdown = "+sdown",
+    SdownCleared = "-sdown",
+    Odown = "+odown",
+    OdownCleared = "-odown",
+    TryFailover = "+try-failover",
+    ElectedLeader = "+elected-leader",
+    FailoverStateSelectSlave = "+failover-state-select-slave",
+    SelectedSlave = "+selected-slave",
+    FailoverStateSendSlaveofNoone = "+failover-state-send-slaveof-noone",
+    FailoverStateWaitPromotion = "+failover-state-wait-promotion",
+    PromotedSlave = "+promoted-slave",
+    FailoverStateReconfSlaves = "+failover-state-reconf-slaves",
+    SlaveReconfSent = "+slave-reconf-sent",
+    SlaveReconfSentBe = "+slave-reconf-sent-be",
+    SlaveReconfInprog = "+slave-reconf-inprog",
+    SlaveReconfDone = "+slave-reconf-done",
+    SlaveReconfSentTimeout = "-slave-reconf-sent-timeout",
+    FailoverEndForTimeout = "+failover-end-for-timeout",
+    FailoverEnd = "+failover-end",
+    FailoverDetected = "+failover-detected",
+    AbortNotElected = "-failover-abort-not-elected",
+    AbortNoGoodSlave = "-failover-abort-no-good-slave",
+    AbortSlaveTimeout = "-failover-abort-slave-timeout",
+    NoGoodSlave = "no-good-slave",
+    ConfigUpdateFrom = "+config-update-from",
+    FixSlaveConfig = "+fix-slave-config",
+    ConvertToSlave = "+convert-to-slave",
+    RoleChange = "+role-change",
+    RoleChangeCleared = "-role-change",
+    Reboot = "+reboot",
+    DupSentinelRemoved = "-dup-sentinel",
+    Monitor = "+monitor",
+    Unmonitor = "-monitor",
+    Set = "+set",
+    SentinelAddressSwitch = "+sentinel-address-switch",
+    SentinelAddressUpdate = "+sentinel-address-update",
+    SentinelInvalidAddr = "+sentinel-invalid-addr",
+    CmdLinkReconnection = "-cmd-link-reconnection",
+    PubsubLinkReconnection = "-pubsub-link-reconnection",
+    RedirectToMaster = "+redirect-to-master",
+}
+
+impl InstanceEvent {
+    /// `-failover-abort-*`: Sentinel gave the failover attempt up.
+    pub fn is_abort(self) -> bool {
+        matches!(
+            self,
+            InstanceEvent::AbortNotElected
+                | InstanceEvent::AbortNoGoodSlave
+                | InstanceEvent::AbortSlaveTimeout
+        )
+    }
+}
+
+impl std::fmt::Display for InstanceEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.channel())
+    }
+}
 
 /// The instance an event is about, and the master it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +140,8 @@ pub enum Event {
     },
     /// An instance event (`+sdown`, `+odown`, `+elected-leader`, ...).
     Instance {
-        /// The channel, e.g. `+odown`.
-        kind: &'static str,
+        /// Which event (its channel), e.g. [`InstanceEvent::Odown`].
+        kind: InstanceEvent,
         instance: Instance,
         /// Free text after the fixed fields (e.g. `#quorum 2/2`), verbatim.
         detail: String,
@@ -120,7 +170,7 @@ impl Event {
     pub fn channel(&self) -> &'static str {
         match self {
             Event::SwitchMaster { .. } => "+switch-master",
-            Event::Instance { kind, .. } => kind,
+            Event::Instance { kind, .. } => kind.channel(),
             Event::NewEpoch(_) => "+new-epoch",
             Event::VoteForLeader { .. } => "+vote-for-leader",
             Event::Tilt { entered: true } => "+tilt",
@@ -213,14 +263,14 @@ pub fn parse(channel: &str, payload: &str) -> Result<Event, ParseError> {
             })
         }
         "__sentinel__:hello" => Err(ParseError::Hello),
-        _ => match INSTANCE_CHANNELS.iter().find(|c| **c == channel) {
+        _ => match InstanceEvent::from_channel(channel) {
             Some(kind) => parse_instance(kind, payload).map_err(bad),
             None => Err(ParseError::UnknownChannel(truncate(channel))),
         },
     }
 }
 
-fn parse_instance(kind: &'static str, payload: &str) -> Result<Event, &'static str> {
+fn parse_instance(kind: InstanceEvent, payload: &str) -> Result<Event, &'static str> {
     let mut f = payload.split(' ').filter(|s| !s.is_empty());
     let role = match f.next() {
         Some("master") => Role::Master,
@@ -293,6 +343,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_instance_channel_names_its_event_and_back() {
+        assert_eq!(InstanceEvent::ALL.len(), 43);
+        for e in InstanceEvent::ALL {
+            assert_eq!(InstanceEvent::from_channel(e.channel()), Some(*e));
+        }
+        assert_eq!(InstanceEvent::from_channel("+odown"), Some(InstanceEvent::Odown));
+        assert_eq!(InstanceEvent::from_channel("+0down"), None);
+        assert_eq!(InstanceEvent::from_channel("+switch-master"), None);
+        let aborts: Vec<_> = InstanceEvent::ALL.iter().filter(|e| e.is_abort()).collect();
+        assert!(aborts.iter().all(|e| e.channel().starts_with("-failover-abort-")));
+        assert_eq!(aborts.len(), 3);
+    }
+
+    #[test]
     fn switch_master_is_parsed() {
         let e = parse("+switch-master", "mymaster 127.0.0.2 55473 127.0.0.3 55473").unwrap();
         assert_eq!(
@@ -352,7 +416,7 @@ mod tests {
                 instance,
                 detail,
             } => {
-                assert_eq!(kind, "+odown");
+                assert_eq!(kind, InstanceEvent::Odown);
                 assert_eq!(instance.role, Role::Master);
                 assert_eq!(instance.addr, Addr::new("10.0.1.11", 6379));
                 assert_eq!(odown_quorum(&detail), Some((2, 2)));

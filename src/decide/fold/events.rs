@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::{incident_key, Fold, Kind, Severity, Stamp, State};
-use crate::watch::event::{Event, Role};
+use super::{incident_key, Ended, Fold, Kind, Severity, Stamp, State};
+use crate::watch::event::{Event, InstanceEvent as IE, Role};
 
 /// A `+try-failover` this long after the previous one is Sentinel's retry of
 /// the failover (it waits 2 × failover-timeout), not a sentinel racing for the
@@ -75,7 +75,7 @@ impl Fold {
             } => {
                 let master = instance.master.as_str();
                 match (*kind, instance.role) {
-                    ("+odown", Role::Master) => {
+                    (IE::Odown, Role::Master) => {
                         let addr = instance.addr.to_string();
                         // After a switch, only the new master can go down: a
                         // +odown of the old one is late news.
@@ -114,7 +114,7 @@ impl Fold {
                             i.annotate(note);
                         }
                     }
-                    ("-odown", Role::Master) => {
+                    (IE::OdownCleared, Role::Master) => {
                         let addr = instance.addr.to_string();
                         if self.last_switch.get(master).is_none_or(|to| *to == addr) {
                             self.odown.remove(master);
@@ -125,7 +125,7 @@ impl Fold {
                             i.resolve(at);
                         }
                     }
-                    ("+try-failover", Role::Master) => {
+                    (IE::TryFailover, Role::Master) => {
                         if let Some(i) = self.open_master_incident(master, true) {
                             i.events += 1;
                             i.tries += 1;
@@ -142,7 +142,7 @@ impl Fold {
                                 i.attempt_started = at.mono;
                                 i.annotate("retried: +try-failover".into());
                             } else {
-                                i.annotate("+try-failover".into());
+                                i.annotate(IE::TryFailover.to_string());
                             }
                             self.absorbed += 1;
                         } else {
@@ -151,33 +151,33 @@ impl Fold {
                             i.events += 1;
                             i.tries += 1;
                             i.last_try = Some(at.mono);
-                            i.annotate("+try-failover".into());
+                            i.annotate(IE::TryFailover.to_string());
                         }
                     }
-                    (k, _) if k.starts_with("-failover-abort-") => {
+                    (k, _) if k.is_abort() => {
                         self.on_abort(at, sentinel, master, k);
                     }
                     (
-                        "+elected-leader"
-                        | "+failover-end"
-                        | "+failover-end-for-timeout"
-                        | "+selected-slave"
-                        | "+promoted-slave",
+                        IE::ElectedLeader
+                        | IE::FailoverEnd
+                        | IE::FailoverEndForTimeout
+                        | IE::SelectedSlave
+                        | IE::PromotedSlave,
                         _,
                     ) => {
                         if let Some(i) = self.open_master_incident(master, true) {
                             i.events += 1;
-                            if *kind == "+elected-leader" {
+                            if *kind == IE::ElectedLeader {
                                 i.leader = Some(sentinel);
                             }
                             i.annotate(match *kind {
-                                "+selected-slave" | "+promoted-slave" => {
+                                IE::SelectedSlave | IE::PromotedSlave => {
                                     format!("{kind} {}", instance.addr)
                                 }
-                                _ => (*kind).to_owned(),
+                                _ => kind.to_string(),
                             });
                             self.absorbed += 1;
-                        } else if *kind == "+elected-leader" {
+                        } else if *kind == IE::ElectedLeader {
                             // Manual failovers publish no +odown: remember the leader
                             // for the switch incident that follows (when its
                             // +try-failover was missed).
@@ -194,13 +194,13 @@ impl Fold {
                                 i.leader = Some(sentinel);
                                 i.events += 1;
                                 i.down |= down;
-                                i.annotate("+elected-leader".into());
+                                i.annotate(IE::ElectedLeader.to_string());
                             }
                         } else {
                             self.absorbed += 1;
                         }
                     }
-                    ("+sdown", Role::Replica | Role::Sentinel) => {
+                    (IE::Sdown, Role::Replica | Role::Sentinel) => {
                         let role = if instance.role == Role::Sentinel {
                             "sentinel"
                         } else {
@@ -233,7 +233,7 @@ impl Fold {
                             i.occurrence = Some(what);
                         }
                     }
-                    ("-sdown", Role::Replica | Role::Sentinel) => {
+                    (IE::SdownCleared, Role::Replica | Role::Sentinel) => {
                         let addr = instance.addr.to_string();
                         let mut drop_key = None;
                         if let Some(i) = self.incidents.values_mut().find(|i| {
@@ -273,17 +273,17 @@ impl Fold {
     /// `-not-elected` from a sentinel that lost the vote while another leads is
     /// only a note (the failover goes on). The same abort again for a master
     /// that stayed down, never told, is dropped (each retry would repeat it).
-    fn on_abort(&mut self, at: Stamp, sentinel: usize, master: &str, kind: &str) {
+    fn on_abort(&mut self, at: Stamp, sentinel: usize, master: &str, event: IE) {
         let down = self.odown.contains(master);
-        let repeat = self.last_abort.get(master).map(String::as_str) == Some(kind);
+        let repeat = self.last_abort.get(master) == Some(&event);
         let Some(i) = self.open_master_incident(master, true) else {
             // Late (after the switch or an earlier abort) or duplicated.
             self.absorbed += 1;
             return;
         };
         i.events += 1;
-        i.annotate(kind.to_owned());
-        let ends = i.leader.is_none_or(|l| l == sentinel) || kind != "-failover-abort-not-elected";
+        i.annotate(event.to_string());
+        let ends = i.leader.is_none_or(|l| l == sentinel) || event != IE::AbortNotElected;
         if !ends {
             self.absorbed += 1;
             return;
@@ -292,12 +292,12 @@ impl Fold {
             // The master is still down: the condition has not cleared, so the
             // page stays firing, now saying why the failover failed. Sentinel
             // retries; its `+try-failover` restarts the failover clock.
-            i.aborted = Some(kind.to_owned());
-            self.last_abort.insert(master.to_owned(), kind.to_owned());
+            i.aborted = Some(event);
+            self.last_abort.insert(master.to_owned(), event);
             return;
         }
         i.resolve(at);
-        i.ended = Some(kind.to_owned());
+        i.ended = Some(Ended::Aborted(event));
         i.down |= down;
         if repeat && i.sent.is_none() {
             let k = i.key.clone();
@@ -305,7 +305,7 @@ impl Fold {
             self.closed.insert(k, at.mono);
             self.absorbed += 1;
         } else if down {
-            self.last_abort.insert(master.to_owned(), kind.to_owned());
+            self.last_abort.insert(master.to_owned(), event);
         }
     }
 }

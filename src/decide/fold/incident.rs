@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::Stamp;
-use crate::watch::event::Event;
+use crate::watch::event::{Event, InstanceEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -63,6 +63,15 @@ impl Kind {
     }
 }
 
+/// Why an incident ended without its condition clearing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Sentinel gave the failover up (`-failover-abort-*`).
+    Aborted(InstanceEvent),
+    /// The master was removed from the config (SIGHUP).
+    Removed,
+}
+
 /// One incident as it is told to people.
 #[derive(Debug, Clone)]
 pub struct Incident {
@@ -100,13 +109,12 @@ pub struct Incident {
     /// `+try-failover`s folded in, and when the last one came.
     pub tries: u32,
     pub last_try: Option<Instant>,
-    /// Why it ended without its condition clearing: the `-failover-abort-*`
-    /// event, or `removed from the config`.
-    pub ended: Option<String>,
+    /// Why it ended without its condition clearing.
+    pub ended: Option<Ended>,
     /// The `-failover-abort-*` of the last attempt while the master stays
     /// down: the incident stays firing (its condition has not cleared) and
     /// Sentinel's retry restarts the failover clock.
-    pub aborted: Option<String>,
+    pub aborted: Option<InstanceEvent>,
     /// The condition this incident counts occurrences of (see
     /// `Fold::occurrence_key`), to keep that counter while it is open.
     pub occurrence: Option<String>,

@@ -42,8 +42,8 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
-pub use incident::{incident_key, AlertInput, Incident, Kind, RouteReport, Severity, State};
-use text::REMOVED;
+use crate::watch::event::InstanceEvent;
+pub use incident::{incident_key, AlertInput, Ended, Incident, Kind, RouteReport, Severity, State};
 
 /// When something happened, on both clocks: `mono` for the fold's timing
 /// (grouping, repeats), `wall` for the times told to people.
@@ -92,7 +92,7 @@ pub struct Fold {
     odown: BTreeSet<String>,
     /// Last abort told per master while it stays down: the same abort of each
     /// retry is not told again.
-    last_abort: BTreeMap<String, String>,
+    last_abort: BTreeMap<String, InstanceEvent>,
     /// Occurrences of each condition per master (`master`, `what`).
     occurrences: BTreeMap<(String, String), Occurrences>,
     pub absorbed: usize,
@@ -151,7 +151,7 @@ impl Fold {
             .retain(|_, i| keep(&i.master) || (i.told_firing && i.state == State::Firing));
         for i in self.incidents.values_mut().filter(|i| !keep(&i.master)) {
             i.resolve(at);
-            i.ended = Some(REMOVED.to_owned());
+            i.ended = Some(Ended::Removed);
         }
         self.masters = Some(names);
     }

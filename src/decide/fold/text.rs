@@ -1,21 +1,26 @@
 //! All message text of an incident: its headline ([`Incident::summary`]), its
 //! longer text ([`Incident::description`]) and the phrases they are built of.
 
-use super::incident::{Incident, Kind, RouteReport, State};
+use super::incident::{Ended, Incident, Kind, RouteReport, State};
+use crate::watch::event::InstanceEvent;
 
 impl Incident {
     /// One-line summary, the message's headline.
     pub fn summary(&self) -> String {
         let route = self.route.as_ref().map(route_text).unwrap_or_default();
         let from = self.from.as_deref().unwrap_or("?");
+        let aborted_by = match self.ended {
+            Some(Ended::Aborted(e)) => Some(e),
+            _ => None,
+        };
         match (&self.kind, self.state) {
-            (_, State::Resolved) if self.ended.as_deref() == Some(REMOVED) => format!(
+            (_, State::Resolved) if self.ended == Some(Ended::Removed) => format!(
                 "{}: {} no longer watched (master removed from the config)",
                 self.master,
                 self.kind.alertname()
             ),
-            (Kind::Failover, State::Resolved) if self.ended.is_some() => {
-                let event = self.ended.as_deref().unwrap_or("");
+            (Kind::Failover, State::Resolved) if aborted_by.is_some() => {
+                let event = aborted_by.map(InstanceEvent::channel).unwrap_or_default();
                 let after = if self.down {
                     "; the master is still down and Sentinel will retry"
                 } else {
@@ -24,7 +29,7 @@ impl Incident {
                 format!(
                     "{}: failover from {from} ABORTED: {} ({event}){after}",
                     self.master,
-                    abort_reason(event)
+                    abort_reason(aborted_by)
                 )
             }
             (Kind::Failover, State::Resolved) => match (&self.from, &self.to) {
@@ -45,7 +50,7 @@ impl Incident {
                 Some(event) => format!(
                     "{} is down at {from} (objectively down); failover ABORTED: {} ({event}); Sentinel will retry",
                     self.master,
-                    abort_reason(event)
+                    abort_reason(Some(*event))
                 ),
                 None => format!(
                     "{} is down at {from} (objectively down); failover in progress",
@@ -114,18 +119,15 @@ impl Incident {
     }
 }
 
-/// `Incident::ended` of an incident closed because its master left the config.
-pub(super) const REMOVED: &str = "removed from the config";
-
 /// What a `-failover-abort-*` event means (redis 7.0 `sentinel.c`).
-fn abort_reason(event: &str) -> &'static str {
+fn abort_reason(event: Option<InstanceEvent>) -> &'static str {
     match event {
         // sentinelFailoverWaitStart: not leader within min(10 s, failover-timeout).
-        "-failover-abort-not-elected" => "no sentinel was elected leader to run it",
+        Some(InstanceEvent::AbortNotElected) => "no sentinel was elected leader to run it",
         // sentinelFailoverSelectSlave: no replica passed the selection.
-        "-failover-abort-no-good-slave" => "no replica fit to be promoted",
+        Some(InstanceEvent::AbortNoGoodSlave) => "no replica fit to be promoted",
         // sentinelFailoverSendSlaveOfNoOne / WaitPromotion: over failover-timeout.
-        "-failover-abort-slave-timeout" => {
+        Some(InstanceEvent::AbortSlaveTimeout) => {
             "the selected replica did not become master within failover-timeout"
         }
         _ => "Sentinel aborted it",

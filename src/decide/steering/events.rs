@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::{Action, Cause, Steering, Unconfirmed, CONFIRM_FIRST};
 use crate::decide::fold::AlertInput;
-use crate::watch::event::{Addr, Event, Role};
+use crate::watch::event::{Addr, Event, InstanceEvent as IE, Role};
 use crate::watch::SentinelId;
 
 impl Steering {
@@ -58,7 +58,7 @@ impl Steering {
                 // set of plausible switch targets current between reads.
                 if matches!(
                     kind,
-                    "+slave" | "+promoted-slave" | "+convert-to-slave" | "+slave-reconf-done"
+                    IE::Slave | IE::PromotedSlave | IE::ConvertToSlave | IE::SlaveReconfDone
                 ) {
                     if let Some(st) = self.masters.get_mut(&instance.master) {
                         st.replicas.insert(instance.addr);
