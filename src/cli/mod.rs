@@ -117,7 +117,7 @@ pub fn main() -> ExitCode {
     let cfg = match crate::daemon::load_config(&cli.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             return Exit::Usage.into();
         }
     };

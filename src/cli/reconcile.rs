@@ -20,7 +20,7 @@ use crate::decide::facts::TableReads;
 use crate::decide::plan::{plan, CurrentRoute, RouteAction};
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::decide::steering::{Cause, WriteOrder, WriteOutcome};
-use crate::watch::{self, SentinelLink, SentinelReport};
+use crate::watch::{self, SentinelError, SentinelLink, SentinelReport};
 
 /// What one sentinel says of a master, as the CLI prints it.
 #[derive(Debug, Serialize)]
@@ -200,7 +200,7 @@ fn summary(
     name: &str,
     m: &MasterConfig,
     links: &[SentinelLink],
-    reports: &[Result<SentinelReport, String>],
+    reports: &[Result<SentinelReport, SentinelError>],
     answers: &[Answer],
 ) -> MasterSummary {
     let sentinels = links

@@ -10,6 +10,8 @@ pub mod read_job;
 pub mod write_job;
 
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,7 +78,7 @@ pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
                     cfg = new;
                     info!(config = %path.display(), "SIGHUP: config reloaded in place");
                 }
-                Err(e) => error!(error = %e, "SIGHUP: new config is invalid; keeping the running one"),
+                Err(e) => error!(error = format!("{e:#}"), "SIGHUP: new config is invalid; keeping the running one"),
             },
             r = &mut handle => {
                 error!(?r, "controller stopped unexpectedly; exiting so that systemd restarts the service");
@@ -236,10 +238,11 @@ impl Links {
 
 /// Loads the config or explains why not (used by every CLI verb).
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
-    let cfg = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = Config::load(path)?;
     // Secrets named by the config are checked once, here, for every verb and
     // for SIGHUP (a `whsec_` value that is not base64 is an error, not a raw key).
     crate::act::sinks::validate(&cfg.alerts.webhooks)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        .map_err(anyhow::Error::msg)
+        .with_context(|| path.display().to_string())?;
     Ok(cfg)
 }

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::decide::quorum::Answer;
 use crate::decide::steering::ReadOutcome;
 use crate::watch::event::Addr;
-use crate::watch::{SentinelLink, SentinelReport};
+use crate::watch::{SentinelError, SentinelLink, SentinelReport};
 
 /// Reads every sentinel's view and every configured route table at once, and
 /// looks up (without I/O) the targets of the addresses the sentinels named.
@@ -36,7 +36,7 @@ pub async fn majority_read_with_reports(
     ec2: &Ec2,
     cfg: &Config,
     targets: &Targets,
-) -> (ReadOutcome, Vec<Result<SentinelReport, String>>) {
+) -> (ReadOutcome, Vec<Result<SentinelReport, SentinelError>>) {
     let started = Instant::now();
     let (tables, cidrs) = (cfg.route_tables(), cfg.vip_cidrs());
     let (reports, tables) = tokio::join!(

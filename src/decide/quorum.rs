@@ -7,7 +7,7 @@
 //! newer switch, and a minority never moves the VIP.
 
 use crate::watch::event::Addr;
-use crate::watch::{MasterView, SentinelReport};
+use crate::watch::{MasterView, SentinelError, SentinelReport};
 
 /// One sentinel's answer for one master.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum Answer {
 
 impl Answer {
     /// One sentinel's read turned into its vote on `master`.
-    pub fn from_report(report: &Result<SentinelReport, String>, master: &str) -> Answer {
+    pub fn from_report(report: &Result<SentinelReport, SentinelError>, master: &str) -> Answer {
         match report {
             Err(_) => Answer::Unreachable,
             Ok(rep) if rep.tilt => Answer::Tilt,

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::addr::Addr;
+use crate::watch::SentinelId;
 
 /// How often each watcher reads `CLIENT LIST` on every sentinel.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -111,7 +112,7 @@ pub fn liveness(sentinels: &[Addr], lists: &[Option<String>]) -> Liveness {
 pub fn designated(
     local: Option<&Addr>,
     sentinels: &[Addr],
-    leader: Option<usize>,
+    leader: Option<SentinelId>,
     live: &Liveness,
 ) -> bool {
     let Some(local) = local else { return true };
@@ -131,7 +132,7 @@ pub fn designated(
 
 /// The leader's sentinel first, then the others by address (numeric IPs
 /// first, in numeric order; then hostnames; then port).
-fn speaking_order(sentinels: &[Addr], leader: Option<usize>) -> Vec<&Addr> {
+fn speaking_order(sentinels: &[Addr], leader: Option<SentinelId>) -> Vec<&Addr> {
     let mut order: Vec<&Addr> = sentinels.iter().collect();
     order.sort_by_key(|s| {
         (

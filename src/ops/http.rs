@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -27,7 +28,7 @@ pub async fn serve(
         .with_state(status);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("http.listen {addr}: cannot bind: {e}"))?;
+        .with_context(|| format!("http.listen {addr}: cannot bind"))?;
     tracing::info!(%addr, "serving /metrics /healthz /readyz /status");
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -348,11 +348,16 @@ mod tests {
         for e in InstanceEvent::ALL {
             assert_eq!(InstanceEvent::from_channel(e.channel()), Some(*e));
         }
-        assert_eq!(InstanceEvent::from_channel("+odown"), Some(InstanceEvent::Odown));
+        assert_eq!(
+            InstanceEvent::from_channel("+odown"),
+            Some(InstanceEvent::Odown)
+        );
         assert_eq!(InstanceEvent::from_channel("+0down"), None);
         assert_eq!(InstanceEvent::from_channel("+switch-master"), None);
         let aborts: Vec<_> = InstanceEvent::ALL.iter().filter(|e| e.is_abort()).collect();
-        assert!(aborts.iter().all(|e| e.channel().starts_with("-failover-abort-")));
+        assert!(aborts
+            .iter()
+            .all(|e| e.channel().starts_with("-failover-abort-")));
         assert_eq!(aborts.len(), 3);
     }
 

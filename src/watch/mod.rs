@@ -13,7 +13,7 @@ mod subscriber;
 use subscriber::Watcher;
 
 pub use acl::{acl_rule, probe_subscribe, NeededCommand, NEEDED_COMMANDS};
-pub use report::{MasterView, SentinelReport};
+pub use report::{MasterView, SentinelError, SentinelReport};
 
 use std::time::{Duration, Instant};
 

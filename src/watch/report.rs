@@ -97,6 +97,28 @@ pub(super) fn promotable_replicas(rs: &[HashMap<String, String>]) -> Vec<Addr> {
         .collect()
 }
 
+/// A sentinel command that gave no usable answer: which command, and why
+/// (connection down, timeout, ACL refusal, error reply, or an answer of the
+/// wrong shape). Never carries the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SentinelError {
+    /// The command failed: not connected, timed out, refused, error reply.
+    #[error("{command}: {reason}")]
+    Failed { command: String, reason: String },
+    /// The answer is not what the command returns.
+    #[error("{command}: unexpected answer: {what}")]
+    Unexpected { command: &'static str, what: String },
+}
+
+impl SentinelError {
+    fn failed(command: impl Into<String>, e: &fred::error::Error) -> SentinelError {
+        SentinelError::Failed {
+            command: command.into(),
+            reason: e.to_string(),
+        }
+    }
+}
+
 impl SentinelLink {
     /// One sentinel's view of every master it monitors.
     ///
@@ -107,14 +129,14 @@ impl SentinelLink {
     /// `sentinelGetCurrentMasterAddress` in redis `sentinel.c`) and `SENTINEL
     /// REPLICAS`. fred pipelines concurrent commands on the one connection, so
     /// 1,000 masters cost two round trips, not 2,001.
-    pub async fn report(&self) -> Result<SentinelReport, String> {
+    pub async fn report(&self) -> Result<SentinelReport, SentinelError> {
         let info = CustomCommand::new_static("INFO", ClusterHash::FirstKey, false);
         let (info, masters) = tokio::join!(
             self.cmd.custom::<String, _>(info, vec!["sentinel"]),
             self.cmd.masters::<Vec<HashMap<String, String>>>()
         );
-        let info = info.map_err(|e| format!("INFO sentinel: {e}"))?;
-        let masters = masters.map_err(|e| format!("SENTINEL MASTERS: {e}"))?;
+        let info = info.map_err(|e| SentinelError::failed("INFO sentinel", &e))?;
+        let masters = masters.map_err(|e| SentinelError::failed("SENTINEL MASTERS", &e))?;
         let tilt = info.lines().any(|l| l.trim() == "sentinel_tilt:1");
         let entries: Vec<MastersEntry> = masters.iter().filter_map(masters_entry).collect();
         let reads =
@@ -148,7 +170,10 @@ impl SentinelLink {
 
     /// `GET-MASTER-ADDR-BY-NAME` and `SENTINEL REPLICAS` for one master, sent
     /// together; `Ok(None)` when the sentinel does not monitor it.
-    async fn addr_and_replicas(&self, name: &str) -> Result<Option<(Addr, Vec<Addr>)>, String> {
+    async fn addr_and_replicas(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Addr, Vec<Addr>)>, SentinelError> {
         let (addr, replicas) = tokio::join!(
             self.cmd.get_master_addr_by_name::<Value, _>(name),
             self.cmd.replicas::<Vec<HashMap<String, String>>, _>(name)
@@ -156,19 +181,32 @@ impl SentinelLink {
         let addr = match addr {
             Ok(v) => addr_reply(&v),
             Err(e) if no_such_master(&e) => None,
-            Err(e) => return Err(format!("SENTINEL GET-MASTER-ADDR-BY-NAME {name}: {e}")),
+            Err(e) => {
+                return Err(SentinelError::failed(
+                    format!("SENTINEL GET-MASTER-ADDR-BY-NAME {name}"),
+                    &e,
+                ))
+            }
         };
         let replicas = match replicas {
             Ok(rs) => promotable_replicas(&rs),
             Err(e) if no_such_master(&e) => return Ok(None),
-            Err(e) => return Err(format!("SENTINEL REPLICAS {name}: {e}")),
+            Err(e) => {
+                return Err(SentinelError::failed(
+                    format!("SENTINEL REPLICAS {name}"),
+                    &e,
+                ))
+            }
         };
         Ok(addr.map(|a| (a, replicas)))
     }
 
     /// One master as [`report`](Self::report) sees it (for `check`), plus the
     /// address `SENTINEL MASTER` itself prints when it differs.
-    pub async fn master(&self, name: &str) -> Result<Option<(MasterView, Option<Addr>)>, String> {
+    pub async fn master(
+        &self,
+        name: &str,
+    ) -> Result<Option<(MasterView, Option<Addr>)>, SentinelError> {
         let (master, read) = tokio::join!(
             self.cmd.master::<HashMap<String, String>, _>(name),
             self.addr_and_replicas(name)
@@ -176,7 +214,7 @@ impl SentinelLink {
         let m = match master {
             Ok(m) => m,
             Err(e) if no_such_master(&e) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(SentinelError::failed(format!("SENTINEL MASTER {name}"), &e)),
         };
         let (Some(e), Some((addr, replicas))) = (masters_entry(&m), read?) else {
             return Ok(None);
@@ -195,39 +233,46 @@ impl SentinelLink {
 
     /// `ROLE`'s first element: `sentinel` for a sentinel, `master`/`slave` for a
     /// Redis data node listed by mistake.
-    pub async fn role(&self) -> Result<String, String> {
+    pub async fn role(&self) -> Result<String, SentinelError> {
         let cmd = CustomCommand::new_static("ROLE", ClusterHash::FirstKey, false);
         let v = self
             .cmd
             .custom::<Value, _>(cmd, Vec::<Value>::new())
             .await
-            .map_err(|e| format!("ROLE: {e}"))?;
+            .map_err(|e| SentinelError::failed("ROLE", &e))?;
         match v {
-            Value::Array(a) => a
-                .first()
-                .and_then(|r| r.as_string())
-                .ok_or_else(|| "ROLE: empty answer".to_owned()),
-            other => Err(format!("ROLE: unexpected answer {:?}", other.kind())),
+            Value::Array(a) => {
+                a.first()
+                    .and_then(|r| r.as_string())
+                    .ok_or_else(|| SentinelError::Unexpected {
+                        command: "ROLE",
+                        what: "an empty array".to_owned(),
+                    })
+            }
+            other => Err(SentinelError::Unexpected {
+                command: "ROLE",
+                what: format!("{:?}", other.kind()),
+            }),
         }
     }
 
     /// `num-other-sentinels` from `SENTINEL MASTER <name>`: how many other
     /// sentinels this one knows for the master.
-    pub async fn other_sentinels(&self, name: &str) -> Result<Option<usize>, String> {
+    pub async fn other_sentinels(&self, name: &str) -> Result<Option<usize>, SentinelError> {
         match self.cmd.master::<HashMap<String, String>, _>(name).await {
             Ok(m) => Ok(m.get("num-other-sentinels").and_then(|n| n.parse().ok())),
             Err(e) if no_such_master(&e) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(SentinelError::failed(format!("SENTINEL MASTER {name}"), &e)),
         }
     }
 
     /// `SENTINEL REPLICAS <name>` → replica addresses (to warm target discovery).
-    pub async fn replicas(&self, name: &str) -> Result<Vec<Addr>, String> {
+    pub async fn replicas(&self, name: &str) -> Result<Vec<Addr>, SentinelError> {
         let rs = self
             .cmd
             .replicas::<Vec<HashMap<String, String>>, _>(name)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SentinelError::failed(format!("SENTINEL REPLICAS {name}"), &e))?;
         Ok(rs
             .iter()
             .filter_map(|r| {
@@ -241,12 +286,12 @@ impl SentinelLink {
 
     /// `CLIENT LIST` as the sentinel prints it (one client per line), to see
     /// which watchers (`name=sentinel-vip:...`) are connected to it.
-    pub async fn client_list(&self) -> Result<String, String> {
+    pub async fn client_list(&self) -> Result<String, SentinelError> {
         let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
         self.cmd
             .custom::<String, _>(cmd, vec!["LIST"])
             .await
-            .map_err(|e| format!("CLIENT LIST: {e}"))
+            .map_err(|e| SentinelError::failed("CLIENT LIST", &e))
     }
 
     /// Waits (bounded) until the command connection is up; false at once on a

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{incident_key, Ended, Fold, Kind, Severity, Stamp, State};
 use crate::watch::event::{Event, InstanceEvent as IE, Role};
+use crate::watch::SentinelId;
 
 /// A `+try-failover` this long after the previous one is Sentinel's retry of
 /// the failover (it waits 2 × failover-timeout), not a sentinel racing for the
@@ -14,7 +15,7 @@ const RETRY_GAP: Duration = Duration::from_secs(3);
 impl Fold {
     /// Folds one sentinel event in. Events about masters that are not
     /// configured are counted in `ignored` and otherwise dropped.
-    pub fn on_event(&mut self, at: Stamp, sentinel: usize, event: &Event) {
+    pub fn on_event(&mut self, at: Stamp, sentinel: SentinelId, event: &Event) {
         if let Some(m) = event.master() {
             if !self.configured(m) {
                 self.ignored += 1;
@@ -273,7 +274,7 @@ impl Fold {
     /// `-not-elected` from a sentinel that lost the vote while another leads is
     /// only a note (the failover goes on). The same abort again for a master
     /// that stayed down, never told, is dropped (each retry would repeat it).
-    fn on_abort(&mut self, at: Stamp, sentinel: usize, master: &str, event: IE) {
+    fn on_abort(&mut self, at: Stamp, sentinel: SentinelId, master: &str, event: IE) {
         let down = self.odown.contains(master);
         let repeat = self.last_abort.get(master) == Some(&event);
         let Some(i) = self.open_master_incident(master, true) else {

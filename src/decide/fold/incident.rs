@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::Stamp;
 use crate::watch::event::{Event, InstanceEvent};
+use crate::watch::SentinelId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -93,7 +94,7 @@ pub struct Incident {
     /// Events folded into this incident (from every sentinel).
     pub events: usize,
     /// The sentinel (index) that published `+elected-leader`, if any.
-    pub leader: Option<usize>,
+    pub leader: Option<SentinelId>,
     /// Last state sent and when.
     pub sent: Option<(State, Instant)>,
     /// Whether a firing message was ever sent (PagerDuty needs a trigger
@@ -189,7 +190,7 @@ pub fn incident_key(master: &str, epoch: u64, what: Option<&str>) -> String {
 #[derive(Debug, Clone)]
 pub enum AlertInput {
     Event {
-        sentinel: usize,
+        sentinel: SentinelId,
         event: Event,
     },
     Route(RouteReport),
