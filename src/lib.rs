@@ -5,13 +5,15 @@
 //! the verbs, `ops` what an operator sees; `addr`, `config` and `shutdown` are
 //! the ground everything stands on. See ARCHITECTURE.md.
 
+#![warn(unreachable_pub)]
+
 pub mod act;
 pub mod addr;
 pub mod cli;
 pub mod config;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod decide;
-pub mod ops;
+pub(crate) mod ops;
 pub mod shutdown;
 pub mod watch;
 

@@ -4,7 +4,7 @@
 //! other way round.
 
 pub mod ec2;
-pub mod pacing;
+pub(crate) mod pacing;
 pub mod resolve;
 pub mod sinks;
 pub mod targets;

@@ -27,13 +27,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Share of `aws.write_rate.per_second` the pacer spends.
-pub const RATE_MARGIN: f64 = 0.95;
+pub(crate) const RATE_MARGIN: f64 = 0.95;
 /// Share of `aws.write_rate.burst` the pacer holds (at least 1 token).
-pub const BURST_MARGIN: f64 = 0.9;
+pub(crate) const BURST_MARGIN: f64 = 0.9;
 
 /// The token bucket and the line of route writes waiting for it.
 #[derive(Debug)]
-pub struct Pacer<T> {
+pub(crate) struct Pacer<T> {
     per_second: f64,
     burst: f64,
     tokens: f64,
@@ -52,7 +52,7 @@ struct Waiting<T> {
 impl<T> Pacer<T> {
     /// A full bucket at `now` for a budget of `burst` writes at once, then
     /// `per_second`, less the margins ([`RATE_MARGIN`], [`BURST_MARGIN`]).
-    pub fn new(per_second: f64, burst: u32, now: Instant) -> Pacer<T> {
+    pub(crate) fn new(per_second: f64, burst: u32, now: Instant) -> Pacer<T> {
         let per_second = if per_second > 0.0 { per_second } else { 1.0 };
         let burst = (f64::from(burst.max(1)) * BURST_MARGIN).floor().max(1.0);
         Pacer::exact(per_second * RATE_MARGIN, burst, now)
@@ -72,7 +72,7 @@ impl<T> Pacer<T> {
     /// Offers `master`'s write of `tables` route tables; returns every order
     /// that may start now (this one included when the line was empty and the
     /// bucket has room).
-    pub fn offer(&mut self, now: Instant, master: &str, tables: usize, order: T) -> Vec<T> {
+    pub(crate) fn offer(&mut self, now: Instant, master: &str, tables: usize, order: T) -> Vec<T> {
         let cost = (tables.max(1) as f64).min(self.burst);
         match self.line.iter_mut().find(|w| w.master == master) {
             Some(w) => {
@@ -89,7 +89,7 @@ impl<T> Pacer<T> {
     }
 
     /// Releases, first come first served, every waiting order the bucket pays for.
-    pub fn poll(&mut self, now: Instant) -> Vec<T> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Vec<T> {
         self.refill(now);
         let mut out = Vec::new();
         while let Some(head) = self.line.front() {
@@ -109,21 +109,21 @@ impl<T> Pacer<T> {
     }
 
     /// When the head of the line can go (None: nobody waits).
-    pub fn next_release(&self) -> Option<Instant> {
+    pub(crate) fn next_release(&self) -> Option<Instant> {
         let head = self.line.front()?;
         let missing = (head.cost - self.tokens).max(0.0);
         Some(self.at + Duration::from_secs_f64(missing / self.per_second))
     }
 
     /// How many masters wait for the bucket.
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.line.len()
     }
 
     /// A new budget (`aws.write_rate` changed on reload): tokens earned so far
     /// are kept up to the new burst, the line keeps its order, and what the
     /// new bucket pays for now is released.
-    pub fn set_budget(&mut self, per_second: f64, burst: u32, now: Instant) -> Vec<T> {
+    pub(crate) fn set_budget(&mut self, per_second: f64, burst: u32, now: Instant) -> Vec<T> {
         self.refill(now);
         let fresh: Pacer<T> = Pacer::new(per_second, burst, now);
         self.per_second = fresh.per_second;
@@ -136,7 +136,7 @@ impl<T> Pacer<T> {
     }
 
     /// Empties the line (shutdown): the orders that never started.
-    pub fn drain(&mut self) -> Vec<T> {
+    pub(crate) fn drain(&mut self) -> Vec<T> {
         self.line.drain(..).map(|w| w.order).collect()
     }
 

@@ -26,7 +26,7 @@ use crate::config::{Config, RoleArn, RouteTableId, Target};
 
 /// The principals of one config and the policy each needs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Policies {
+pub(super) struct Policies {
     /// The default credential chain (instance profile, environment, ...).
     pub default_credentials: Value,
     /// Each role the config assumes, by ARN.
@@ -36,7 +36,7 @@ pub struct Policies {
 impl Policies {
     /// What `iam-policy` prints: the policy document itself when the config
     /// assumes no role, else `{"default_credentials": .., "roles": {arn: ..}}`.
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         if self.roles.is_empty() {
             self.default_credentials.clone()
         } else {
@@ -49,7 +49,7 @@ impl Policies {
 }
 
 /// `arn:aws:ec2:<region>:<account>:route-table/<id>` (partition from the region).
-pub fn route_table_arn(region: &str, account: &str, table: &RouteTableId) -> String {
+pub(super) fn route_table_arn(region: &str, account: &str, table: &RouteTableId) -> String {
     format!(
         "arn:{}:ec2:{region}:{account}:route-table/{table}",
         partition(region)
@@ -67,7 +67,7 @@ fn partition(region: &str) -> &'static str {
 }
 
 /// The policies for `cfg`; `owner` names the account of each route table.
-pub fn policies(cfg: &Config, region: &str, owner: &BTreeMap<RouteTableId, String>) -> Policies {
+pub(super) fn policies(cfg: &Config, region: &str, owner: &BTreeMap<RouteTableId, String>) -> Policies {
     // Which principal writes which tables.
     let mut writes: BTreeMap<Option<&RoleArn>, BTreeSet<&RouteTableId>> = BTreeMap::new();
     for m in cfg.masters.values() {

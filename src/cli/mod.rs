@@ -3,10 +3,10 @@
 //! exit with an [`Exit`] status; `completions` and `man` print what clap makes.
 
 mod check;
-pub mod iam_policy;
-pub mod reconcile;
+mod iam_policy;
+mod reconcile;
 mod run;
-pub mod status;
+mod status;
 mod test_alert;
 
 use std::path::PathBuf;

@@ -24,7 +24,7 @@ use crate::watch::{self, SentinelError, SentinelLink, SentinelReport};
 
 /// What one sentinel says of a master, as the CLI prints it.
 #[derive(Debug, Serialize)]
-pub struct SentinelSummary {
+pub(super) struct SentinelSummary {
     pub sentinel: String,
     /// `ip:port @ epoch`, or why there is no answer.
     pub says: String,
@@ -32,7 +32,7 @@ pub struct SentinelSummary {
 
 /// One route table's VIP route, what it needs and (after a write) what happened.
 #[derive(Debug, Serialize)]
-pub struct TableSummary {
+pub(super) struct TableSummary {
     pub table: String,
     pub route: String,
     /// keep, replace, create, or unknown (no majority / no target / unreadable).
@@ -43,7 +43,7 @@ pub struct TableSummary {
 
 /// One master: the sentinels' answers, the verdict, the target and its tables.
 #[derive(Debug, Serialize)]
-pub struct MasterSummary {
+pub(super) struct MasterSummary {
     pub master: String,
     pub vip: String,
     pub sentinels: Vec<SentinelSummary>,
@@ -56,7 +56,7 @@ pub struct MasterSummary {
 
 /// How one table's write ended (serialized as its text: `written`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteResult {
+pub(super) enum WriteResult {
     /// Written and read back pointing at the target.
     Written,
     /// Written, but the reads back never showed the target.
@@ -85,7 +85,7 @@ impl Serialize for WriteResult {
 impl MasterSummary {
     /// Whether this master is left needing an operator: no verdict or target,
     /// or a write that did not end read back as written.
-    pub fn failed(&self) -> bool {
+    pub(super) fn failed(&self) -> bool {
         self.problem.is_some()
             || self.tables.iter().any(|t| {
                 t.result
@@ -133,7 +133,7 @@ async fn connect(cfg: &Config) -> Vec<SentinelLink> {
 
 /// Reads every sentinel and table (the daemon's majority read), decides, and
 /// (when `write`) repairs each master through the daemon's write job.
-pub async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<MasterSummary>> {
+pub(super) async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<MasterSummary>> {
     let links = connect(cfg).await;
     let ec2 = Ec2::for_config(cfg).await;
     let targets = Targets::default();

@@ -20,7 +20,7 @@ pub(super) async fn run(cfg: &Config, json: bool) -> Exit {
 }
 
 /// `/status` from a running daemon, if `http.listen` is set and answering.
-pub async fn daemon_status(cfg: &Config) -> Option<serde_json::Value> {
+pub(super) async fn daemon_status(cfg: &Config) -> Option<serde_json::Value> {
     let addr = cfg.http.listen?;
     crate::install_crypto_provider();
     let client = reqwest::Client::builder()
@@ -36,7 +36,7 @@ pub async fn daemon_status(cfg: &Config) -> Option<serde_json::Value> {
 }
 
 /// Prints a daemon's `/status` JSON as text.
-pub fn print_daemon_status(s: &serde_json::Value) {
+pub(super) fn print_daemon_status(s: &serde_json::Value) {
     let get = |v: &serde_json::Value, k: &str| {
         v.get(k)
             .map(|x| x.to_string().trim_matches('"').to_owned())

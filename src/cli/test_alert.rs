@@ -35,7 +35,7 @@ pub(super) async fn run(cfg: &Config, sink: Option<&str>) -> Exit {
 
 /// `test-alert`: sends a clearly marked test incident to each sink (or one) and
 /// returns each result.
-pub async fn send_to_sinks(
+pub(super) async fn send_to_sinks(
     cfg: &Config,
     only: Option<&str>,
 ) -> Vec<(String, crate::act::sinks::Delivery)> {

@@ -404,7 +404,7 @@ mod duration {
     use serde::Deserialize;
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         let v = humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!("{s:?} is not a duration like 30s or 5m: {e}"))
@@ -422,7 +422,7 @@ mod opt_duration {
     use serde::Deserialize;
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Duration>, D::Error> {
         #[derive(Deserialize)]

@@ -28,13 +28,13 @@ type LivenessView = Option<(Instant, Liveness)>;
 /// What the daemon hands the alert task on SIGHUP: the new config and the
 /// sentinel links in use. The fold (open incidents) is kept; sinks, timing,
 /// masters and the live-watcher poller follow the new config.
-pub struct Reconfigure {
+pub(crate) struct Reconfigure {
     pub cfg: Arc<Config>,
     pub links: Vec<SentinelLink>,
 }
 
 /// The running alert task's two inboxes.
-pub struct Alerter {
+pub(crate) struct Alerter {
     /// Events and outcomes from the controller (`offer` only, never awaited).
     pub inbox: mpsc::Sender<AlertInput>,
     /// Reloads from the daemon.
@@ -100,7 +100,7 @@ impl Speaking {
 /// **Architecture Invariant:** every task started here ends on `shutdown`
 /// (sink workers end once their sink is dropped and their queue is empty), so
 /// reloads do not leak tasks.
-pub fn spawn(
+pub(crate) fn spawn(
     cfg: &Config,
     links: &[SentinelLink],
     status: SharedStatus,

@@ -32,7 +32,7 @@ use crate::watch::{SentinelLink, WatchMsg};
 
 /// Everything the controller's inbox carries.
 #[derive(Debug)]
-pub enum Input {
+pub(crate) enum Input {
     Watch(WatchMsg),
     /// Read the majority now (start-up, SIGHUP, on demand).
     Reconcile(&'static str),
@@ -43,7 +43,7 @@ pub enum Input {
 }
 
 /// What changes on a reload; `None` keeps what runs.
-pub struct Reload {
+pub(crate) struct Reload {
     pub cfg: Arc<Config>,
     pub links: Option<Vec<SentinelLink>>,
     pub ec2: Option<Ec2>,
@@ -59,7 +59,7 @@ impl std::fmt::Debug for Reload {
 }
 
 /// The decision loop's driver. Create with [`Controller::new`], drive with [`Controller::run`].
-pub struct Controller {
+pub(crate) struct Controller {
     cfg: Arc<Config>,
     ec2: Ec2,
     links: Arc<Vec<SentinelLink>>,
@@ -76,7 +76,7 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(
+    pub(crate) fn new(
         cfg: Arc<Config>,
         ec2: Ec2,
         links: Vec<SentinelLink>,
@@ -104,7 +104,7 @@ impl Controller {
     }
 
     /// Runs until shutdown; then lets in-flight route writes finish (bounded).
-    pub async fn run(mut self, mut shutdown: Shutdown) {
+    pub(crate) async fn run(mut self, mut shutdown: Shutdown) {
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         loop {
             let wake = tokio::time::Instant::from_std(self.core.poll_timeout());

@@ -23,7 +23,7 @@ static BURST: DropBurst = DropBurst::new();
 /// Offers `input` to the alert task without waiting. Returns whether it was
 /// accepted; a drop (inbox full) is counted and logged once per burst. A
 /// closed inbox (the alert task ended at shutdown) drops silently.
-pub fn offer(tx: &mpsc::Sender<AlertInput>, input: AlertInput) -> bool {
+pub(crate) fn offer(tx: &mpsc::Sender<AlertInput>, input: AlertInput) -> bool {
     match tx.try_send(input) {
         Ok(()) => {
             if let Some(n) = BURST.accepted() {
@@ -47,20 +47,20 @@ pub fn offer(tx: &mpsc::Sender<AlertInput>, input: AlertInput) -> bool {
 
 /// Counts the drops of one burst; tells when to log.
 #[derive(Debug)]
-pub struct DropBurst(AtomicU64);
+pub(crate) struct DropBurst(AtomicU64);
 
 impl DropBurst {
-    pub const fn new() -> DropBurst {
+    pub(crate) const fn new() -> DropBurst {
         DropBurst(AtomicU64::new(0))
     }
 
     /// One more drop; true when it starts a burst (log it).
-    pub fn dropped(&self) -> bool {
+    pub(crate) fn dropped(&self) -> bool {
         self.0.fetch_add(1, Ordering::Relaxed) == 0
     }
 
     /// An input was accepted; the burst's size when this ends one (log it).
-    pub fn accepted(&self) -> Option<u64> {
+    pub(crate) fn accepted(&self) -> Option<u64> {
         if self.0.load(Ordering::Relaxed) == 0 {
             return None;
         }

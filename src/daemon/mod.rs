@@ -3,11 +3,11 @@
 //! out its actions; `alerts` runs the incident fold and hands incidents to the
 //! sinks; `inbox` is the controller's never-blocking hand-off to it.
 
-pub mod alerts;
-pub mod controller;
-pub mod inbox;
-pub mod read_job;
-pub mod write_job;
+pub(crate) mod alerts;
+pub(crate) mod controller;
+pub(crate) mod inbox;
+pub(crate) mod read_job;
+pub(crate) mod write_job;
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +37,7 @@ use crate::watch::{self, SentinelLink};
 ///
 /// **Architecture Invariant:** every task has an owner that ends it: watchers
 /// end with their links' trigger, everything else with the process shutdown.
-pub async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
     let status = SharedStatus::new(cfg.sentinels.len());
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -237,7 +237,7 @@ impl Links {
 }
 
 /// Loads the config or explains why not (used by every CLI verb).
-pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
     let cfg = Config::load(path)?;
     // Secrets named by the config are checked once, here, for every verb and
     // for SIGHUP (a `whsec_` value that is not base64 is an error, not a raw key).

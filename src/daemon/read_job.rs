@@ -16,7 +16,7 @@ use crate::watch::{SentinelError, SentinelLink, SentinelReport};
 
 /// Reads every sentinel's view and every configured route table at once, and
 /// looks up (without I/O) the targets of the addresses the sentinels named.
-pub async fn majority_read(
+pub(crate) async fn majority_read(
     seq: u64,
     links: &[SentinelLink],
     ec2: &Ec2,
@@ -30,7 +30,7 @@ pub async fn majority_read(
 
 /// [`majority_read`], also handing back each sentinel's whole report (in
 /// configured order) for the CLI, which prints more of it than the core reads.
-pub async fn majority_read_with_reports(
+pub(crate) async fn majority_read_with_reports(
     seq: u64,
     links: &[SentinelLink],
     ec2: &Ec2,

@@ -25,14 +25,14 @@ const VERIFY_AFTER: [Duration; 3] = [
 
 /// One route write: resolve the target, write every table that needs it in
 /// parallel, read back.
-pub struct WriteJob {
+pub(crate) struct WriteJob {
     pub order: WriteOrder,
     pub ec2: Ec2,
     pub targets: Targets,
 }
 
 impl WriteJob {
-    pub async fn run(self) -> WriteOutcome {
+    pub(crate) async fn run(self) -> WriteOutcome {
         let o = &self.order;
         let target = self
             .targets
@@ -116,7 +116,7 @@ impl WriteJob {
 }
 
 /// Counts a finished write in `/metrics`.
-pub fn count_write(w: &WriteOutcome) {
+pub(crate) fn count_write(w: &WriteOutcome) {
     let ok = w.ok();
     METRICS
         .route_updates
@@ -134,7 +134,7 @@ pub fn count_write(w: &WriteOutcome) {
 }
 
 /// Logs a finished write: info when verified, error (with why) otherwise.
-pub fn log_write(w: &WriteOutcome) {
+pub(crate) fn log_write(w: &WriteOutcome) {
     let tables: Vec<String> = w
         .tables
         .iter()

@@ -7,6 +7,6 @@
 pub mod facts;
 pub mod fold;
 pub mod plan;
-pub mod quorum;
-pub mod speaker;
-pub mod steering;
+pub(crate) mod quorum;
+pub(crate) mod speaker;
+pub(crate) mod steering;

@@ -11,7 +11,7 @@ use crate::watch::{MasterView, SentinelError, SentinelReport};
 
 /// One sentinel's answer for one master.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     View(MasterView),
     /// The sentinel is in TILT mode: its view is not to be trusted.
     Tilt,
@@ -23,7 +23,7 @@ pub enum Answer {
 
 impl Answer {
     /// One sentinel's read turned into its vote on `master`.
-    pub fn from_report(report: &Result<SentinelReport, SentinelError>, master: &str) -> Answer {
+    pub(crate) fn from_report(report: &Result<SentinelReport, SentinelError>, master: &str) -> Answer {
         match report {
             Err(_) => Answer::Unreachable,
             Ok(rep) if rep.tilt => Answer::Tilt,
@@ -39,7 +39,7 @@ impl Answer {
 
 /// The outcome of counting the answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// A majority of the configured sentinels agree on `addr` at `config_epoch`.
     Master {
         addr: Addr,
@@ -59,7 +59,7 @@ pub enum Verdict {
 }
 
 /// Counts `answers` (one per configured sentinel) into a [`Verdict`].
-pub fn decide(answers: &[Answer], configured: usize) -> Verdict {
+pub(crate) fn decide(answers: &[Answer], configured: usize) -> Verdict {
     let needed = crate::config::majority_of(configured);
     let views: Vec<&MasterView> = answers
         .iter()

@@ -21,18 +21,18 @@ use crate::addr::Addr;
 use crate::watch::SentinelId;
 
 /// How often each watcher reads `CLIENT LIST` on every sentinel.
-pub const POLL_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const POLL_EVERY: Duration = Duration::from_secs(2);
 /// How long one `CLIENT LIST` read may take.
-pub const POLL_TIMEOUT: Duration = Duration::from_millis(1500);
+pub(crate) const POLL_TIMEOUT: Duration = Duration::from_millis(1500);
 /// A liveness view older than this is not used (the poller is stuck).
-pub const STALE_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(10);
 /// A watcher connection idle for longer than this is not a live watcher: a live
 /// one touches its command connection every [`POLL_EVERY`].
-pub const MAX_IDLE_SECS: u64 = 10;
+pub(crate) const MAX_IDLE_SECS: u64 = 10;
 
 /// Which watchers are alive, as far as this watcher can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Liveness {
+pub(crate) enum Liveness {
     /// No sentinel's `CLIENT LIST` could be read, or the last view is stale.
     Unknown,
     /// Watchers (by their local sentinel, `host:port`) connected to a majority
@@ -54,7 +54,7 @@ impl Liveness {
 
 /// Connection names in one sentinel's `CLIENT LIST` output whose connection
 /// was active within `max_idle_secs`. Lines or fields it cannot read are skipped.
-pub fn live_names(client_list: &str, max_idle_secs: u64) -> BTreeSet<String> {
+pub(crate) fn live_names(client_list: &str, max_idle_secs: u64) -> BTreeSet<String> {
     client_list
         .lines()
         .filter_map(|line| {
@@ -79,7 +79,7 @@ pub fn live_names(client_list: &str, max_idle_secs: u64) -> BTreeSet<String> {
 /// LIST` (`None`: it did not answer). A watcher is gone when its name is missing
 /// on a majority of the sentinels that answered; with no answer at all, nobody
 /// can tell.
-pub fn liveness(sentinels: &[Addr], lists: &[Option<String>]) -> Liveness {
+pub(crate) fn liveness(sentinels: &[Addr], lists: &[Option<String>]) -> Liveness {
     let seen: Vec<BTreeSet<String>> = lists
         .iter()
         .flatten()
@@ -109,7 +109,7 @@ pub fn liveness(sentinels: &[Addr], lists: &[Option<String>]) -> Liveness {
 /// speaks. Gone watchers are skipped; a watcher whose liveness is unknown counts
 /// as possibly gone, so the ones after it speak too (at-least-once). This
 /// watcher is alive to itself whatever the sentinels say.
-pub fn designated(
+pub(crate) fn designated(
     local: Option<&Addr>,
     sentinels: &[Addr],
     leader: Option<SentinelId>,

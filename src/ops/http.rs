@@ -15,7 +15,7 @@ use crate::ops::status::SharedStatus;
 use crate::shutdown::Shutdown;
 
 /// Binds `addr` and serves until shutdown.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     status: SharedStatus,
     mut shutdown: Shutdown,

@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub events: Family<Labels, Counter>,
     pub sentinel_connected: Family<Labels, Gauge>,
     pub route_updates: Family<Labels, Counter>,
@@ -33,7 +33,7 @@ pub struct Metrics {
     registry: Registry,
 }
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 impl Metrics {
     fn new() -> Metrics {
@@ -133,14 +133,14 @@ impl Metrics {
     }
 
     /// The OpenMetrics 1.0 text exposition (what prometheus-client encodes).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out
     }
 
     /// The exposition `format` asks for.
-    pub fn render_as(&self, format: Format) -> String {
+    pub(crate) fn render_as(&self, format: Format) -> String {
         match format {
             Format::OpenMetrics => self.render(),
             Format::Text004 => openmetrics_to_text004(&self.render()),
@@ -150,7 +150,7 @@ impl Metrics {
 
 /// The two exposition formats `/metrics` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// `application/openmetrics-text; version=1.0.0`
     OpenMetrics,
     /// The classic Prometheus text format, `text/plain; version=0.0.4`.
@@ -158,7 +158,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
             Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
@@ -169,7 +169,7 @@ impl Format {
     /// scraper asks for it at least as much as for the classic format
     /// (Prometheus ranks OpenMetrics first; curl and older scrapers ask for
     /// nothing or `text/plain` and get the classic format).
-    pub fn negotiate(accept: Option<&str>) -> Format {
+    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
         let Some(accept) = accept else {
             return Format::Text004;
         };
@@ -198,7 +198,7 @@ impl Format {
 /// Rewrites OpenMetrics text as the classic 0.0.4 format: a counter's
 /// `# TYPE`/`# HELP` name carries the `_total` its samples have, `# UNIT` and
 /// `# EOF` are OpenMetrics-only and go.
-pub fn openmetrics_to_text004(om: &str) -> String {
+pub(crate) fn openmetrics_to_text004(om: &str) -> String {
     let counters: std::collections::HashSet<&str> = om
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

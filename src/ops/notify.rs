@@ -13,7 +13,7 @@ use crate::shutdown::Shutdown;
 /// How stale the controller's heartbeat may be before the watchdog is starved.
 const HEARTBEAT_STALE: Duration = Duration::from_secs(5);
 
-pub async fn watch_ready(status: SharedStatus, mut shutdown: Shutdown) {
+pub(crate) async fn watch_ready(status: SharedStatus, mut shutdown: Shutdown) {
     let mut ready = false;
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let watchdog = {
@@ -41,12 +41,12 @@ pub async fn watch_ready(status: SharedStatus, mut shutdown: Shutdown) {
 }
 
 /// Tells systemd we are stopping.
-pub fn stopping() {
+pub(crate) fn stopping() {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
 }
 
 /// Stamps the controller loop's heartbeat.
-pub fn heartbeat(status: &SharedStatus) {
+pub(crate) fn heartbeat(status: &SharedStatus) {
     let now = Instant::now();
     status.update(|s| s.heartbeat = Some(now));
 }

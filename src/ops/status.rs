@@ -8,14 +8,14 @@ use std::time::Instant;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct TableStatus {
+pub(crate) struct TableStatus {
     pub id: String,
     /// The route's current target id, `missing`, or `unknown` before the first read.
     pub route: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct MasterStatus {
+pub(crate) struct MasterStatus {
     pub name: String,
     pub vip: String,
     /// The master a majority of sentinels named at the last read.
@@ -36,7 +36,7 @@ pub struct MasterStatus {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     pub version: &'static str,
     pub sentinels_configured: usize,
     pub sentinels_connected: usize,
@@ -58,7 +58,7 @@ pub struct Status {
 
 impl Status {
     /// Ready: a majority of sentinels connected and the last reconcile succeeded.
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.sentinels_connected >= crate::config::majority_of(self.sentinels_configured)
             && self.last_reconcile_ok
             && !self.masters.iter().any(|m| m.unconfirmed_too_long)
@@ -66,7 +66,7 @@ impl Status {
     }
 
     /// One line for systemd's `STATUS=` and logs.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let ok = self
             .masters
             .iter()
@@ -91,10 +91,10 @@ impl Status {
 
 /// Cheaply clonable handle on the snapshot.
 #[derive(Clone, Debug, Default)]
-pub struct SharedStatus(Arc<RwLock<Status>>);
+pub(crate) struct SharedStatus(Arc<RwLock<Status>>);
 
 impl SharedStatus {
-    pub fn new(sentinels_configured: usize) -> SharedStatus {
+    pub(crate) fn new(sentinels_configured: usize) -> SharedStatus {
         SharedStatus(Arc::new(RwLock::new(Status {
             version: env!("CARGO_PKG_VERSION"),
             sentinels_configured,
@@ -102,13 +102,13 @@ impl SharedStatus {
         })))
     }
 
-    pub fn update(&self, f: impl FnOnce(&mut Status)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Status)) {
         if let Ok(mut s) = self.0.write() {
             f(&mut s);
         }
     }
 
-    pub fn get(&self) -> Status {
+    pub(crate) fn get(&self) -> Status {
         self.0.read().map(|s| s.clone()).unwrap_or_default()
     }
 }

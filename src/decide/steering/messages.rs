@@ -15,13 +15,13 @@ use crate::watch::SentinelId;
 
 /// Why a route write was started (for logs, metrics and alerts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     SwitchEvent,
     Reconcile,
 }
 
 impl Cause {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Cause::SwitchEvent => "+switch-master",
             Cause::Reconcile => "reconcile",
@@ -31,7 +31,7 @@ impl Cause {
 
 /// Everything the decision core reacts to (besides time).
 #[derive(Debug)]
-pub enum Input {
+pub(crate) enum Input {
     /// A parsed sentinel event from the watcher of sentinel `sentinel`, received at `at`.
     Event {
         sentinel: SentinelId,
@@ -50,7 +50,7 @@ pub enum Input {
 
 /// What the driver must do.
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// Read every sentinel's view and the route tables; answer with `ReadDone`
     /// carrying this `seq`.
     StartRead { seq: u64 },
@@ -62,7 +62,7 @@ pub enum Action {
 
 /// One route write to carry out.
 #[derive(Debug, Clone)]
-pub struct WriteOrder {
+pub(crate) struct WriteOrder {
     pub master: String,
     pub cfg: MasterConfig,
     pub addr: Addr,
@@ -75,7 +75,7 @@ pub struct WriteOrder {
 
 /// Result of one majority read plus route table read.
 #[derive(Debug)]
-pub struct ReadOutcome {
+pub(crate) struct ReadOutcome {
     /// Sequence number given in [`Action::StartRead`].
     pub seq: u64,
     /// Per master: one answer per configured sentinel, in configured order.
@@ -94,7 +94,7 @@ pub struct ReadOutcome {
 impl ReadOutcome {
     /// A read that could not be carried out at all (panicked or hung): every
     /// sentinel counts as unreachable and EC2 as unreadable.
-    pub fn failed(seq: u64, why: String, took: Duration) -> ReadOutcome {
+    pub(crate) fn failed(seq: u64, why: String, took: Duration) -> ReadOutcome {
         ReadOutcome {
             seq,
             answers: HashMap::new(),
@@ -108,7 +108,7 @@ impl ReadOutcome {
 
 /// Result of one route write (all tables of one master).
 #[derive(Debug)]
-pub struct WriteOutcome {
+pub(crate) struct WriteOutcome {
     pub master: String,
     pub addr: Addr,
     pub cause: Cause,
@@ -124,7 +124,7 @@ pub struct WriteOutcome {
 
 impl WriteOutcome {
     /// A write that could not be carried out (its task panicked or hung).
-    pub fn failed(order: &WriteOrder, why: String, latency: Duration) -> WriteOutcome {
+    pub(crate) fn failed(order: &WriteOrder, why: String, latency: Duration) -> WriteOutcome {
         WriteOutcome {
             master: order.master.clone(),
             addr: order.addr.clone(),
@@ -138,7 +138,7 @@ impl WriteOutcome {
     }
 
     /// Every table answered and reads back pointing at the target.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         let Ok(target) = &self.target else {
             return false;
         };
@@ -151,7 +151,7 @@ impl WriteOutcome {
     }
 
     /// The outcome as alerts quote it.
-    pub fn report(&self) -> RouteReport {
+    pub(crate) fn report(&self) -> RouteReport {
         let ok = self.ok();
         RouteReport {
             master: self.master.clone(),
@@ -169,14 +169,14 @@ impl WriteOutcome {
         }
     }
 
-    pub fn written(&self) -> usize {
+    pub(crate) fn written(&self) -> usize {
         self.tables
             .iter()
             .filter(|(_, r)| matches!(r, Ok(true)))
             .count()
     }
 
-    pub fn describe_failure(&self) -> String {
+    pub(crate) fn describe_failure(&self) -> String {
         match &self.target {
             Err(e) => e.to_string(),
             Ok(_) => {
@@ -198,7 +198,7 @@ impl WriteOutcome {
     /// ...), or a written route reads back as a blackhole or another target:
     /// the address must be looked up again. Only the last read-back is judged
     /// (reads lag behind writes).
-    pub fn target_gone(&self) -> bool {
+    pub(crate) fn target_gone(&self) -> bool {
         let refused = self
             .tables
             .iter()
@@ -214,7 +214,7 @@ impl WriteOutcome {
 
     /// Whether every failure is one that retrying soon cannot fix (permission,
     /// a static map that lacks the node): alerted and retried at the interval.
-    pub fn needs_operator(&self) -> bool {
+    pub(crate) fn needs_operator(&self) -> bool {
         use crate::decide::facts::ErrorClass;
         let class_needs_operator =
             |c: ErrorClass| matches!(c, ErrorClass::Permission | ErrorClass::NotFound);

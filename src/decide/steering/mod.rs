@@ -43,8 +43,7 @@ mod reads;
 mod tests;
 mod writes;
 
-pub use messages::{Action, Cause, Input, ReadOutcome, WriteOrder, WriteOutcome};
-pub use writes::retry_delay;
+pub(crate) use messages::{Action, Cause, Input, ReadOutcome, WriteOrder, WriteOutcome};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -62,15 +61,15 @@ use reads::missing_text;
 
 /// First confirming read after a fast-path switch (the other sentinels usually
 /// learn the new configuration from the leader's hello within a second or two).
-pub const CONFIRM_FIRST: Duration = Duration::from_millis(500);
+pub(crate) const CONFIRM_FIRST: Duration = Duration::from_millis(500);
 /// Then the majority is read this often until the switch is confirmed or reverted.
-pub const CONFIRM_EVERY: Duration = Duration::from_millis(1500);
+pub(crate) const CONFIRM_EVERY: Duration = Duration::from_millis(1500);
 /// A fast-path switch still unconfirmed after this is alerted and fails `/readyz`.
-pub const UNCONFIRMED_ALERT_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const UNCONFIRMED_ALERT_AFTER: Duration = Duration::from_secs(10);
 /// A majority at a lower config-epoch is read again this soon to see it twice.
-pub const EPOCH_BACK_RECHECK: Duration = Duration::from_secs(1);
+pub(crate) const EPOCH_BACK_RECHECK: Duration = Duration::from_secs(1);
 /// Longest wait between retries of a failed route write or EC2 read.
-pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// A fast-path switch that no majority read has confirmed yet.
 #[derive(Debug, Clone)]
@@ -143,7 +142,7 @@ impl MasterState {
 }
 
 /// The decision core: every master's state, the read scheduler, EC2 health.
-pub struct Steering {
+pub(crate) struct Steering {
     interval: Duration,
     /// Configured sentinels' addresses, for log lines (index = [`SentinelId`](crate::watch::SentinelId)).
     sentinels: Vec<String>,
@@ -165,7 +164,7 @@ pub struct Steering {
 
 impl Steering {
     /// `seed` feeds the retry jitter (pass a random one; tests pass a constant).
-    pub fn new(cfg: &Config, now: Instant, seed: u64) -> Steering {
+    pub(crate) fn new(cfg: &Config, now: Instant, seed: u64) -> Steering {
         Steering {
             interval: cfg.reconcile.interval,
             sentinels: cfg.sentinels.iter().map(|s| s.to_string()).collect(),
@@ -193,7 +192,7 @@ impl Steering {
         self.sentinels.len()
     }
 
-    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+    pub(crate) fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
             Input::Event {
@@ -224,7 +223,7 @@ impl Steering {
     /// its routes (they are read again); new masters start fresh, removed ones
     /// are dropped. A changed sentinel list resets the link states. Any read
     /// running now was started under the old config and does not judge.
-    pub fn reconfigure(&mut self, now: Instant, cfg: &Config) -> Vec<Action> {
+    pub(crate) fn reconfigure(&mut self, now: Instant, cfg: &Config) -> Vec<Action> {
         let mut out = Vec::new();
         self.interval = cfg.reconcile.interval;
         self.next_interval_read = self.next_interval_read.min(now + self.interval);
@@ -265,7 +264,7 @@ impl Steering {
 
     /// Fires whatever is due at `now` (interval reads, confirmations, retries,
     /// the unconfirmed-switch alert).
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         let mut why = None;
         if now >= self.next_interval_read {
@@ -311,7 +310,7 @@ impl Steering {
     }
 
     /// When [`Steering::handle_timeout`] must next be called.
-    pub fn poll_timeout(&self) -> Instant {
+    pub(crate) fn poll_timeout(&self) -> Instant {
         let mut t = self.next_interval_read;
         if let Some((at, _)) = self.read_at {
             t = t.min(at);
@@ -331,35 +330,35 @@ impl Steering {
     }
 
     /// Whether any route write is in flight (shutdown waits for them).
-    pub fn writes_in_flight(&self) -> bool {
+    pub(crate) fn writes_in_flight(&self) -> bool {
         self.masters.values().any(|m| m.in_flight.is_some())
     }
 
     /// Marks the in-flight write of `master` as done without an outcome (shutdown).
-    pub fn forget_write(&mut self, master: &str) {
+    pub(crate) fn forget_write(&mut self, master: &str) {
         if let Some(st) = self.masters.get_mut(master) {
             st.in_flight = None;
             st.queued = None;
         }
     }
 
-    pub fn connected_count(&self) -> usize {
+    pub(crate) fn connected_count(&self) -> usize {
         self.connected.iter().filter(|c| **c).count()
     }
 
-    pub fn last_read_ok(&self) -> bool {
+    pub(crate) fn last_read_ok(&self) -> bool {
         self.last_read_ok
     }
 
     /// Masters whose VIP has no majority behind it, for metrics.
-    pub fn no_majority(&self) -> impl Iterator<Item = (&str, bool)> {
+    pub(crate) fn no_majority(&self) -> impl Iterator<Item = (&str, bool)> {
         self.masters
             .iter()
             .map(|(n, st)| (n.as_str(), st.no_majority))
     }
 
     /// The per-master part of `/status`, at `now`.
-    pub fn status(&self, now: Instant) -> Vec<MasterStatus> {
+    pub(crate) fn status(&self, now: Instant) -> Vec<MasterStatus> {
         self.masters
             .iter()
             .map(|(name, st)| MasterStatus {
@@ -399,7 +398,7 @@ impl Steering {
     }
 
     /// Sentinels refusing our subscription, with why (`/readyz` fails while any does).
-    pub fn refused(&self) -> Vec<String> {
+    pub(crate) fn refused(&self) -> Vec<String> {
         self.refused
             .iter()
             .zip(&self.sentinels)

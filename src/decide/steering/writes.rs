@@ -93,7 +93,7 @@ impl Steering {
 
 /// Backoff for the `failures`-th consecutive failure: 0.5 s doubling, capped at
 /// [`MAX_RETRY_DELAY`], times `jitter`.
-pub fn retry_delay(failures: u32, jitter: f64) -> Duration {
+pub(crate) fn retry_delay(failures: u32, jitter: f64) -> Duration {
     let base = Duration::from_millis(500) * 2u32.saturating_pow(failures.saturating_sub(1).min(6));
     base.min(MAX_RETRY_DELAY).mul_f64(jitter)
 }
