@@ -2,10 +2,10 @@
 """Alert latency: from the incident's decision (the end of `group_wait`) to the
 webhook receiver having the POST.
 
-Rig: the one of bench/failover_bench.py (redis master + 2 replicas + 3 sentinels
-on 127.0.0.2-4, moto, 2 route tables) with sentinel-vip running with a generic
-webhook sink pointed at a receiver in this process (127.0.0.1). N
-`SENTINEL FAILOVER`s, one after the other.
+Rig: scripts/rig.py's, as bench/failover_bench.py has it (redis master + 2
+replicas + 3 sentinels on 127.0.0.2-4, moto, 2 route tables) with sentinel-vip
+running with a generic webhook sink pointed at a receiver in this process
+(127.0.0.1). N `SENTINEL FAILOVER`s, one after the other.
 
 Decision time: the daemon logs one `incident` line (JSON log, wall-clock
 timestamp in µs) when an incident falls due, just before it renders the message
@@ -31,10 +31,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import redis
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from failover_bench import ROOT, Rig, pct  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "scripts")]
+from failover_bench import pct  # noqa: E402
+from rig import ROOT, Rig  # noqa: E402  (the one rig: scripts/rig.py)
 
 
 class Receiver:
@@ -88,12 +88,11 @@ def main():
     args = ap.parse_args()
     recv = Receiver()
     work = tempfile.mkdtemp(prefix="sentinel-vip-alert.")
-    rig = Rig(work, 2)
+    rig = Rig(work, 2, routes=True)
     try:
-        cfg = rig.daemon_config("alerts.yaml")
-        with open(cfg, "a") as f:
-            f.write(f"log:\n  format: json\nalerts:\n  group_wait: {args.group_wait}\n  webhooks:\n"
-                    f"    - {{ name: bench, kind: generic, url: \"http://127.0.0.1:{recv.port}/hook\" }}\n")
+        cfg = rig.daemon_config("alerts.yaml", extra=(
+            f"log:\n  format: json\nalerts:\n  group_wait: {args.group_wait}\n  webhooks:\n"
+            f"    - {{ name: bench, kind: generic, url: \"http://127.0.0.1:{recv.port}/hook\" }}\n"))
         log = os.path.join(work, "d.log")
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", SENTINEL_VIP_LOG="info")
         rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=log)
@@ -106,13 +105,7 @@ def main():
             rig.ready_for_failover()
             before = rig.master()
             n0 = recv.count()
-            while True:
-                try:
-                    if rig.sentinels[0].execute_command("SENTINEL", "FAILOVER", "mymaster") in (b"OK", "OK", True):
-                        break
-                except redis.ResponseError:
-                    pass
-                time.sleep(0.1)
+            rig.ask_failover()
             end = time.time() + 60
             while recv.count() == n0:
                 if time.time() > end:

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,29 +33,8 @@ import time
 
 import redis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, ".venv", "bin")
-VIP = "172.16.0.10/32"
-HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("0.0.0.0", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(host, port, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection((host, port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {host}:{port}")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+from rig import HOSTS, ROOT, VENV, Rig  # noqa: E402  (the one rig: scripts/rig.py)
 
 
 class RawEc2:
@@ -84,101 +62,11 @@ class RawEc2:
         return out
 
 
-class Rig:
-    def __init__(self, work, ntables=2):
-        self.work = work
-        self.procs = []
-        self.moto = free_port()
-        self.rp = free_port()
-        self.sp = free_port()
-        self.spawn([os.path.join(VENV, "moto_server"), "-H", "127.0.0.1", "-p", str(self.moto)], "moto")
-        for i, h in enumerate(HOSTS):
-            d = os.path.join(work, f"r{i}")
-            os.makedirs(d)
-            extra = ["--replicaof", HOSTS[0], str(self.rp)] if i else []
-            self.spawn(["redis-server", "--bind", h, "--port", str(self.rp), "--save", "", "--appendonly", "no",
-                        "--protected-mode", "no", "--replica-announce-ip", h, "--dir", d, "--logfile", "redis.log"] + extra, f"redis{i}")
-        for h in HOSTS:
-            wait_port(h, self.rp)
-        for i, h in enumerate(HOSTS):
-            conf = os.path.join(work, f"sentinel-{i}.conf")
-            with open(conf, "w") as f:
-                f.write(f"bind {h}\nport {self.sp}\nprotected-mode no\ndir {work}\nlogfile sentinel-{i}.log\n"
-                        f"sentinel announce-ip {h}\nsentinel deny-scripts-reconfig no\n"
-                        f"sentinel monitor mymaster {HOSTS[0]} {self.rp} 2\n"
-                        f"sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 4000\n")
-            self.spawn(["redis-server", conf, "--sentinel"], f"sentinel{i}")
-        for h in HOSTS:
-            wait_port(h, self.sp)
-        wait_port("127.0.0.1", self.moto)
-        import boto3
-        c = boto3.client("ec2", endpoint_url=self.endpoint, region_name="us-east-1",
-                         aws_access_key_id="testing", aws_secret_access_key="testing")
-        vpc = c.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = c.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        self.tables = [c.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(ntables)]
-        self.enis = [c.create_network_interface(SubnetId=subnet, PrivateIpAddress=f"10.0.1.{11 + i}")
-                     ["NetworkInterface"]["NetworkInterfaceId"] for i in range(3)]
-        for t in self.tables:
-            c.create_route(RouteTableId=t, DestinationCidrBlock=VIP, NetworkInterfaceId=self.enis[0])
-        self.eni_of = dict(zip(HOSTS, self.enis))
-        with open(os.path.join(work, "nodes.map"), "w") as f:
-            for h, e in self.eni_of.items():
-                f.write(f"{h} {e}\n")
-        self.sentinels = [redis.Redis(host=h, port=self.sp, decode_responses=True) for h in HOSTS]
-
-    @property
-    def endpoint(self):
-        return f"http://127.0.0.1:{self.moto}"
-
-    def spawn(self, argv, name, env=None, log=None):
-        out = open(log, "a") if log else subprocess.DEVNULL
-        p = subprocess.Popen(argv, stdout=out, stderr=out if log else subprocess.DEVNULL, env=env)
-        self.procs.append(p)
-        return p
-
-    def master(self):
-        seen = [s.sentinel_get_master_addr_by_name("mymaster") for s in self.sentinels]
-        ips = [x[0] for x in seen if x]
-        best = max(set(ips), key=ips.count)
-        return best if ips.count(best) >= 2 else None
-
-    def ready_for_failover(self):
-        """Every sentinel knows the others and at least one replica is linked to
-        the current master (Sentinel refuses a failover without a good replica)."""
-        end = time.time() + 60
-        while time.time() < end:
-            try:
-                ok = all(s.sentinel_master("mymaster").get("num-other-sentinels", 0) >= 2
-                         and "failover_in_progress" not in s.sentinel_master("mymaster").get("flags", "")
-                         for s in self.sentinels)
-                good = [r for r in self.sentinels[0].sentinel_slaves("mymaster")
-                        if r.get("master-link-status") == "ok" and "s_down" not in r.get("flags", "")
-                        and "disconnected" not in r.get("flags", "")]
-                if ok and good:
-                    return
-            except redis.ResponseError:
-                pass
-            time.sleep(0.1)
-        sys.exit("sentinels not ready for a failover")
-
-    def daemon_config(self, name, endpoint=None):
-        """Writes a sentinel-vip config for this rig into the work dir; returns its path."""
-        endpoint = endpoint or self.endpoint
-        path = os.path.join(self.work, name)
-        nodes = "".join(f'      "{h}:{self.rp}": {{ network_interface_id: {self.eni_of[h]} }}\n' for h in HOSTS)
-        with open(path, "w") as f:
-            f.write(f'sentinels: [{", ".join(chr(34) + h + ":" + str(self.sp) + chr(34) for h in HOSTS)}]\n'
-                    f"aws:\n  region: us-east-1\n  endpoint_url: {endpoint}\nmasters:\n  mymaster:\n"
-                    f"    vip: {VIP}\n    route_tables: [{', '.join(self.tables)}]\n    nodes:\n{nodes}"
-                    f"reconcile:\n  interval: 30s\nhttp:\n  listen: 127.0.0.1:{free_port()}\n")
-        return path
-
-    def close(self):
-        for p in reversed(self.procs):
-            p.kill()
-        for p in self.procs:
-            p.wait()
+def write_nodes_map(rig, work):
+    """`<ip> <eni>` per node, for bench/peer.py and bench/reconfig.sh."""
+    with open(os.path.join(work, "nodes.map"), "w") as f:
+        for h, e in rig.eni_of.items():
+            f.write(f"{h} {e}\n")
 
 
 def first_switch_listener(rig, box):
@@ -200,13 +88,7 @@ def one_failover(rig, raw, box):
     rig.ready_for_failover()
     before = rig.master()
     start = time.perf_counter()
-    while True:
-        try:
-            if rig.sentinels[0].execute_command("SENTINEL", "FAILOVER", "mymaster") in (b"OK", "OK", True):
-                break
-        except redis.ResponseError:
-            pass
-        time.sleep(0.1)
+    rig.ask_failover()
     deadline = time.time() + 60
     t0 = payload = None
     while time.time() < deadline and t0 is None:
@@ -352,8 +234,9 @@ def main():
     cells = []
     for k in [int(x) for x in args.tables.split(",")]:
         work = tempfile.mkdtemp(prefix="sentinel-vip-bench.")
-        rig = Rig(work, k)
+        rig = Rig(work, k, routes=True)
         try:
+            write_nodes_map(rig, work)
             raw = RawEc2(rig.moto)
             box = {"lock": threading.Lock()}
             first_switch_listener(rig, box)

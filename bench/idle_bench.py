@@ -7,13 +7,14 @@ Usage: bench/idle_bench.py [--settle 60] [--window 60] [--bin PATH] [--out DIR]"
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from failover_bench import ROOT, Rig  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+from rig import ROOT, Rig  # noqa: E402  (the one rig: scripts/rig.py)
 
 
 def cpu_seconds(pid):
@@ -37,7 +38,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="sentinel-vip-idle.")
-    rig = Rig(work)
+    rig = Rig(work, routes=True)
     try:
         cfg = rig.daemon_config("idle.yaml")
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
@@ -56,6 +57,7 @@ def main():
         cpu = (c1 - c0) / (t1 - t0) * 100
     finally:
         rig.close()
+        shutil.rmtree(work, ignore_errors=True)
     md = (f"| idle (3 sentinels, 1 master, reconcile 30s) | RSS MB (median of {len(samples)} samples) | of which anonymous | of which file-backed (binary text) | CPU % over {args.window:.0f} s |\n"
           f"|---|---|---|---|---|\n"
           f"| after {args.settle:.0f} s | {rss:.1f} | {anon:.1f} | {file_:.1f} | {cpu:.3f} |\n")

@@ -30,11 +30,12 @@ import threading
 import time
 import urllib.request
 
-import boto3
 import redis
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from failover_bench import HOSTS, ROOT, VENV, RawEc2, free_port, wait_port  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "scripts")]
+from failover_bench import RawEc2  # noqa: E402
+from rig import HOSTS, ROOT, VENV, Rig, free_port, wait_daemon_settled  # noqa: E402  (the one rig: scripts/rig.py)
 
 
 def start_proxy(procs, upstream, args):
@@ -65,21 +66,11 @@ def main():
     n, k = args.masters, args.tables
     rate, burst = (args.write_rate.split(",") if args.write_rate else (args.limit_rate, args.limit_burst))
     work = tempfile.mkdtemp(prefix="sentinel-vip-many.")
-    procs = []
+    # Three sentinels that watch nothing yet; moto with a VPC and a subnet.
+    rig = Rig(work, tables=0, nodes=0, monitor=False)
     try:
-        moto = free_port()
-        sp = free_port()
-        procs.append(subprocess.Popen([os.path.join(VENV, "moto_server"), "-H", "127.0.0.1", "-p", str(moto)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for i, h in enumerate(HOSTS):
-            conf = os.path.join(work, f"s{i}.conf")
-            with open(conf, "w") as f:
-                f.write(f"bind {h}\nport {sp}\nprotected-mode no\ndir {work}\nlogfile s{i}.log\nsentinel announce-ip {h}\n")
-            procs.append(subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=subprocess.DEVNULL))
-        for h in HOSTS:
-            wait_port(h, sp)
-        wait_port("127.0.0.1", moto)
-        proxy = start_proxy(procs, f"127.0.0.1:{moto}", args)
+        moto, sp = rig.moto, rig.sp
+        proxy = start_proxy(rig.procs, f"127.0.0.1:{moto}", args)
         old = lambda i: (f"127.0.{1 + i // 250}.{1 + i % 250}", 7000)
         new = lambda i: (f"127.1.{1 + i // 250}.{1 + i % 250}", 7000)
         sentinels = [redis.Redis(host=h, port=sp) for h in HOSTS]
@@ -90,10 +81,7 @@ def main():
                 p.execute_command("SENTINEL", "MONITOR", f"m{i}", ip, port, 2)
                 p.execute_command("SENTINEL", "SET", f"m{i}", "down-after-milliseconds", 3600000)
             p.execute()
-        ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{moto}", region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        ec2, vpc, subnet = rig.ec2, rig.vpc, rig.subnet
         eni_old = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
         eni_new = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
         lines = [f'sentinels: [{", ".join(chr(34) + h + ":" + str(sp) + chr(34) for h in HOSTS)}]',
@@ -117,21 +105,9 @@ def main():
             f.write("\n".join(lines))
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", SENTINEL_VIP_LOG="info",
                    NO_COLOR="1")
-        log = open(os.path.join(work, "daemon.log"), "w")
-        d = subprocess.Popen([args.bin, "run", "--config", cfg], stdout=log, stderr=log, env=env)
-        procs.append(d)
-        get = lambda path: urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=5).read().decode()
-        end = time.time() + 120
-        while True:
-            try:
-                st = json.loads(get("/status"))
-                if st["reconciles"] >= 2 and all(m["applied"] for m in st["masters"]):
-                    break
-            except OSError:
-                pass
-            if time.time() > end:
-                sys.exit("daemon never settled:\n" + open(os.path.join(work, "daemon.log")).read()[-3000:])
-            time.sleep(0.2)
+        log = os.path.join(work, "daemon.log")
+        d = rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=log)
+        wait_daemon_settled(http, log)
         raw = RawEc2(moto)
 
         def right():
@@ -170,10 +146,7 @@ def main():
         rss_kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
         hwm_kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
     finally:
-        for p in reversed(procs):
-            p.kill()
-        for p in procs:
-            p.wait()
+        rig.close()
     writes = n * k
     first = stats["first_write_seen"] - t0 if stats["first_write_seen"] else None
     last = stats["last_write_forwarded"] - t0 if stats["last_write_forwarded"] else None

@@ -16,17 +16,15 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-import boto3
 import redis
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from failover_bench import HOSTS, ROOT, VENV, free_port, wait_port  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+from rig import HOSTS, ROOT, Rig, free_port, wait_daemon_settled  # noqa: E402  (the one rig: scripts/rig.py)
 
 
 def ec2_calls(metrics):
@@ -45,20 +43,10 @@ def main():
     args = ap.parse_args()
     n = args.masters
     work = tempfile.mkdtemp(prefix="sentinel-vip-scale.")
-    procs = []
+    # Three sentinels that watch nothing yet; moto with a VPC and a subnet.
+    rig = Rig(work, tables=0, nodes=0, monitor=False)
     try:
-        moto = free_port()
-        sp = free_port()
-        procs.append(subprocess.Popen([os.path.join(VENV, "moto_server"), "-H", "127.0.0.1", "-p", str(moto)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for i, h in enumerate(HOSTS):
-            conf = os.path.join(work, f"s{i}.conf")
-            with open(conf, "w") as f:
-                f.write(f"bind {h}\nport {sp}\nprotected-mode no\ndir {work}\nlogfile s{i}.log\nsentinel announce-ip {h}\n")
-            procs.append(subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=subprocess.DEVNULL))
-        for h in HOSTS:
-            wait_port(h, sp)
-        wait_port("127.0.0.1", moto)
+        moto, sp = rig.moto, rig.sp
         addr = lambda i: (f"127.0.{1 + i // 250}.{1 + i % 250}", 7000)
         for h in HOSTS:
             r = redis.Redis(host=h, port=sp)
@@ -68,10 +56,7 @@ def main():
                 p.execute_command("SENTINEL", "MONITOR", f"m{i}", ip, port, 2)
                 p.execute_command("SENTINEL", "SET", f"m{i}", "down-after-milliseconds", 3600000)
             p.execute()
-        ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{moto}", region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        ec2, vpc, subnet = rig.ec2, rig.vpc, rig.subnet
         eni = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
         lines = [f'sentinels: [{", ".join(chr(34) + h + ":" + str(sp) + chr(34) for h in HOSTS)}]',
                  f"aws:\n  region: us-east-1\n  endpoint_url: http://127.0.0.1:{moto}", "masters:"]
@@ -87,21 +72,10 @@ def main():
         with open(cfg, "w") as f:
             f.write("\n".join(lines))
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", SENTINEL_VIP_LOG="warn")
-        log = open(os.path.join(work, "daemon.log"), "w")
-        d = subprocess.Popen([args.bin, "run", "--config", cfg], stdout=subprocess.DEVNULL, stderr=log, env=env)
-        procs.append(d)
+        log = os.path.join(work, "daemon.log")
+        d = rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=log)
         get = lambda path: urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=5).read().decode()
-        end = time.time() + 120
-        while True:
-            try:
-                st = json.loads(get("/status"))
-                if st["reconciles"] >= 2 and all(m["applied"] for m in st["masters"]):
-                    break
-            except OSError:
-                pass
-            if time.time() > end:
-                sys.exit("daemon never settled:\n" + open(os.path.join(work, "daemon.log")).read()[-3000:])
-            time.sleep(0.2)
+        st = wait_daemon_settled(http, log)
         durations, calls = [], []
         last = st["reconciles"]
         before = ec2_calls(get("/metrics"))
@@ -116,10 +90,7 @@ def main():
             time.sleep(0.05)
         rss_kb = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{d.pid}/status").read()).group(1))
     finally:
-        for p in reversed(procs):
-            p.kill()
-        for p in procs:
-            p.wait()
+        rig.close()
     reads = statistics.median([c.get("DescribeRouteTables", 0) for c in calls])
     writes = max(c.get("ReplaceRoute", 0) + c.get("CreateRoute", 0) for c in calls)
     md = (f"| masters x tables | reconcile median ms | min | max | DescribeRouteTables calls / reconcile | writes | daemon RSS MB |\n"

@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -36,17 +35,10 @@ impl OneHost {
         for (i, p) in redis_ports.iter().enumerate() {
             let d = dir.path().join(format!("redis-{i}"));
             std::fs::create_dir_all(&d).expect("dir");
+            let master = (i > 0).then_some((host, redis_ports[0]));
             let mut cmd = Command::new(tool("redis-server"));
-            cmd.args(["--bind", bind, "--port", &p.to_string()])
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-                .args(["--replica-announce-ip", host])
-                .arg("--dir")
-                .arg(&d)
-                .args(["--logfile", "redis.log"]);
-            if i > 0 {
-                cmd.args(["--replicaof", host, &redis_ports[0].to_string()]);
-            }
-            procs.push(spawn(cmd, &format!("redis-{i}")));
+            cmd.args(redis_server_args(bind, host, *p, &d, master));
+            procs.push(Proc::spawn(cmd, &format!("redis-{i}")));
         }
         for p in &redis_ports {
             wait_port(bind, *p, Duration::from_secs(10), "redis-server");
@@ -58,22 +50,20 @@ impl OneHost {
             } else {
                 ""
             };
-            std::fs::write(
-                &conf,
-                format!(
-                    "bind {bind}\nport {p}\nprotected-mode no\ndir {d}\nlogfile sentinel-{i}.log\n{hostnames}\
-                     sentinel announce-ip {host}\n\
-                     sentinel monitor {MASTER} {host} {rp} 2\n\
-                     sentinel down-after-milliseconds {MASTER} 1000\n\
-                     sentinel failover-timeout {MASTER} 4000\n",
-                    d = dir.path().display(),
-                    rp = redis_ports[0],
-                ),
-            )
-            .expect("sentinel conf");
+            let text = SentinelConf {
+                i,
+                bind,
+                host,
+                port: *p,
+                dir: dir.path(),
+                monitor: Some((host, redis_ports[0])),
+                extra: hostnames,
+            }
+            .text();
+            std::fs::write(&conf, text).expect("sentinel conf");
             let mut cmd = Command::new(tool("redis-server"));
             cmd.arg(&conf).arg("--sentinel");
-            procs.push(spawn(cmd, &format!("sentinel-{i}")));
+            procs.push(Proc::spawn(cmd, &format!("sentinel-{i}")));
         }
         for p in &sentinel_ports {
             wait_port(bind, *p, Duration::from_secs(10), "redis-sentinel");
@@ -94,15 +84,11 @@ impl OneHost {
 
     /// The majority's master as a node index.
     fn master_index(&self) -> Option<usize> {
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for i in 0..3 {
+        let ports = (0..3).filter_map(|i| {
             let out = self.sentinel(i, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER]);
-            if let Some(port) = out.lines().nth(1) {
-                *counts.entry(port.trim().to_owned()).or_default() += 1;
-            }
-        }
-        let (port, n) = counts.into_iter().max_by_key(|(_, n)| *n)?;
-        (n >= 2).then_some(())?;
+            master_addr(&out).map(|(_, port)| port)
+        });
+        let port = majority(ports, 3)?;
         self.redis_ports.iter().position(|p| p.to_string() == port)
     }
 
@@ -141,18 +127,6 @@ impl OneHost {
     }
 }
 
-fn spawn(mut cmd: Command, name: &str) -> Proc {
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{name}: {e}; {SETUP}"));
-    Proc {
-        child,
-        name: name.to_owned(),
-    }
-}
-
 async fn wait_routes(vpc: &Vpc, vip: &str, eni: &str) {
     eventually(
         &format!("every {vip} route to point at {eni}"),
@@ -176,22 +150,19 @@ fn yaml(
     vip: &str,
     node_keys: &[String],
 ) -> String {
-    let sentinels: Vec<String> = rig
-        .sentinel_ports
-        .iter()
-        .map(|p| format!("\"{sentinel_host}:{p}\""))
-        .collect();
-    let nodes: String = node_keys
-        .iter()
-        .zip(&vpc.enis)
-        .map(|(k, eni)| format!("      \"{k}\": {{ network_interface_id: {eni} }}\n"))
-        .collect();
-    format!(
-        "sentinels: [{}]\naws:\n  region: us-east-1\n  endpoint_url: {}\nmasters:\n  {MASTER}:\n    vip: \"{vip}\"\n    route_tables: [{}]\n    nodes:\n{nodes}reconcile:\n  interval: 30s\n",
-        sentinels.join(", "),
-        moto.url,
-        vpc.tables.join(", "),
-    )
+    ConfigYaml {
+        endpoint: Some(moto.url.clone()),
+        vip: vip.to_owned(),
+        tables: vpc.tables.clone(),
+        nodes: node_keys.iter().cloned().zip(vpc.enis.clone()).collect(),
+        interval: Some("30s".into()),
+        ..ConfigYaml::new(
+            rig.sentinel_ports
+                .iter()
+                .map(|p| format!("{sentinel_host}:{p}")),
+        )
+    }
+    .yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,10 +244,12 @@ async fn discovery_resolves_a_host_name_to_the_eni_holding_its_address() {
     use sentinel_vip::act::targets::Targets;
     let moto = Moto::start();
     let vpc = Vpc::create(&moto.url, 1, 3).await;
-    let yaml = format!(
-        "sentinels: [\"127.0.0.2:26379\"]\naws:\n  region: us-east-1\n  endpoint_url: {}\nmasters:\n  {MASTER}:\n    vip: {VIP}\n    route_tables: [{}]\n",
-        moto.url, vpc.tables[0]
-    );
+    let yaml = ConfigYaml {
+        endpoint: Some(moto.url.clone()),
+        tables: vec![vpc.tables[0].clone()],
+        ..ConfigYaml::new(["127.0.0.2:26379".to_owned()])
+    }
+    .yaml();
     let cfg = sentinel_vip::config::Config::parse(&yaml).expect("config");
     let ec2 = sentinel_vip::act::ec2::Ec2::for_config(&cfg).await;
     let names = Names::new(fixed([

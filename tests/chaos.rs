@@ -150,9 +150,12 @@ async fn ec2_unreachable_for_30s_during_failover_is_alerted_and_ends_right() {
         "    - {{ name: gen, kind: generic, url: \"{}/generic\" }}\n",
         hooks.url
     );
-    let yaml = rig
-        .config("30s", &slack(&hooks.url, &gen))
-        .replace(&rig.moto.url, &proxy.url);
+    let yaml = ConfigYaml {
+        endpoint: Some(proxy.url.clone()),
+        extra: slack(&hooks.url, &gen),
+        ..rig.config_yaml("30s")
+    }
+    .yaml();
     let _daemon = Daemon::start(rig.redis.dir.path(), &yaml);
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     rig.redis.wait_ready_for_failover(2).await;

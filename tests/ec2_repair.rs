@@ -54,21 +54,11 @@ fn discovery_master(tables: &[String]) -> MasterConfig {
 
 /// The rig's daemon config with the static `nodes` map taken out.
 fn discovery_config(rig: &Rig, interval: &str) -> String {
-    let yaml = rig.config(interval, "");
-    let mut out = String::new();
-    let mut in_nodes = false;
-    for line in yaml.lines() {
-        if line == "    nodes:" {
-            in_nodes = true;
-            continue;
-        }
-        if in_nodes && line.starts_with("      ") {
-            continue;
-        }
-        in_nodes = false;
-        out.push_str(line);
-        out.push('\n');
+    let out = ConfigYaml {
+        nodes: Vec::new(),
+        ..rig.config_yaml(interval)
     }
+    .yaml();
     assert!(!out.contains("nodes:"), "{out}");
     out
 }

@@ -165,3 +165,71 @@ async fn check_reports_each_sentinel_master_and_table() {
         "{text}"
     );
 }
+
+/// The Python rig (scripts/rig.py: the demo, the benchmarks, the fixture
+/// recorder) fills in `tests/common/sentinel.conf` and `redis.conf` exactly as
+/// this rig does: the same sentinels and redis-servers everywhere.
+#[test]
+fn scripts_rig_py_writes_the_sentinel_config_and_redis_arguments_of_this_rig() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let py = root.join(".venv/bin/python");
+    assert!(py.exists(), "{} missing: {SETUP}", py.display());
+    let out = Command::new(&py)
+        .current_dir(root)
+        .args(["-c", r#"
+import json, sys
+sys.path.insert(0, "scripts")
+import rig
+print(json.dumps([
+    rig.sentinel_conf(1, "127.0.0.3", "127.0.0.3", 26379, "/tmp/rig", ("127.0.0.2", 6379)),
+    rig.sentinel_conf(0, "127.0.0.1", "localhost", 26380, "/tmp/rig", None, "sentinel resolve-hostnames yes\n"),
+    rig.redis_args("127.0.0.3", "127.0.0.3", 6379, "/tmp/rig/redis-1", ("127.0.0.2", 6379)),
+    rig.redis_args("127.0.0.1", "localhost", 6380, "/tmp/rig/redis-0"),
+]))
+"#])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let dir = std::path::Path::new("/tmp/rig");
+    let rust = serde_json::json!([
+        SentinelConf {
+            i: 1,
+            bind: "127.0.0.3",
+            host: "127.0.0.3",
+            port: 26379,
+            dir,
+            monitor: Some(("127.0.0.2", 6379)),
+            extra: "",
+        }
+        .text(),
+        SentinelConf {
+            i: 0,
+            bind: "127.0.0.1",
+            host: "localhost",
+            port: 26380,
+            dir,
+            monitor: None,
+            extra: "sentinel resolve-hostnames yes\n",
+        }
+        .text(),
+        redis_server_args(
+            "127.0.0.3",
+            "127.0.0.3",
+            6379,
+            &dir.join("redis-1"),
+            Some(("127.0.0.2", 6379))
+        ),
+        redis_server_args("127.0.0.1", "localhost", 6380, &dir.join("redis-0"), None),
+    ]);
+    assert_eq!(py, rust);
+    assert!(rust[0]
+        .as_str()
+        .unwrap()
+        .contains("sentinel monitor mymaster 127.0.0.2 6379 2\n"));
+    assert!(!rust[1].as_str().unwrap().contains("sentinel monitor"));
+}

@@ -34,15 +34,7 @@ fn sentinel_master(redis: &Redis, i: usize) -> (String, String) {
         redis.sentinel_port,
         &["SENTINEL", "MASTER", MASTER],
     );
-    let lines: Vec<&str> = out.lines().collect();
-    let field = |k: &str| {
-        lines
-            .iter()
-            .position(|l| *l == k)
-            .and_then(|p| lines.get(p + 1))
-            .map(|v| v.to_string())
-            .unwrap_or_default()
-    };
+    let field = |k: &str| sentinel_field(&out, k).unwrap_or_default().to_owned();
     (format!("{}:{}", field("ip"), field("port")), field("flags"))
 }
 
@@ -87,12 +79,12 @@ async fn leader_in_reconfiguration_is_read_at_the_promoted_replica_not_the_old_m
                 redis.sentinel_port,
                 &["SENTINEL", "REPLICAS", MASTER],
             );
-            // Flat list of field/value lines per replica; find node 2's block.
-            let lines: Vec<&str> = out.lines().collect();
-            let ip = lines.iter().position(|l| *l == redis.hosts[2])?;
-            let rest = &lines[ip..];
-            let p = rest.iter().position(|l| *l == "slave-priority")?;
-            (rest.get(p + 1) == Some(&"0")).then_some(())
+            // Node 2's record.
+            let replicas = sentinel_records(&out);
+            let node = replicas
+                .iter()
+                .find(|r| r.contains(&("ip", redis.hosts[2].as_str())))?;
+            node.contains(&("slave-priority", "0")).then_some(())
         },
     )
     .await;
@@ -206,11 +198,10 @@ fn switch_lines_from(log: &str, sentinel: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_subscriber_is_dropped_and_reconnected_and_still_sees_the_next_failover() {
     let rig = Rig::start(1).await;
-    let first = rig.redis.sentinel_addrs()[0].clone();
-    let proxy = SilentProxy::start(first.clone()).await;
-    let yaml =
-        rig.config("1h", "")
-            .replacen(&format!("\"{first}\""), &format!("\"{}\"", proxy.addr), 1);
+    let proxy = SilentProxy::start(rig.redis.sentinel_addrs()[0].clone()).await;
+    let mut config = rig.config_yaml("1h");
+    config.sentinels[0] = proxy.addr.clone();
+    let yaml = config.yaml();
     let daemon = Daemon::start(rig.redis.dir.path(), &yaml);
     let _log = LogOnPanic(&daemon);
     let subscribed = format!("subscribed to sentinel events sentinel={}", proxy.addr);
@@ -354,14 +345,10 @@ async fn psubscribe_refused_by_acl_is_logged_naming_the_permission_and_retried()
 async fn check_fails_on_a_redis_data_node_listed_as_a_sentinel() {
     let rig = Rig::start(1).await;
     let data_node = format!("{}:{}", rig.redis.hosts[1], rig.redis.redis_port);
-    let third = rig.redis.sentinel_addrs()[2].clone();
+    let mut config = rig.config_yaml("30s");
+    config.sentinels[2] = data_node.clone();
     let cfg = rig.redis.dir.path().join("check-role.yaml");
-    std::fs::write(
-        &cfg,
-        rig.config("30s", "")
-            .replace(&format!("\"{third}\""), &format!("\"{data_node}\"")),
-    )
-    .unwrap();
+    std::fs::write(&cfg, config.yaml()).unwrap();
     let (ok, text) = run_cli(&["check"], &cfg);
     assert!(!ok, "{text}");
     assert!(
@@ -386,13 +373,10 @@ async fn check_fails_on_a_redis_data_node_listed_as_a_sentinel() {
 async fn check_warns_when_the_sentinel_list_is_shorter_than_the_sentinels_own_count() {
     let rig = Rig::start(1).await;
     rig.redis.wait_ready_for_failover(2).await;
-    let third = rig.redis.sentinel_addrs()[2].clone();
+    let mut config = rig.config_yaml("30s");
+    config.sentinels.truncate(2);
     let cfg = rig.redis.dir.path().join("check-short.yaml");
-    std::fs::write(
-        &cfg,
-        rig.config("30s", "").replace(&format!(", \"{third}\""), ""),
-    )
-    .unwrap();
+    std::fs::write(&cfg, config.yaml()).unwrap();
     let (_, text) = run_cli(&["check"], &cfg);
     assert!(
         text.contains("knows 3 sentinels (num-other-sentinels + 1) but `sentinels` lists 2"),

@@ -29,14 +29,6 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn promtool() -> PathBuf {
     std::env::var_os("PATH")
         .into_iter()
@@ -235,7 +227,7 @@ async fn every_promql_expression_names_a_metric_the_daemon_exports() {
     ));
 
     let rig = Rig::start(1).await;
-    let http = port();
+    let http = free_port();
     let daemon = rig.start_daemon("30s", &format!("http:\n  listen: 127.0.0.1:{http}\n"));
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     let url = format!("http://127.0.0.1:{http}/metrics");
@@ -279,13 +271,17 @@ async fn every_promql_expression_names_a_metric_the_daemon_exports() {
     }
 }
 
-fn static_config(moto: &str, tables: &[String], enis: &[String], extra_master: &str) -> String {
-    format!(
-        "sentinels: [\"127.0.0.2:26379\"]\naws:\n  region: us-east-1\n  endpoint_url: {moto}\nmasters:\n  mymaster:\n    vip: {VIP}\n    route_tables: [{}]\n    nodes:\n      \"10.0.1.11:6379\": {{ network_interface_id: {} }}\n      \"10.0.1.12:6379\": {{ network_interface_id: {} }}\n{extra_master}",
-        tables.join(", "),
-        enis[0],
-        enis[1],
-    )
+/// Two nodes (10.0.1.11 and .12) on `enis`; one sentinel that is never dialled.
+fn static_config(moto: &str, tables: &[String], enis: &[String]) -> ConfigYaml {
+    ConfigYaml {
+        endpoint: Some(moto.to_owned()),
+        tables: tables.to_vec(),
+        nodes: vec![
+            ("10.0.1.11:6379".into(), enis[0].clone()),
+            ("10.0.1.12:6379".into(), enis[1].clone()),
+        ],
+        ..ConfigYaml::new(["127.0.0.2:26379".to_owned()])
+    }
 }
 
 fn iam_policy(config: &Path, args: &[&str]) -> serde_json::Value {
@@ -331,11 +327,8 @@ async fn iam_policy_names_the_configs_tables_and_only_the_describes_it_needs() {
     let vpc = Vpc::create(&moto.url, 2, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("static.yaml");
-    std::fs::write(
-        &config,
-        static_config(&moto.url, &vpc.tables, &vpc.enis, ""),
-    )
-    .unwrap();
+    let static_nodes = static_config(&moto.url, &vpc.tables, &vpc.enis);
+    std::fs::write(&config, static_nodes.yaml()).unwrap();
 
     let p = iam_policy(&config, &[]);
     let writes = &p["Statement"][1];
@@ -363,23 +356,18 @@ async fn iam_policy_names_the_configs_tables_and_only_the_describes_it_needs() {
 
     // Without `nodes` the target is discovered by private IP.
     let discovery = dir.path().join("discovery.yaml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let text: String = text
-        .lines()
-        .filter(|l| !l.contains("nodes:") && !l.contains("network_interface_id"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&discovery, text).unwrap();
+    let no_nodes = ConfigYaml {
+        nodes: Vec::new(),
+        ..static_nodes
+    };
+    std::fs::write(&discovery, no_nodes.yaml()).unwrap();
     let a = actions(&iam_policy(&discovery, &[]));
     assert!(a.contains("ec2:DescribeNetworkInterfaces"), "{a:?}");
 
     // A table that does not exist: no guessed ARN, an error that says what to do.
     let gone = dir.path().join("gone.yaml");
-    std::fs::write(
-        &gone,
-        static_config(&moto.url, &["rtb-0000000000000dead".into()], &vpc.enis, ""),
-    )
-    .unwrap();
+    let dead = ["rtb-0000000000000dead".to_owned()];
+    std::fs::write(&gone, static_config(&moto.url, &dead, &vpc.enis).yaml()).unwrap();
     let out = Command::new(bin())
         .args(["iam-policy", "--config"])
         .arg(&gone)
@@ -394,13 +382,7 @@ async fn iam_policy_names_the_configs_tables_and_only_the_describes_it_needs() {
 /// A VPC with `tables` route tables and one ENI per Redis node, created in the
 /// account of `role` (moto gives assumed-role credentials that account).
 async fn vpc_in_role_account(url: &str, role: &str, tables: usize) -> Vpc {
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .load()
-        .await;
+    let base = sdk_config(url).await;
     let provider = aws_config::sts::AssumeRoleProvider::builder(role)
         .configure(&base)
         .session_name("opskit-setup")
@@ -412,60 +394,7 @@ async fn vpc_in_role_account(url: &str, role: &str, tables: usize) -> Vpc {
             provider,
         ))
         .build();
-    let client = aws_sdk_ec2::Client::new(&conf);
-    let vpc_id = client
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .expect("CreateVpc")
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_owned();
-    let subnet = client
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.0.1.0/24")
-        .send()
-        .await
-        .expect("CreateSubnet")
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .expect("subnet id")
-        .to_owned();
-    let mut ids = Vec::new();
-    for _ in 0..tables {
-        let t = client.create_route_table().vpc_id(&vpc_id).send().await;
-        ids.push(
-            t.expect("CreateRouteTable")
-                .route_table()
-                .and_then(|t| t.route_table_id())
-                .expect("rtb")
-                .to_owned(),
-        );
-    }
-    let mut enis = Vec::new();
-    for i in 0..3 {
-        let e = client
-            .create_network_interface()
-            .subnet_id(&subnet)
-            .private_ip_address(format!("10.0.1.{}", 11 + i))
-            .send()
-            .await
-            .expect("CreateNetworkInterface");
-        enis.push(
-            e.network_interface()
-                .and_then(|n| n.network_interface_id())
-                .expect("eni")
-                .to_owned(),
-        );
-    }
-    Vpc {
-        client,
-        tables: ids,
-        enis,
-    }
+    Vpc::create_with(aws_sdk_ec2::Client::new(&conf), tables, 3).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,10 +412,11 @@ async fn route_tables_in_another_account_are_moved_through_a_cached_assumed_role
         .is_err());
 
     // Per master: `check` names the role for each table and reads them.
-    let per_master = config_yaml(&redis, &moto, &vpc, "1s", "").replace(
-        "    nodes:\n",
-        &format!("    assume_role_arn: {ROLE}\n    nodes:\n"),
-    );
+    let per_master = ConfigYaml {
+        master_extra: format!("    assume_role_arn: {ROLE}\n"),
+        ..ConfigYaml::rig(&redis, &moto.url, &vpc, "1s")
+    }
+    .yaml();
     let dir = redis.dir.path();
     let cfg = dir.join("per-master.yaml");
     std::fs::write(&cfg, &per_master).unwrap();
@@ -522,18 +452,13 @@ async fn route_tables_in_another_account_are_moved_through_a_cached_assumed_role
 
     // For every call: the daemon moves the route, and assumes the role once
     // however many reconciles (each a DescribeRouteTables) it runs.
-    let http = port();
-    let global = config_yaml(
-        &redis,
-        &moto,
-        &vpc,
-        "1s",
-        &format!("http:\n  listen: 127.0.0.1:{http}\n"),
-    )
-    .replace(
-        "  endpoint_url:",
-        &format!("  assume_role_arn: {ROLE}\n  endpoint_url:"),
-    );
+    let http = free_port();
+    let global = ConfigYaml {
+        aws_extra: format!("  assume_role_arn: {ROLE}\n"),
+        extra: format!("http:\n  listen: 127.0.0.1:{http}\n"),
+        ..ConfigYaml::rig(&redis, &moto.url, &vpc, "1s")
+    }
+    .yaml();
     let daemon = Daemon::start(dir, &global);
     let master = redis.master_index().expect("a master");
     vpc.wait_all_point_at(&vpc.enis[master], WITHIN).await;
@@ -597,7 +522,7 @@ async fn check_warns_when_a_table_is_in_another_vpc_than_the_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("two-vpcs.yaml");
     let tables = [vpc.tables[0].clone(), foreign.clone()];
-    std::fs::write(&config, static_config(&moto.url, &tables, &vpc.enis, "")).unwrap();
+    std::fs::write(&config, static_config(&moto.url, &tables, &vpc.enis).yaml()).unwrap();
     let out = Command::new(bin())
         .args(["check", "--config"])
         .arg(&config)

@@ -119,16 +119,9 @@ fn forger(rig: &Rig) -> (Proc, String) {
 async fn late_and_forged_switch_events_do_not_keep_the_vip_off_the_majoritys_master() {
     let rig = Rig::start(1).await;
     let (_forger, forged_addr) = forger(&rig);
-    let sentinels: Vec<String> = rig
-        .redis
-        .sentinel_addrs()
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect();
-    let yaml = rig.config("1h", "").replace(
-        &format!("sentinels: [{}]", sentinels.join(", ")),
-        &format!("sentinels: [{}, \"{forged_addr}\"]", sentinels.join(", ")),
-    );
+    let mut config = rig.config_yaml("1h");
+    config.sentinels.push(forged_addr.clone());
+    let yaml = config.yaml();
     let daemon = Daemon::start(rig.redis.dir.path(), &yaml);
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     rig.redis.wait_ready_for_failover(2).await;
@@ -281,7 +274,11 @@ async fn sighup_with_broken_config_keeps_running_and_sigterm_exits_zero() {
 async fn ec2_throttling_and_503_for_20s_is_retried_and_the_route_is_right_after() {
     let rig = Rig::start(2).await;
     let proxy = FaultProxy::start(&rig.moto.url).await;
-    let yaml = rig.config("30s", "").replace(&rig.moto.url, &proxy.url);
+    let yaml = ConfigYaml {
+        endpoint: Some(proxy.url.clone()),
+        ..rig.config_yaml("30s")
+    }
+    .yaml();
     let daemon = Daemon::start(rig.redis.dir.path(), &yaml);
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     rig.redis.wait_ready_for_failover(2).await;

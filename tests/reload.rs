@@ -9,32 +9,19 @@ use common::*;
 
 const WITHIN: Duration = Duration::from_secs(45);
 
-async fn status(http: u16) -> Option<serde_json::Value> {
-    http_get(format!("http://127.0.0.1:{http}/status"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
-}
-
 /// The daemon's config with `interval`, the sentinels in `order`, an HTTP
 /// listener and one generic webhook.
 fn yaml(rig: &Rig, http: u16, hooks: &str, interval: &str, reversed: bool) -> String {
-    let mut y = rig.config(
-        interval,
-        &format!(
+    let mut y = ConfigYaml {
+        extra: format!(
             "http:\n  listen: 127.0.0.1:{http}\nalerts:\n  group_wait: 1s\n  webhooks:\n    - {{ name: gen, kind: generic, url: \"{hooks}/generic\" }}\n"
         ),
-    );
+        ..rig.config_yaml(interval)
+    };
     if reversed {
-        let addrs = rig.redis.sentinel_addrs();
-        let quoted: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
-        let mut rev = quoted.clone();
-        rev.reverse();
-        y = y.replacen(&quoted.join(", "), &rev.join(", "), 1);
+        y.sentinels.reverse();
     }
-    y
+    y.yaml()
 }
 
 async fn reload(daemon: &Daemon, text: &str, n: usize) {

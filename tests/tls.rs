@@ -58,10 +58,14 @@ fn one_sentinel(certs: &Certs, cert: &str, auth_clients: bool) -> Redis {
 /// A config for one sentinel; EC2 is unreachable (and given up on quickly):
 /// only the sentinel lines matter here.
 fn one_sentinel_yaml(redis: &Redis, tls: &str) -> String {
-    format!(
-        "sentinels: [\"{}\"]\naws:\n  region: us-east-1\n  endpoint_url: http://127.0.0.1:9\n  call_timeout: 1s\n  max_attempts: 1\nmasters:\n  {MASTER}:\n    vip: {VIP}\n    route_tables: [rtb-0123]\n{tls}",
-        redis.sentinel_addrs()[0]
-    )
+    ConfigYaml {
+        endpoint: Some("http://127.0.0.1:9".into()),
+        aws_extra: "  call_timeout: 1s\n  max_attempts: 1\n".into(),
+        tables: vec!["rtb-0123".into()],
+        extra: tls.to_owned(),
+        ..ConfigYaml::new([redis.sentinel_addrs()[0].clone()])
+    }
+    .yaml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,10 +204,12 @@ async fn handshake_cost_plaintext_vs_tls() {
         ("plaintext", &plain, String::new()),
         ("TLS", &tls, certs.yaml("ca.crt", true, None)),
     ] {
-        let yaml = format!(
-            "sentinels: [\"{}\"]\nmasters:\n  {MASTER}:\n    vip: {VIP}\n    route_tables: [rtb-0123]\n{extra}",
-            redis.sentinel_addrs()[0]
-        );
+        let yaml = ConfigYaml {
+            tables: vec!["rtb-0123".into()],
+            extra,
+            ..ConfigYaml::new([redis.sentinel_addrs()[0].clone()])
+        }
+        .yaml();
         let cfg = Config::parse(&yaml).expect("config");
         let mut took = Vec::new();
         for _ in 0..20 {

@@ -102,9 +102,10 @@ async fn settled(daemon: &Daemon) {
 /// daemon settled on master 0 (its first read has learnt the replicas).
 async fn daemon_behind_injector(rig: &Rig) -> (InjectingProxy, Daemon) {
     rig.redis.wait_ready_for_failover(2).await;
-    let first = rig.redis.sentinel_addrs()[0].clone();
-    let proxy = InjectingProxy::start(first.clone()).await;
-    let yaml = rig.config("1h", "").replacen(&first, &proxy.addr, 1);
+    let proxy = InjectingProxy::start(rig.redis.sentinel_addrs()[0].clone()).await;
+    let mut config = rig.config_yaml("1h");
+    config.sentinels[0] = proxy.addr.clone();
+    let yaml = config.yaml();
     let daemon = Daemon::start(rig.redis.dir.path(), &yaml);
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     settled(&daemon).await;
@@ -163,13 +164,6 @@ async fn drift_after_sentinels_are_remonitored_at_epoch_zero_is_repaired() {
     let rig = Rig::start(2).await;
     let http = free_port();
     let daemon = rig.start_daemon("1s", &format!("http:\n  listen: 127.0.0.1:{http}\n"));
-    let status_json = |_: &Daemon| {
-        let url = format!("http://127.0.0.1:{http}/status");
-        async move {
-            let r = http_get(url).await.ok()?;
-            r.json::<serde_json::Value>().await.ok()
-        }
-    };
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     rig.redis.wait_ready_for_failover(2).await;
     // A failover raises the config-epoch to 1 or more.
@@ -181,7 +175,7 @@ async fn drift_after_sentinels_are_remonitored_at_epoch_zero_is_repaired() {
         "the daemon to apply the failover's epoch",
         WITHIN,
         || async {
-            let s = status_json(&daemon).await?;
+            let s = status(http).await?;
             (s["masters"][0]["config_epoch"].as_u64() >= Some(1)).then_some(())
         },
     )
