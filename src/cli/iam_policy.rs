@@ -67,7 +67,11 @@ fn partition(region: &str) -> &'static str {
 }
 
 /// The policies for `cfg`; `owner` names the account of each route table.
-pub(super) fn policies(cfg: &Config, region: &str, owner: &BTreeMap<RouteTableId, String>) -> Policies {
+pub(super) fn policies(
+    cfg: &Config,
+    region: &str,
+    owner: &BTreeMap<RouteTableId, String>,
+) -> Policies {
     // Which principal writes which tables.
     let mut writes: BTreeMap<Option<&RoleArn>, BTreeSet<&RouteTableId>> = BTreeMap::new();
     for m in cfg.masters.values() {

@@ -404,7 +404,9 @@ mod duration {
     use serde::Deserialize;
     use std::time::Duration;
 
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         let v = humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!("{s:?} is not a duration like 30s or 5m: {e}"))

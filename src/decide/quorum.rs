@@ -23,7 +23,10 @@ pub(crate) enum Answer {
 
 impl Answer {
     /// One sentinel's read turned into its vote on `master`.
-    pub(crate) fn from_report(report: &Result<SentinelReport, SentinelError>, master: &str) -> Answer {
+    pub(crate) fn from_report(
+        report: &Result<SentinelReport, SentinelError>,
+        master: &str,
+    ) -> Answer {
         match report {
             Err(_) => Answer::Unreachable,
             Ok(rep) if rep.tilt => Answer::Tilt,
