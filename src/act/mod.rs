@@ -1,4 +1,4 @@
-//! **act**: carrying out decisions — EC2 route reads and writes (`ec2`), master
+//! Act: carrying out decisions — EC2 route reads and writes (`ec2`), master
 //! address → EC2 target (`targets`, `resolve`), write pacing (`pacing`) and
 //! webhook delivery (`sinks`). Depends on `decide` for its data types, never the
 //! other way round.

@@ -19,7 +19,8 @@ pub struct AwsConfig {
     /// Endpoint override: emulators, VPC interface endpoints.
     #[serde(default)]
     pub endpoint_url: Option<String>,
-    /// Upper bound for one EC2 call including the SDK's retries (default 10s).
+    /// Upper bound for one EC2 call including the SDK's retries (default
+    /// [`DEFAULT_CALL_TIMEOUT`]; read it through [`AwsConfig::call_timeout`]).
     #[serde(default, with = "opt_duration")]
     pub call_timeout: Option<Duration>,
     /// Attempts per EC2 call for throttling, 5xx and network errors (default 5).
@@ -81,6 +82,16 @@ impl TryFrom<String> for RoleArn {
 impl fmt::Display for RoleArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// `aws.call_timeout` when unset.
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl AwsConfig {
+    /// The bound for one EC2 call including retries: `call_timeout`, or 20 s.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT)
     }
 }
 

@@ -158,23 +158,18 @@ impl Controller {
     fn handle(&mut self, input: Input) {
         let now = Instant::now();
         let input = match input {
-            Input::Watch(WatchMsg::Event {
-                sentinel,
-                event,
-                at,
-            }) => {
-                self.alert(AlertInput::Event {
-                    sentinel,
-                    event: event.clone(),
-                });
-                steering::Input::Event {
-                    sentinel,
-                    event,
-                    at,
+            Input::Watch(msg) => {
+                if let WatchMsg::Event {
+                    sentinel, event, ..
+                } = &msg
+                {
+                    self.alert(AlertInput::Event {
+                        sentinel: *sentinel,
+                        event: event.clone(),
+                    });
                 }
+                steering::Input::Watch(msg)
             }
-            Input::Watch(WatchMsg::Connected(id)) => steering::Input::Connected(id),
-            Input::Watch(WatchMsg::Disconnected(id, why)) => steering::Input::Disconnected(id, why),
             Input::Reconcile(why) => steering::Input::ReadRequested(why),
             Input::ReadDone(o) => {
                 let (took, answering) = (o.took, o.sentinels_answering);
@@ -294,14 +289,15 @@ impl Controller {
         );
     }
 
-    /// Bound for one write job: target lookup, up to two writes and three reads.
+    /// Bound for one write job: target lookup, up to two writes and three reads
+    /// (each bounded by `aws.call_timeout`), the read-back pauses, and slack.
     fn write_deadline(&self) -> Duration {
-        self.cfg.aws.call_timeout.unwrap_or(Duration::from_secs(10)) * 8 + Duration::from_secs(5)
+        self.cfg.aws.call_timeout() * 8 + Duration::from_secs(5)
     }
 
     /// Bound for one majority read (sentinel commands time out on their own).
     fn read_deadline(&self) -> Duration {
-        self.cfg.aws.call_timeout.unwrap_or(Duration::from_secs(10)) * 2 + Duration::from_secs(10)
+        self.cfg.aws.call_timeout() * 2 + Duration::from_secs(10)
     }
 
     fn after_read(&mut self, took: Duration, answering: usize) {

@@ -1,4 +1,4 @@
-//! **decide**: the pure core — no I/O, no clock (time is passed in).
+//! Decide: the pure core — no I/O, no clock (time is passed in).
 //! `quorum` (the sentinels' majority), `plan` (per-table route decision),
 //! `steering` (the controller's state machine), `fold` (events → incidents),
 //! `speaker` (which watcher posts to chat), and `facts` (what the outside world

@@ -1,4 +1,4 @@
-//! **ops**: what an operator sees — Prometheus metrics, the `/status`
+//! Ops: what an operator sees — Prometheus metrics, the `/status`
 //! snapshot, the HTTP endpoints and systemd notify/watchdog.
 
 pub(crate) mod http;

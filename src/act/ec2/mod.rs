@@ -179,7 +179,7 @@ impl Ec2 {
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(3))
                     .operation_attempt_timeout(Duration::from_secs(5))
-                    .operation_timeout(cfg.call_timeout.unwrap_or(Duration::from_secs(20)))
+                    .operation_timeout(cfg.call_timeout())
                     .build(),
             );
         if let Some(region) = &cfg.region {

@@ -10,8 +10,8 @@ use crate::decide::facts::{Ec2Error, TableReads, TargetError};
 use crate::decide::fold::{AlertInput, RouteReport};
 use crate::decide::plan::CurrentRoute;
 use crate::decide::quorum::Answer;
-use crate::watch::event::{Addr, Event};
-use crate::watch::SentinelId;
+use crate::watch::event::Addr;
+use crate::watch::WatchMsg;
 
 /// Why a route write was started (for logs, metrics and alerts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +32,10 @@ impl Cause {
 /// Everything the decision core reacts to (besides time).
 #[derive(Debug)]
 pub(crate) enum Input {
-    /// A parsed sentinel event from the watcher of sentinel `sentinel`, received at `at`.
-    Event {
-        sentinel: SentinelId,
-        event: Event,
-        at: Instant,
-    },
-    /// The pub/sub link to this sentinel is (again) up: pub/sub lost what was
-    /// published meanwhile, so the majority is read.
-    Connected(SentinelId),
-    Disconnected(SentinelId, String),
+    /// What a sentinel's watcher reported: an event, or its pub/sub link up
+    /// (pub/sub lost what was published meanwhile, so the majority is read) or
+    /// down.
+    Watch(WatchMsg),
     /// Read the majority now (start-up, SIGHUP, on demand).
     ReadRequested(&'static str),
     ReadDone(Box<ReadOutcome>),

@@ -55,7 +55,7 @@ use crate::decide::fold::AlertInput;
 use crate::decide::plan::CurrentRoute;
 use crate::ops::status::{MasterStatus, TableStatus};
 use crate::watch::event::Addr;
-use crate::watch::REFUSED_PREFIX;
+use crate::watch::{WatchMsg, REFUSED_PREFIX};
 
 use reads::missing_text;
 
@@ -195,17 +195,17 @@ impl Steering {
     pub(crate) fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
-            Input::Event {
+            Input::Watch(WatchMsg::Event {
                 sentinel,
                 event,
                 at,
-            } => self.on_event(now, sentinel, event, at, &mut out),
-            Input::Connected(id) => {
+            }) => self.on_event(now, sentinel, event, at, &mut out),
+            Input::Watch(WatchMsg::Connected(id)) => {
                 self.set_connected(id, true);
                 self.set_refused(id, None, &mut out);
                 self.request_read("sentinel connected", &mut out);
             }
-            Input::Disconnected(id, why) => {
+            Input::Watch(WatchMsg::Disconnected(id, why)) => {
                 self.set_connected(id, false);
                 if why.starts_with(REFUSED_PREFIX) {
                     self.set_refused(id, Some(why), &mut out);

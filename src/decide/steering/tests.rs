@@ -4,7 +4,7 @@ use crate::config::Target;
 use crate::decide::facts::{Ec2Error, TableRead, TableReads, TargetError};
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Event;
-use crate::watch::{MasterView, SentinelId};
+use crate::watch::{MasterView, SentinelId, WatchMsg};
 
 const A: &str = "10.0.1.10";
 const B: &str = "10.0.1.11";
@@ -127,7 +127,7 @@ fn read(seq: u64, answers: Vec<Answer>, vip_on: Option<&str>) -> Input {
 }
 
 fn switch(from: SentinelId, old: &str, new: &str, at: Instant) -> Input {
-    Input::Event {
+    Input::Watch(WatchMsg::Event {
         sentinel: from,
         event: Event::SwitchMaster {
             master: "m".into(),
@@ -135,7 +135,7 @@ fn switch(from: SentinelId, old: &str, new: &str, at: Instant) -> Input {
             new: addr(new),
         },
         at,
-    }
+    })
 }
 
 /// The core plus a clock: times are milliseconds since the start.
@@ -351,11 +351,11 @@ fn replica_learned_from_an_event_is_a_fast_path_target() {
             .expect("parses");
     s.feed(
         50,
-        Input::Event {
+        Input::Watch(WatchMsg::Event {
             sentinel: 0,
             event: slave,
             at: s.at(50),
-        },
+        }),
     );
     let a = s.feed(100, switch(0, A, X, s.at(100)));
     assert_eq!(writes(&a), vec![(X.to_owned(), Cause::SwitchEvent)]);
@@ -685,7 +685,12 @@ fn failed_write_found_right_by_a_later_read_resolves_the_failure() {
 #[test]
 fn refused_subscription_is_alerted_once_and_cleared_on_connect() {
     let mut s = Sim::started();
-    let why = || Input::Disconnected(1, "PSUBSCRIBE refused: NOPERM (grant &*)".into());
+    let why = || {
+        Input::Watch(WatchMsg::Disconnected(
+            1,
+            "PSUBSCRIBE refused: NOPERM (grant &*)".into(),
+        ))
+    };
     let a = s.feed(10, why());
     let b = s.feed(5010, why());
     let refusals = |a: &[Action]| {
@@ -702,9 +707,12 @@ fn refused_subscription_is_alerted_once_and_cleared_on_connect() {
     assert_eq!(s.core.refused().len(), 1);
     // A plain disconnect is not a refusal.
     assert!(s
-        .feed(5020, Input::Disconnected(2, "connection reset".into()))
+        .feed(
+            5020,
+            Input::Watch(WatchMsg::Disconnected(2, "connection reset".into()))
+        )
         .is_empty());
-    let a = s.feed(6000, Input::Connected(1));
+    let a = s.feed(6000, Input::Watch(WatchMsg::Connected(1)));
     assert!(a.iter().any(|x| matches!(
         x,
         Action::Alert(AlertInput::SentinelRefused { ok: true, .. })
