@@ -9,7 +9,7 @@ running with a generic webhook sink pointed at a receiver in this process
 
 Decision time: the daemon logs one `incident` line (JSON log, wall-clock
 timestamp in µs) when an incident falls due, just before it renders the message
-and queues it for each sink (src/alerts/mod.rs `send`). Receipt time: the
+and queues it for each sink (src/daemon/alerts.rs `send`). Receipt time: the
 receiver's wall clock once the whole POST (headers and body) is read. Both
 clocks are this machine's; they are paired by the Standard Webhooks `webhook-id`
 header, which is `<incident key>-<state>`, the same key and state the log line

@@ -36,7 +36,8 @@ pub(super) struct TableSummary {
     pub table: String,
     pub route: String,
     /// keep, replace, create, or unknown (no majority / no target / unreadable).
-    pub action: String,
+    #[serde(serialize_with = "action_text")]
+    pub action: Option<RouteAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<WriteResult>,
 }
@@ -52,6 +53,19 @@ pub(super) struct MasterSummary {
     pub target: Option<String>,
     pub problem: Option<String>,
     pub tables: Vec<TableSummary>,
+}
+
+fn action_text<S: Serializer>(a: &Option<RouteAction>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(action_name(*a))
+}
+
+fn action_name(a: Option<RouteAction>) -> &'static str {
+    match a {
+        Some(RouteAction::Keep) => "keep",
+        Some(RouteAction::Replace) => "replace",
+        Some(RouteAction::Create) => "create",
+        None => "unknown",
+    }
 }
 
 /// How one table's write ended (serialized as its text: `written`, ...).
@@ -170,14 +184,21 @@ pub(super) async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<M
         view.target = target.as_ref().map(|(_, t)| t.to_string());
         let known = current_routes(m, &tables);
         view.tables = table_plans(m, &known, target.as_ref().map(|(_, t)| t));
+        if let Some(why) = unreadable(m, &tables) {
+            view.problem.get_or_insert(why);
+        }
         let needs_write = view
             .tables
             .iter()
-            .any(|t| t.action == "replace" || t.action == "create");
+            .any(|t| matches!(t.action, Some(RouteAction::Replace | RouteAction::Create)));
         if let (true, true, Some((addr, _))) = (write, needs_write, target) {
+            // Only the tables that could be read: an unreadable one is reported
+            // (and fails the run), never written blind.
+            let mut readable = m.clone();
+            readable.route_tables.retain(|t| known.contains_key(t));
             let order = WriteOrder {
                 master: name.clone(),
-                cfg: m.clone(),
+                cfg: readable,
                 addr,
                 cause: Cause::Reconcile,
                 at: Instant::now(),
@@ -247,6 +268,20 @@ fn current_routes(m: &MasterConfig, tables: &TableReads) -> HashMap<RouteTableId
         .collect()
 }
 
+/// Why some of the master's tables could not be read, if any were not.
+fn unreadable(m: &MasterConfig, tables: &TableReads) -> Option<String> {
+    let why: Vec<String> = m
+        .route_tables
+        .iter()
+        .filter_map(|t| match tables.get(t) {
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some(e.to_string()),
+            None => Some(format!("route table {t} was not read")),
+        })
+        .collect();
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
 /// Each table's route and what it needs (unknown without a target or a read).
 fn table_plans(
     m: &MasterConfig,
@@ -258,19 +293,15 @@ fn table_plans(
         .map(|t| {
             let current = known.get(t);
             let action = match (current, target) {
-                (Some(c), Some(tg)) => match plan(c, tg) {
-                    RouteAction::Keep => "keep",
-                    RouteAction::Replace => "replace",
-                    RouteAction::Create => "create",
-                },
-                _ => "unknown",
+                (Some(c), Some(tg)) => Some(plan(c, tg)),
+                _ => None,
             };
             TableSummary {
                 table: t.to_string(),
                 route: current
                     .map(CurrentRoute::describe)
-                    .unwrap_or_else(|| "table not found or unreadable".into()),
-                action: action.into(),
+                    .unwrap_or_else(|| "cannot be read (see problem)".into()),
+                action,
                 result: None,
             }
         })
@@ -335,7 +366,9 @@ pub(super) fn print(views: &[MasterSummary]) {
                 .unwrap_or_default();
             println!(
                 "  table {:<24} route {:<28} {}{result}",
-                t.table, t.route, t.action
+                t.table,
+                t.route,
+                action_name(t.action)
             );
         }
     }

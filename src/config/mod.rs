@@ -34,10 +34,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/sentinel-vip/config.yaml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    /// The I/O error is part of the message, not a `source`: printed with its
+    /// chain (`{:#}`) it would otherwise be said twice.
+    #[error("cannot read config {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// serde_yaml_ng's message already names the key path, line and column.
     #[error("invalid config {path}: {message}")]
@@ -76,9 +78,9 @@ pub struct Config {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Config::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
@@ -149,7 +151,8 @@ impl Config {
 }
 
 /// How many of `configured` sentinels make a majority: more than half. The one
-/// place this rule is written (the verdict, `/readyz` and `check` use it).
+/// place this rule is written: the verdict (`decide::quorum`), `/readyz` and
+/// the live-watcher rule (`decide::speaker`) use it.
 pub const fn majority_of(configured: usize) -> usize {
     configured / 2 + 1
 }

@@ -1,7 +1,7 @@
 //! The driver of the decision core: it feeds [`Steering`] with sentinel events,
 //! task results and time, and carries out the actions it returns (majority
-//! reads, route writes, alerts). All the rules live in `steering.rs`; this file
-//! only does I/O.
+//! reads, route writes, alerts). All the rules live in `decide::steering`; this
+//! file only does I/O, through the jobs in `read_job.rs` and `write_job.rs`.
 //!
 //! **Architecture Invariant:** the loop never awaits the network. Reads and
 //! writes run as spawned tasks, each supervised: a task that panics or outlives
