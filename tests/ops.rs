@@ -170,14 +170,42 @@ async fn reconcile_dry_run_changes_nothing_and_reconcile_repairs() {
     );
     assert_eq!(v[0]["tables"][0]["action"], "replace");
     let fix = run(&["reconcile"]);
-    assert!(
-        fix.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fix.stdout)
-    );
+    let text = String::from_utf8_lossy(&fix.stdout).to_string();
+    assert!(fix.status.success(), "{text}");
+    // The daemon's write job: written, then read back as written.
+    assert_eq!(text.matches("-> written").count(), 2, "{text}");
+    assert!(!text.contains("does not read back"), "{text}");
     rig.vpc
         .wait_all_point_at(&rig.vpc.enis[0], Duration::from_secs(5))
         .await;
+
+    // A table deleted by hand: the other is still repaired, the gone one is
+    // reported and never written blind, and the run fails.
+    rig.vpc.set_route(1, &rig.vpc.enis[1]).await;
+    rig.vpc
+        .client
+        .delete_route_table()
+        .route_table_id(&rig.vpc.tables[0])
+        .send()
+        .await
+        .expect("delete the table");
+    let gone = run(&["reconcile"]);
+    let text = String::from_utf8_lossy(&gone.stdout).to_string();
+    assert_eq!(gone.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("problem:") && text.contains(&rig.vpc.tables[0]),
+        "{text}"
+    );
+    assert_eq!(text.matches("-> written").count(), 1, "{text}");
+    assert!(
+        !text.contains("-> failed"),
+        "wrote the gone table blind: {text}"
+    );
+    assert_eq!(
+        rig.vpc.vip_targets().await[1].as_deref(),
+        Some(rig.vpc.enis[0].as_str()),
+        "the readable table was not repaired"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
