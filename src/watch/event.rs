@@ -18,41 +18,49 @@ pub enum Role {
     Sentinel,
 }
 
-/// Declares [`InstanceEvent`] and its channel names in one table.
-macro_rules! instance_events {
-    ($($variant:ident = $channel:literal,)*) => {
-        /// The channels whose payload is an instance description (`<role> <name>
-        /// <ip> <port> [@ <master> <ip> <port>] [text]`). The list is Sentinel's
-        /// own (redis 7.x `sentinelEvent` calls); anything else is
-        /// [`ParseError::UnknownChannel`]. A typo in a match is a compile error.
+/// Declares an enum of Sentinel channels and their names in one table.
+macro_rules! channel_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $channel:literal,)* }) => {
+        $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum InstanceEvent {
+        pub enum $name {
             $(#[doc = concat!("`", $channel, "`")] $variant,)*
         }
 
-        impl InstanceEvent {
+        impl $name {
             /// The channel name, as Sentinel publishes it.
             pub fn channel(self) -> &'static str {
                 match self {
-                    $(InstanceEvent::$variant => $channel,)*
+                    $($name::$variant => $channel,)*
                 }
             }
 
-            /// Every instance event, in Sentinel's order.
-            pub const ALL: &'static [InstanceEvent] = &[$(InstanceEvent::$variant,)*];
+            /// Every one, in Sentinel's order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
 
             /// The event a channel carries; `None` for any other channel.
-            pub fn from_channel(channel: &str) -> Option<InstanceEvent> {
+            pub fn from_channel(channel: &str) -> Option<$name> {
                 match channel {
-                    $($channel => Some(InstanceEvent::$variant),)*
+                    $($channel => Some($name::$variant),)*
                     _ => None,
                 }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.channel())
             }
         }
     };
 }
 
-instance_events! {
+channel_enum! {
+    /// The channels whose payload is an instance description (`<role> <name>
+    /// <ip> <port> [@ <master> <ip> <port>] [text]`). The list is Sentinel's
+    /// own (redis 7.x `sentinelEvent` calls); anything else is
+    /// [`ParseError::UnknownChannel`]. A typo in a match is a compile error.
+    InstanceEvent {
     ResetMaster = "+reset-master",
     Slave = "+slave",
     Sentinel = "+sentinel",
@@ -96,6 +104,17 @@ instance_events! {
     CmdLinkReconnection = "-cmd-link-reconnection",
     PubsubLinkReconnection = "-pubsub-link-reconnection",
     RedirectToMaster = "+redirect-to-master",
+    }
+}
+
+channel_enum! {
+    /// The script channels (`sentinelRunPendingScripts`): the payload is free text.
+    ScriptEvent {
+    ScriptChild = "+script-child",
+    ScriptChildEnded = "-script-child",
+    ScriptError = "-script-error",
+    ScriptTimeout = "-script-timeout",
+    }
 }
 
 impl InstanceEvent {
@@ -107,12 +126,6 @@ impl InstanceEvent {
                 | InstanceEvent::AbortNoGoodSlave
                 | InstanceEvent::AbortSlaveTimeout
         )
-    }
-}
-
-impl std::fmt::Display for InstanceEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.channel())
     }
 }
 
@@ -153,7 +166,7 @@ pub enum Event {
     /// `+tilt` / `-tilt`: the sentinel's view is not to be trusted while entered.
     Tilt { entered: bool },
     /// `+script-child`, `-script-child`, `-script-error`, `-script-timeout`.
-    Script { kind: &'static str, detail: String },
+    Script { kind: ScriptEvent, detail: String },
 }
 
 impl Event {
@@ -175,7 +188,7 @@ impl Event {
             Event::VoteForLeader { .. } => "+vote-for-leader",
             Event::Tilt { entered: true } => "+tilt",
             Event::Tilt { entered: false } => "-tilt",
-            Event::Script { kind, .. } => kind,
+            Event::Script { kind, .. } => kind.channel(),
         }
     }
 }
@@ -248,25 +261,19 @@ pub fn parse(channel: &str, payload: &str) -> Result<Event, ParseError> {
         }
         "+tilt" => Ok(Event::Tilt { entered: true }),
         "-tilt" => Ok(Event::Tilt { entered: false }),
-        "+script-child" | "-script-child" | "-script-error" | "-script-timeout" => {
-            Ok(Event::Script {
-                kind: static_name(
-                    channel,
-                    &[
-                        "+script-child",
-                        "-script-child",
-                        "-script-error",
-                        "-script-timeout",
-                    ],
-                ),
-                detail: payload.to_owned(),
-            })
-        }
         "__sentinel__:hello" => Err(ParseError::Hello),
-        _ => match InstanceEvent::from_channel(channel) {
-            Some(kind) => parse_instance(kind, payload).map_err(bad),
-            None => Err(ParseError::UnknownChannel(truncate(channel))),
-        },
+        _ => {
+            if let Some(kind) = InstanceEvent::from_channel(channel) {
+                parse_instance(kind, payload).map_err(bad)
+            } else if let Some(kind) = ScriptEvent::from_channel(channel) {
+                Ok(Event::Script {
+                    kind,
+                    detail: payload.to_owned(),
+                })
+            } else {
+                Err(ParseError::UnknownChannel(truncate(channel)))
+            }
+        }
     }
 }
 
@@ -315,10 +322,6 @@ fn port(s: &str) -> Option<u16> {
     s.parse().ok()
 }
 
-fn static_name(channel: &str, names: &[&'static str]) -> &'static str {
-    names.iter().copied().find(|n| *n == channel).unwrap_or("?")
-}
-
 fn truncate(s: &str) -> String {
     const KEEP: usize = 120;
     if s.len() <= KEEP {
@@ -359,6 +362,12 @@ mod tests {
             .iter()
             .all(|e| e.channel().starts_with("-failover-abort-")));
         assert_eq!(aborts.len(), 3);
+        for e in ScriptEvent::ALL {
+            assert_eq!(ScriptEvent::from_channel(e.channel()), Some(*e));
+            assert!(
+                matches!(parse(e.channel(), "some text"), Ok(Event::Script { kind, .. }) if kind == *e)
+            );
+        }
     }
 
     #[test]
@@ -451,7 +460,7 @@ mod tests {
         assert!(matches!(
             parse("-script-error", "/bin/x.sh 0 2").unwrap(),
             Event::Script {
-                kind: "-script-error",
+                kind: ScriptEvent::ScriptError,
                 ..
             }
         ));

@@ -262,7 +262,7 @@ impl Fold {
                     .values_mut()
                     .filter(|i| i.state == State::Firing && i.kind == Kind::Failover)
                 {
-                    i.annotate("+tilt".into());
+                    i.annotate(event.channel().to_owned());
                 }
             }
             _ => self.absorbed += 1,
