@@ -7,63 +7,30 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sentinel_vip::decide::fold::{Fold, Stamp};
 use sentinel_vip::watch::event::parse;
 
-/// One failover as three sentinels publish it (recorded on the test rig).
-const BURST: &[(&str, &str)] = &[
-    ("+sdown", "master mymaster 127.0.0.2 6379"),
-    ("+odown", "master mymaster 127.0.0.2 6379 #quorum 2/2"),
-    ("+new-epoch", "1"),
-    ("+try-failover", "master mymaster 127.0.0.2 6379"),
-    ("+vote-for-leader", "4f0c3e8a2b 1"),
-    ("+elected-leader", "master mymaster 127.0.0.2 6379"),
-    (
-        "+failover-state-select-slave",
-        "master mymaster 127.0.0.2 6379",
-    ),
-    (
-        "+selected-slave",
-        "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379",
-    ),
-    (
-        "+failover-state-send-slaveof-noone",
-        "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379",
-    ),
-    (
-        "+failover-state-wait-promotion",
-        "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379",
-    ),
-    (
-        "+promoted-slave",
-        "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379",
-    ),
-    (
-        "+failover-state-reconf-slaves",
-        "master mymaster 127.0.0.2 6379",
-    ),
-    (
-        "+config-update-from",
-        "sentinel 4f0c3e8a2b 127.0.0.3 26379 @ mymaster 127.0.0.2 6379",
-    ),
-    ("+switch-master", "mymaster 127.0.0.2 6379 127.0.0.3 6379"),
-    (
-        "+slave",
-        "slave 127.0.0.4:6379 127.0.0.4 6379 @ mymaster 127.0.0.3 6379",
-    ),
-    (
-        "-role-change",
-        "slave 127.0.0.2:6379 127.0.0.2 6379 @ mymaster 127.0.0.3 6379 new reported role is master",
-    ),
-    (
-        "+convert-to-slave",
-        "slave 127.0.0.2:6379 127.0.0.2 6379 @ mymaster 127.0.0.3 6379",
-    ),
-];
+/// One SIGKILL failover as three sentinels published it, recorded on the rig
+/// (`tests/fixtures/record.sh`): `<ms> <sentinel> <channel> <payload>` a line.
+const RECORDED: &str = include_str!("../tests/fixtures/sigkill_failover.events");
+
+/// The recording as (sentinel, channel, payload), in the order it was received.
+fn burst() -> Vec<(usize, &'static str, &'static str)> {
+    RECORDED
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(4, ' ');
+            let _ms = f.next()?;
+            let sentinel = f.next()?.parse().ok()?;
+            Some((sentinel, f.next()?, f.next().unwrap_or("")))
+        })
+        .collect()
+}
 
 fn parsing(c: &mut Criterion) {
+    let burst = burst();
     let mut g = c.benchmark_group("parse");
-    g.throughput(Throughput::Elements(BURST.len() as u64));
+    g.throughput(Throughput::Elements(burst.len() as u64));
     g.bench_function("failover_burst", |b| {
         b.iter(|| {
-            for (ch, p) in BURST {
+            for (_, ch, p) in &burst {
                 let _ = black_box(parse(black_box(ch), black_box(p)));
             }
         })
@@ -72,12 +39,9 @@ fn parsing(c: &mut Criterion) {
 }
 
 fn folding(c: &mut Criterion) {
-    let events: Vec<_> = (0..3)
-        .flat_map(|s| {
-            BURST
-                .iter()
-                .map(move |(ch, p)| (s, parse(ch, p).expect("valid")))
-        })
+    let events: Vec<_> = burst()
+        .into_iter()
+        .map(|(s, ch, p)| (s, parse(ch, p).expect("a recorded event parses")))
         .collect();
     let mut g = c.benchmark_group("fold");
     g.throughput(Throughput::Elements(events.len() as u64));

@@ -23,7 +23,10 @@ fn stamp(mono: Instant) -> Stamp {
     }
 }
 
-/// What three sentinels published for one SIGKILL failover (recorded on the rig, trimmed).
+/// A SIGKILL failover as three sentinels publish it, written by hand after
+/// `tests/fixtures/sigkill_failover.events` with round timings and port 6379 so
+/// the assertions can name them; `tests/recorded_failovers.rs` replays the
+/// recordings themselves through the fold.
 fn sigkill_burst(f: &mut Fold, t0: Instant) {
     for s in 0..3 {
         feed(
