@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use super::{eventually, free_port, tool, wait_port, Proc, MASTER};
 
+/// How a test talks to a redis or sentinel port: plain [`cli`], or through TLS
+/// (`TlsCli::run`).
+pub type Run<'a> = &'a (dyn Fn(&str, u16, &[&str]) -> String + Sync);
+
 /// `redis-cli` against host:port; returns stdout.
 pub fn cli(host: &str, port: u16, args: &[&str]) -> String {
     let out = Command::new(tool("redis-cli"))
@@ -274,7 +278,11 @@ impl Redis {
 
     /// The master as sentinel `i` sees it ("ip:port").
     pub fn master_seen_by(&self, i: usize) -> Option<String> {
-        let out = cli(
+        self.master_seen_via(&cli, i)
+    }
+
+    fn master_seen_via(&self, run: Run<'_>, i: usize) -> Option<String> {
+        let out = run(
             &self.hosts[i],
             self.sentinel_port,
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER],
@@ -284,9 +292,14 @@ impl Redis {
 
     /// The node index of the master per sentinel 0.. majority.
     pub fn master_index(&self) -> Option<usize> {
+        self.master_index_via(&cli)
+    }
+
+    /// [`Redis::master_index`], talking to the sentinels through `run`.
+    pub fn master_index_via(&self, run: Run<'_>) -> Option<usize> {
         let seen = (0..self.sentinels.len())
             .filter(|i| self.sentinels[*i].is_some())
-            .filter_map(|i| self.master_seen_by(i));
+            .filter_map(|i| self.master_seen_via(run, i));
         let addr = majority(seen, self.sentinels.len())?;
         let host = addr.split(':').next()?.to_owned();
         self.hosts.iter().position(|h| *h == host)
@@ -295,6 +308,11 @@ impl Redis {
     /// Waits until all sentinels know every replica (so a failover can pick one).
     /// See [`ready_for_failover`].
     pub async fn wait_ready_for_failover(&self, replicas: usize) {
+        self.wait_ready_for_failover_via(&cli, replicas).await
+    }
+
+    /// [`Redis::wait_ready_for_failover`], talking to the sentinels through `run`.
+    pub async fn wait_ready_for_failover_via(&self, run: Run<'_>, replicas: usize) {
         eventually(
             "sentinels to see the replicas and each other",
             Duration::from_secs(30),
@@ -302,7 +320,7 @@ impl Redis {
                 (0..self.sentinels.len())
                     .filter(|i| self.sentinels[*i].is_some())
                     .all(|i| {
-                        let info = cli(
+                        let info = run(
                             &self.hosts[i],
                             self.sentinel_port,
                             &["SENTINEL", "MASTER", MASTER],
@@ -318,12 +336,17 @@ impl Redis {
     /// `SENTINEL FAILOVER` (retried while sentinel says no good replica yet);
     /// waits for the majority to name a new master; returns its node index.
     pub async fn failover(&self) -> usize {
-        let before = self.master_index();
+        self.failover_via(&cli).await
+    }
+
+    /// [`Redis::failover`], talking to the sentinels through `run`.
+    pub async fn failover_via(&self, run: Run<'_>) -> usize {
+        let before = self.master_index_via(run);
         eventually(
             "SENTINEL FAILOVER to be accepted",
             Duration::from_secs(60),
             || async {
-                let out = cli(
+                let out = run(
                     &self.hosts[0],
                     self.sentinel_port,
                     &["SENTINEL", "FAILOVER", MASTER],
@@ -335,7 +358,7 @@ impl Redis {
         eventually(
             "sentinels to agree on a new master",
             Duration::from_secs(60),
-            || async { self.master_index().filter(|m| Some(*m) != before) },
+            || async { self.master_index_via(run).filter(|m| Some(*m) != before) },
         )
         .await
     }

@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{
-    eventually, free_port, majority, master_addr, ready_for_failover, rig_hosts, tool, wait_port,
-    Proc, Redis, MASTER,
-};
+use super::{free_port, rig_hosts, tool, wait_port, Proc, Redis};
 
 /// Test certificates made with the openssl CLI (EC P-256, valid 2 days):
 /// `ca` signs `server` (IP SANs 127.0.0.1-6, ::1, localhost), `client`,
@@ -194,56 +191,13 @@ impl Redis {
 
     /// [`Redis::master_index`] through `cli` (TLS).
     pub fn master_index_with(&self, cli: &TlsCli) -> Option<usize> {
-        let seen = (0..self.sentinels.len()).filter_map(|i| {
-            let out = cli.run(
-                &self.hosts[i],
-                self.sentinel_port,
-                &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER],
-            );
-            master_addr(&out).map(|(host, _)| host)
-        });
-        let host = majority(seen, self.sentinels.len())?;
-        self.hosts.iter().position(|h| *h == host)
+        self.master_index_via(&|h, p, a| cli.run(h, p, a))
     }
 
     /// [`Redis::wait_ready_for_failover`] + [`Redis::failover`] through `cli`.
     pub async fn failover_with(&self, cli: &TlsCli, replicas: usize) -> usize {
-        eventually(
-            "sentinels to see the replicas and each other (TLS)",
-            Duration::from_secs(30),
-            || async {
-                (0..self.sentinels.len())
-                    .all(|i| {
-                        let info = cli.run(
-                            &self.hosts[i],
-                            self.sentinel_port,
-                            &["SENTINEL", "MASTER", MASTER],
-                        );
-                        ready_for_failover(&info, replicas, self.sentinels.len())
-                    })
-                    .then_some(())
-            },
-        )
-        .await;
-        let before = self.master_index_with(cli);
-        eventually(
-            "SENTINEL FAILOVER to be accepted (TLS)",
-            Duration::from_secs(60),
-            || async {
-                let out = cli.run(
-                    &self.hosts[0],
-                    self.sentinel_port,
-                    &["SENTINEL", "FAILOVER", MASTER],
-                );
-                (out == "OK").then_some(())
-            },
-        )
-        .await;
-        eventually(
-            "sentinels to agree on a new master (TLS)",
-            Duration::from_secs(60),
-            || async { self.master_index_with(cli).filter(|m| Some(*m) != before) },
-        )
-        .await
+        let run = |h: &str, p: u16, a: &[&str]| cli.run(h, p, a);
+        self.wait_ready_for_failover_via(&run, replicas).await;
+        self.failover_via(&run).await
     }
 }
