@@ -187,16 +187,21 @@ pub fn rig_hosts(n: usize) -> Vec<String> {
 }
 
 impl Redis {
-    /// `nodes` redis servers (first is master) and `sentinels` sentinels.
-    pub fn start(nodes: usize, sentinels: usize) -> Redis {
-        let mut r = Redis {
+    /// A rig with nothing started yet: its directory, ports and hosts.
+    pub(super) fn unstarted(nodes: usize, sentinels: usize) -> Redis {
+        Redis {
             dir: tempfile::tempdir().expect("tempdir"),
             redis_port: free_port(),
             sentinel_port: free_port(),
             hosts: rig_hosts(nodes.max(sentinels)),
             servers: Vec::new(),
             sentinels: Vec::new(),
-        };
+        }
+    }
+
+    /// `nodes` redis servers (first is master) and `sentinels` sentinels.
+    pub fn start(nodes: usize, sentinels: usize) -> Redis {
+        let mut r = Redis::unstarted(nodes, sentinels);
         for i in 0..nodes {
             let p = r.spawn_server(i);
             r.servers.push(Some(p));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{free_port, rig_hosts, tool, wait_port, Proc, Redis};
+use super::{tool, wait_port, Proc, Redis};
 
 /// Test certificates made with the openssl CLI (EC P-256, valid 2 days):
 /// `ca` signs `server` (IP SANs 127.0.0.1-6, ::1, localhost), `client`,
@@ -146,14 +146,7 @@ impl Redis {
         sentinel_cert: &str,
         auth_clients: bool,
     ) -> Redis {
-        let mut r = Redis {
-            dir: tempfile::tempdir().expect("tempdir"),
-            redis_port: free_port(),
-            sentinel_port: free_port(),
-            hosts: rig_hosts(nodes.max(sentinels)),
-            servers: Vec::new(),
-            sentinels: Vec::new(),
-        };
+        let mut r = Redis::unstarted(nodes, sentinels);
         let cli = TlsCli::new(certs);
         for i in 0..nodes {
             let mut cmd = Command::new(tool("redis-server"));

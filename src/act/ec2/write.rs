@@ -1,6 +1,7 @@
 //! Writes: pointing a VIP route at a target (ReplaceRoute, CreateRoute, each
 //! falling back to the other) and the DryRun permission probe.
 
+use aws_sdk_ec2::operation::replace_route::builders::ReplaceRouteFluentBuilder;
 use ipnet::IpNet;
 
 use super::{count_call, Ec2};
@@ -65,24 +66,32 @@ impl Ec2 {
         }
     }
 
-    async fn replace_route(
+    /// ReplaceRoute for `cidr` in `table` to `target`, ready to send (the write
+    /// and the DryRun probe differ only in what they add to it).
+    fn replace_request(
         &self,
         table: &RouteTableId,
         cidr: IpNet,
         target: &Target,
-    ) -> Result<(), Ec2Error> {
+    ) -> ReplaceRouteFluentBuilder {
         let (v4, v6) = destination(cidr);
         let (eni, instance) = target_ids(target);
-        let r = self
-            .client_for(table)
+        self.client_for(table)
             .replace_route()
             .route_table_id(table.as_str())
             .set_destination_cidr_block(v4)
             .set_destination_ipv6_cidr_block(v6)
             .set_network_interface_id(eni)
             .set_instance_id(instance)
-            .send()
-            .await;
+    }
+
+    async fn replace_route(
+        &self,
+        table: &RouteTableId,
+        cidr: IpNet,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
+        let r = self.replace_request(table, cidr, target).send().await;
         count_call("ReplaceRoute", r.is_ok());
         r.map(|_| ())
             .map_err(|e| Ec2Error::from_sdk("ReplaceRoute", write_subject(table, cidr, target), e))
@@ -119,17 +128,9 @@ impl Ec2 {
         cidr: IpNet,
         current: &Target,
     ) -> Result<(), Ec2Error> {
-        let (v4, v6) = destination(cidr);
-        let (eni, instance) = target_ids(current);
         let r = self
-            .client_for(table)
-            .replace_route()
+            .replace_request(table, cidr, current)
             .dry_run(true)
-            .route_table_id(table.as_str())
-            .set_destination_cidr_block(v4)
-            .set_destination_ipv6_cidr_block(v6)
-            .set_network_interface_id(eni)
-            .set_instance_id(instance)
             .send()
             .await;
         match r {
