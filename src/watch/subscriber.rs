@@ -29,9 +29,9 @@ pub(super) struct Watcher {
 enum LinkState {
     /// No TCP connection (fred is reconnecting).
     Down,
-    /// Connected, PSUBSCRIBE not (yet) accepted (`refusal`: why); retried at
+    /// Connected, PSUBSCRIBE refused (and said so at error level); retried at
     /// `retry_at`.
-    Unsubscribed { retry_at: Instant, refusal: String },
+    Unsubscribed { retry_at: Instant },
     /// Subscribed: events flow, silence is watched.
     Subscribed,
 }
@@ -65,7 +65,7 @@ impl Watcher {
                     let _ = self.sub.client_setname(self.name.clone()).await;
                     last_heard = Instant::now();
                     ping = None;
-                    state = self.subscribe(&mut told_up, None).await;
+                    state = self.subscribe(&mut told_up, false).await;
                 }
                 e = errors.recv() => {
                     let err = match e {
@@ -115,10 +115,9 @@ impl Watcher {
                 }
                 _ = tick.tick() => match &state {
                     LinkState::Down => {}
-                    LinkState::Unsubscribed { retry_at, refusal } => {
+                    LinkState::Unsubscribed { retry_at } => {
                         if Instant::now() >= *retry_at {
-                            let refusal = refusal.clone();
-                            state = self.subscribe(&mut told_up, Some(&refusal)).await;
+                            state = self.subscribe(&mut told_up, true).await;
                         }
                     }
                     LinkState::Subscribed => {
@@ -149,10 +148,11 @@ impl Watcher {
 
     /// `PSUBSCRIBE *` on a fresh connection; tells the controller the outcome.
     /// `PSUBSCRIBE *`, confirmed. A refusal is logged at error level once per
-    /// connection and reason (`previous`: the last refusal on this connection);
-    /// the retries every [`SUBSCRIBE_RETRY`] that are refused the same way log
-    /// at debug.
-    async fn subscribe(&self, told_up: &mut Option<bool>, previous: Option<&str>) -> LinkState {
+    /// connection; the retries every [`SUBSCRIBE_RETRY`] on that connection
+    /// (`retry`) log at debug, whatever their wording: one ACL refusal reads
+    /// either as the NOPERM reply or, when that reply is lost, as a PING
+    /// answered outside subscribed mode, and the two alternate.
+    async fn subscribe(&self, told_up: &mut Option<bool>, retry: bool) -> LinkState {
         match psubscribe_confirmed(&self.sub).await {
             Ok(()) => {
                 info!(sentinel = %self.addr, "subscribed to sentinel events");
@@ -166,8 +166,7 @@ impl Watcher {
             }
             Err(err) => {
                 let hint = refused_subscribe_hint(&err, self.user.as_deref());
-                let refusal = err.to_string();
-                if previous == Some(refusal.as_str()) {
+                if retry {
                     debug!(sentinel = %self.addr, error = %err, "PSUBSCRIBE * still refused");
                 } else {
                     error!(sentinel = %self.addr, error = %err, retry_in_s = SUBSCRIBE_RETRY.as_secs(),
@@ -178,7 +177,6 @@ impl Watcher {
                     .await;
                 LinkState::Unsubscribed {
                     retry_at: Instant::now() + SUBSCRIBE_RETRY,
-                    refusal,
                 }
             }
         }
