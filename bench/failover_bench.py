@@ -187,7 +187,7 @@ def run_contender(contender, rig, raw, box, endpoint, runs, args, work, tag):
                 sys.exit("sentinel-vip did not become ready:\n" + open(log).read())
             time.sleep(0.05)
         stop = p.terminate
-    xs = []
+    xs, missed = [], None
     for i in range(runs):
         try:
             ms, before, after = one_failover(rig, raw, box)
@@ -195,6 +195,7 @@ def run_contender(contender, rig, raw, box, endpoint, runs, args, work, tag):
             # Kept: the failovers finished so far, marked short of `runs`; the
             # other contenders and cells still run.
             print(f"{tag:>10} {contender:>12} failover {i + 1:>2}/{runs}: {e}; stopping this contender here", flush=True)
+            missed = str(e)
             break
         xs.append(ms)
         print(f"{tag:>10} {contender:>12} failover {i + 1:>2}/{runs}: {before} -> {after}: {ms:8.1f} ms", flush=True)
@@ -207,8 +208,8 @@ def run_contender(contender, rig, raw, box, endpoint, runs, args, work, tag):
         text = open(log).read()
         internal = [float(m) for m in re.findall(r'cause="\+switch-master".*?since_event_ms=([0-9.]+)', text)]
         writes = [float(m) for m in re.findall(r'cause="\+switch-master".*?write_ms=([0-9.]+)', text)]
-        return xs, (internal, writes)
-    return xs, ([], [])
+        return xs, missed, (internal, writes)
+    return xs, missed, ([], [])
 
 
 def delay_label(c):
@@ -264,13 +265,15 @@ def main():
                         "limit_ms": d + k * svc, "contenders": {}}
                 for contender in args.only.split(","):
                     runs = script_runs if contender == "script" else args.runs
-                    xs, (internal, writes) = run_contender(contender, rig, raw, box, endpoint, runs, args, work,
+                    xs, missed, (internal, writes) = run_contender(contender, rig, raw, box, endpoint, runs, args, work,
                                                            f"{k}t-{d:g}ms")
                     if not xs:
+                        # Recorded, not dropped: "missed its first failover" is a result.
+                        cell.setdefault("missed", {})[contender] = f"0 of {runs} failovers finished: {missed}"
                         continue
                     cell["contenders"][contender] = summarise(xs)
-                    if len(xs) < runs:
-                        cell["contenders"][contender]["incomplete"] = f"{len(xs)} of {runs} failovers finished"
+                    if missed:
+                        cell["contenders"][contender]["incomplete"] = f"{len(xs)} of {runs} failovers finished: {missed}"
                     if internal:
                         cell["sentinel_vip_event_to_written_ms"] = {"median": statistics.median(internal),
                                                                     "p95": pct(internal, 95), "n": len(internal)}
@@ -298,7 +301,7 @@ def main():
             ratio = f"{x['speedup']:.1f}x" if x.get("speedup") else "-"
             over = f"{c['sentinel_vip_over_limit']:.2f}" if name == "sentinel-vip" and "sentinel_vip_over_limit" in c else ""
             lines.append(f"| {c['tables']} | {delay_label(c)} "
-                         f"| {name} | {x['n']} | {x['median_ms']:.1f} | {x['p95_ms']:.1f} | {ratio} | {c['limit_ms']:.1f} | {over} |")
+                         f"| {name}{' (incomplete)' if x.get('incomplete') else ''} | {x['n']} | {x['median_ms']:.1f} | {x['p95_ms']:.1f} | {ratio} | {c['limit_ms']:.1f} | {over} |")
     lines.append("")
     for c in cells:
         own = c.get("sentinel_vip_event_to_written_ms")
@@ -307,6 +310,8 @@ def main():
                      f"API round trip seen by clients {c['api_round_trip_ms']:.1f} ms"
                      + (f"; sentinel-vip's own log (event -> every table written) median {own['median']:.1f} ms, p95 {own['p95']:.1f} ms" if own else "")
                      + (f" (the writes alone: median {c['sentinel_vip_write_ms']['median']:.1f} ms)" if "sentinel_vip_write_ms" in c else ""))
+        for name, why in c.get("missed", {}).items():
+            lines.append(f"- {c['tables']} tables, {delay_label(c)}: {name}: {why}")
     table = "\n".join(lines)
     with open(os.path.join(args.out, args.name + ".md"), "w") as f:
         f.write(table + "\n")
