@@ -197,6 +197,7 @@ pub(super) async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<M
             let mut readable = m.clone();
             readable.route_tables.retain(|t| known.contains_key(t));
             let order = WriteOrder {
+                id: 0,
                 master: name.clone(),
                 cfg: readable,
                 addr,
