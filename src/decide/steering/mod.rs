@@ -77,6 +77,10 @@ pub(crate) const CONFIRM_FIRST: Duration = Duration::from_millis(500);
 pub(crate) const CONFIRM_EVERY: Duration = Duration::from_millis(1500);
 /// A fast-path switch still unconfirmed after this is alerted and fails `/readyz`.
 pub(crate) const UNCONFIRMED_ALERT_AFTER: Duration = Duration::from_secs(10);
+/// A VIP route that is not where the majority's master is (being written,
+/// failing, or waiting) for this long fails `/readyz` and the reconcile: ready
+/// means the route is right, not that a write was sent.
+pub(crate) const ROUTE_WRONG_UNREADY_AFTER: Duration = Duration::from_secs(10);
 /// A majority at a lower config-epoch is read again this soon to see it twice.
 pub(crate) const EPOCH_BACK_RECHECK: Duration = Duration::from_secs(1);
 /// Longest wait between retries of a failed route write or EC2 read.
@@ -132,6 +136,10 @@ struct Unconfirmed {
     since: Instant,
     next_read: Instant,
     alerted: bool,
+    /// The majority named another master: the VIP is being moved back there.
+    /// The switch stays unconfirmed (gauge, `/readyz`, alert) until that
+    /// write is verified.
+    reverting: Option<Addr>,
 }
 
 /// One master's state.
@@ -158,6 +166,9 @@ struct MasterState {
     /// at or before it do not judge this master.
     changed_seq: u64,
     unconfirmed: Option<Unconfirmed>,
+    /// Since when the route has not been where it should be (a write started,
+    /// failing, or a revert pending); cleared when it is verified right.
+    wrong_since: Option<Instant>,
     failures: u32,
     /// When to read again after a failed write (transient errors only).
     retry_at: Option<Instant>,
@@ -181,11 +192,18 @@ impl MasterState {
             queued: None,
             changed_seq: 0,
             unconfirmed: None,
+            wrong_since: None,
             failures: 0,
             retry_at: None,
             last_error: None,
             missing_tables: Vec::new(),
         }
+    }
+
+    /// The route has not been right for [`ROUTE_WRONG_UNREADY_AFTER`].
+    fn route_wrong_too_long(&self, now: Instant) -> bool {
+        self.wrong_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= ROUTE_WRONG_UNREADY_AFTER)
     }
 
     /// Where the VIP is, or is on its way to.
@@ -474,6 +492,7 @@ impl Steering {
                     .unconfirmed
                     .as_ref()
                     .is_some_and(|u| now.duration_since(u.since) >= UNCONFIRMED_ALERT_AFTER),
+                route_wrong_too_long: st.route_wrong_too_long(now),
                 last_error: st.last_error.clone().or_else(|| {
                     (!st.missing_tables.is_empty()).then(|| missing_text(&st.missing_tables))
                 }),

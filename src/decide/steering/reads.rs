@@ -166,9 +166,27 @@ impl Steering {
                 st.majority = Some((addr.clone(), config_epoch));
                 st.settle_unconfirmed(now, name, &addr, config_epoch, votes, out);
                 if o.tables.is_err() {
+                    // A revert needs no table read: the VIP is where our own
+                    // write put it. Written blind (ReplaceRoute, CreateRoute as
+                    // the fallback), not left until EC2 reads again.
+                    let revert = st
+                        .unconfirmed
+                        .as_ref()
+                        .is_some_and(|u| u.reverting.is_some())
+                        && st.heading_to() != Some(&addr);
+                    if revert {
+                        self.dispatch(name, addr, Cause::Reconcile, now, out);
+                    }
                     return result;
                 }
                 if !self.follow_majority(now, name, addr, o, out) {
+                    result = Judged::Failed;
+                }
+                if self
+                    .masters
+                    .get(name)
+                    .is_some_and(|st| st.route_wrong_too_long(now))
+                {
                     result = Judged::Failed;
                 }
                 result
@@ -225,8 +243,10 @@ impl Steering {
                             target: target.to_string(),
                         }));
                     }
+                    st.revert_done(name, &addr, out);
                     st.applied = Some(addr);
                     if st.missing_tables.is_empty() {
+                        st.wrong_since = None;
                         st.last_error = None;
                         st.failures = 0;
                         st.retry_at = None;
@@ -369,13 +389,19 @@ impl MasterState {
         votes: usize,
         out: &mut Vec<Action>,
     ) {
-        if let Some(u) = self.unconfirmed.take() {
+        if let Some(mut u) = self.unconfirmed.take() {
             let waited_ms = now.duration_since(u.since).as_secs_f64() * 1e3;
             if u.addr == *addr {
                 info!(master = %name, %addr, config_epoch, votes, waited_ms, "switch confirmed by the sentinel majority");
             } else {
-                error!(master = %name, switched_to = %u.addr, majority = %addr, config_epoch, votes, waited_ms,
-                    "the sentinel majority names another master than the +switch-master did: moving the VIP back");
+                if u.reverting.as_ref() != Some(addr) {
+                    error!(master = %name, switched_to = %u.addr, majority = %addr, config_epoch, votes, waited_ms,
+                        "the sentinel majority names another master than the +switch-master did: moving the VIP back");
+                }
+                // Still unconfirmed until the route is back: see `revert_done`.
+                u.reverting = Some(addr.clone());
+                self.unconfirmed = Some(u);
+                return;
             }
             if u.alerted {
                 out.push(Action::Alert(AlertInput::Majority {
@@ -386,6 +412,27 @@ impl MasterState {
                     ),
                 }));
             }
+        }
+    }
+
+    /// The route is verified on `addr`: a revert towards it is over, and its
+    /// alert (if told) resolved.
+    pub(super) fn revert_done(&mut self, name: &str, addr: &Addr, out: &mut Vec<Action>) {
+        let Some(u) = self
+            .unconfirmed
+            .take_if(|u| u.reverting.as_ref() == Some(addr))
+        else {
+            return;
+        };
+        info!(master = %name, %addr, switched_to = %u.addr, "VIP moved back to the sentinel majority's master");
+        if u.alerted {
+            out.push(Action::Alert(AlertInput::Majority {
+                master: name.to_owned(),
+                ok: true,
+                detail: format!(
+                    "VIP back on {addr}, where the sentinel majority says the master is"
+                ),
+            }));
         }
     }
 
