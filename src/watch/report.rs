@@ -22,6 +22,10 @@ pub struct MasterView {
     pub config_epoch: u64,
     /// Sentinel's flags for the master, e.g. `master,s_down,o_down`.
     pub flags: String,
+    /// `failover-timeout` from `SENTINEL MASTER(S)`: how long a failover may
+    /// take before the sentinels try another (the epoch rule waits this long
+    /// for silent sentinels that held a higher epoch). None: not reported.
+    pub failover_timeout: Option<Duration>,
     /// Replicas this sentinel knows for the master (`SENTINEL REPLICAS`), for
     /// guarding the fast path: a `+switch-master` to a known replica is plausible.
     pub replicas: Vec<Addr>,
@@ -46,6 +50,7 @@ struct MastersEntry {
     listed: Option<Addr>,
     config_epoch: u64,
     flags: String,
+    failover_timeout: Option<Duration>,
 }
 
 fn masters_entry(m: &HashMap<String, String>) -> Option<MastersEntry> {
@@ -60,6 +65,10 @@ fn masters_entry(m: &HashMap<String, String>) -> Option<MastersEntry> {
             .and_then(|e| e.parse().ok())
             .unwrap_or(0),
         flags: m.get("flags").cloned().unwrap_or_default(),
+        failover_timeout: m
+            .get("failover-timeout")
+            .and_then(|t| t.parse().ok())
+            .map(Duration::from_millis),
     })
 }
 
@@ -161,6 +170,7 @@ impl SentinelLink {
                     addr,
                     config_epoch: e.config_epoch,
                     flags: e.flags,
+                    failover_timeout: e.failover_timeout,
                     replicas,
                 },
             );
@@ -225,6 +235,7 @@ impl SentinelLink {
                 addr,
                 config_epoch: e.config_epoch,
                 flags: e.flags,
+                failover_timeout: e.failover_timeout,
                 replicas,
             },
             stale,

@@ -81,6 +81,8 @@ pub(crate) const UNCONFIRMED_ALERT_AFTER: Duration = Duration::from_secs(10);
 /// failing, or waiting) for this long fails `/readyz` and the reconcile: ready
 /// means the route is right, not that a write was sent.
 pub(crate) const ROUTE_WRONG_UNREADY_AFTER: Duration = Duration::from_secs(10);
+/// Sentinel's default `failover-timeout`, used until a sentinel reports its own.
+pub(crate) const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(180);
 /// A majority at a lower config-epoch is read again this soon to see it twice.
 pub(crate) const EPOCH_BACK_RECHECK: Duration = Duration::from_secs(1);
 /// Longest wait between retries of a failed route write or EC2 read.
@@ -155,6 +157,12 @@ struct MasterState {
     /// A majority at a lower epoch than `majority`, seen once: seen again in the
     /// next read, it is accepted.
     epoch_back: Option<(Addr, u64)>,
+    /// Last read whose majority held the known (highest) config-epoch: a lower
+    /// epoch is a reset only once the sentinels that held it have been silent
+    /// (unreachable or in TILT) for `failover_timeout` since.
+    high_seen: Option<Instant>,
+    /// The longest `failover-timeout` the sentinels reported for this master.
+    failover_timeout: Option<Duration>,
     /// Replicas the sentinels last reported (read, plus `+slave`-like events).
     replicas: BTreeSet<Addr>,
     no_majority: bool,
@@ -185,6 +193,8 @@ impl MasterState {
             applied: None,
             majority: None,
             epoch_back: None,
+            high_seen: None,
+            failover_timeout: None,
             replicas: BTreeSet::new(),
             no_majority: false,
             in_flight: None,

@@ -8,7 +8,9 @@ use std::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::writes::retry_delay;
-use super::{Action, Cause, MasterState, ReadOutcome, Steering, EPOCH_BACK_RECHECK};
+use super::{
+    Action, Cause, MasterState, ReadOutcome, Steering, DEFAULT_FAILOVER_TIMEOUT, EPOCH_BACK_RECHECK,
+};
 use crate::config::{RouteTableId, Target};
 use crate::decide::facts::TableReads;
 use crate::decide::fold::AlertInput;
@@ -145,6 +147,7 @@ impl Steering {
         let empty = Vec::new();
         let answers = o.answers.get(name).unwrap_or(&empty);
         st.learn_replicas(answers);
+        st.learn_failover_timeout(answers);
         match quorum::decide(answers, configured) {
             Verdict::Master {
                 addr,
@@ -152,7 +155,8 @@ impl Steering {
                 votes,
                 ..
             } => {
-                if st.lower_epoch_seen_once(
+                if let Some(at) = st.lower_epoch_held(
+                    now,
                     name,
                     &self.sentinels,
                     answers,
@@ -160,8 +164,9 @@ impl Steering {
                     config_epoch,
                     out,
                 ) {
-                    return Judged::RecheckAt(now + EPOCH_BACK_RECHECK);
+                    return Judged::RecheckAt(at);
                 }
+                st.high_seen = Some(now);
                 st.majority_back(name, &addr, votes, out);
                 st.majority = Some((addr.clone(), config_epoch));
                 st.settle_unconfirmed(now, name, &addr, config_epoch, votes, out);
@@ -321,47 +326,100 @@ impl MasterState {
         }
     }
 
+    /// The longest `failover-timeout` any answering sentinel reports.
+    fn learn_failover_timeout(&mut self, answers: &[Answer]) {
+        let reported = answers
+            .iter()
+            .filter_map(|a| match a {
+                Answer::View(v) => v.failover_timeout,
+                _ => None,
+            })
+            .max();
+        if reported.is_some() {
+            self.failover_timeout = reported;
+        }
+    }
+
     /// The epoch rule: a majority at a lower config-epoch than the last one
-    /// applied is followed only when seen twice in a row. Returns true when it
-    /// is seen the first time (read again to be sure); the second time it is
-    /// alerted and followed.
-    fn lower_epoch_seen_once(
+    /// applied is followed only when it is seen in two consecutive reads *and*
+    /// it is a reset:
+    /// - re-monitored: the majority is at config-epoch 0 (`SENTINEL REMOVE` +
+    ///   `MONITOR`);
+    /// - restarted: every configured sentinel answers, none at the higher
+    ///   epoch (restarted without its rewritten `sentinel.conf`);
+    /// - gone: the sentinels that do not answer (unreachable or in TILT),
+    ///   among them those that held the higher epoch, have been silent for
+    ///   longer than `failover-timeout` (after which Sentinel itself would
+    ///   have tried another failover).
+    ///
+    /// Otherwise the lower epoch is a stale minority view promoted by silence
+    /// (the sentinels with the newer configuration are only cut off or in
+    /// TILT): the VIP is held where it is, said, and read again. Returns when
+    /// to read again while held; None when the majority is to be followed
+    /// (alerted, naming which reset it was).
+    #[allow(clippy::too_many_arguments)]
+    fn lower_epoch_held(
         &mut self,
+        now: Instant,
         name: &str,
         sentinels: &[String],
         answers: &[Answer],
         addr: &Addr,
         config_epoch: u64,
         out: &mut Vec<Action>,
-    ) -> bool {
-        if let Some((last_addr, last_epoch)) = self.majority.clone() {
-            if config_epoch < last_epoch {
-                let lower: Vec<&str> = answers
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, a)| matches!(a, Answer::View(v) if v.config_epoch < last_epoch))
-                    .filter_map(|(i, _)| sentinels.get(i).map(|s| s.as_str()))
-                    .collect();
-                if self.epoch_back.as_ref() != Some(&(addr.clone(), config_epoch)) {
-                    warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
-                        "majority at a lower config-epoch than the last one applied; reading again to be sure");
-                    self.epoch_back = Some((addr.clone(), config_epoch));
-                    return true;
-                }
-                let detail = format!(
-                    "config-epoch went back from {last_epoch} to {config_epoch} on {} (sentinels re-monitored or restarted without their config?); following the majority: {addr} (was {last_addr})",
-                    lower.join(", ")
-                );
-                error!(master = %name, "{detail}");
-                out.push(Action::Alert(AlertInput::Majority {
-                    master: name.to_owned(),
-                    ok: true,
-                    detail,
-                }));
-            }
+    ) -> Option<Instant> {
+        let (last_addr, last_epoch) = self.majority.clone()?;
+        if config_epoch >= last_epoch {
+            self.epoch_back = None;
+            return None;
         }
+        let named = |keep: &dyn Fn(&Answer) -> bool| -> Vec<&str> {
+            answers
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| keep(a))
+                .filter_map(|(i, _)| sentinels.get(i).map(|s| s.as_str()))
+                .collect()
+        };
+        let lower = named(&|a| matches!(a, Answer::View(v) if v.config_epoch < last_epoch));
+        let silent = named(&|a| matches!(a, Answer::Unreachable | Answer::Tilt));
+        if self.epoch_back.as_ref() != Some(&(addr.clone(), config_epoch)) {
+            warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
+                "majority at a lower config-epoch than the last one applied; reading again to be sure");
+            self.epoch_back = Some((addr.clone(), config_epoch));
+            return Some(now + EPOCH_BACK_RECHECK);
+        }
+        let timeout = self.failover_timeout.unwrap_or(DEFAULT_FAILOVER_TIMEOUT);
+        let silent_for = self.high_seen.map(|t| now.saturating_duration_since(t));
+        let reset = if config_epoch == 0 {
+            "re-monitored: the majority is at config-epoch 0".to_owned()
+        } else if silent.is_empty() {
+            "restarted: every sentinel answers and none holds the higher epoch (restarted without its config?)".to_owned()
+        } else if silent_for.is_none_or(|d| d >= timeout) {
+            format!(
+                "gone: the sentinels not answering ({}) have been silent for longer than failover-timeout ({} s)",
+                silent.join(", "),
+                timeout.as_secs()
+            )
+        } else {
+            let at = self.high_seen.map_or(now, |t| t + timeout);
+            warn!(master = %name, %addr, config_epoch, known = last_epoch, silent = %silent.join(","),
+                silent_s = silent_for.unwrap_or_default().as_secs(), failover_timeout_s = timeout.as_secs(),
+                "majority at a lower config-epoch while sentinels are unreachable or in TILT: not a reset (yet); VIP held where it is");
+            return Some(at.max(now + EPOCH_BACK_RECHECK));
+        };
+        let detail = format!(
+            "config-epoch went back from {last_epoch} to {config_epoch} on {} ({reset}); following the majority: {addr} (was {last_addr})",
+            lower.join(", ")
+        );
+        error!(master = %name, "{detail}");
+        out.push(Action::Alert(AlertInput::Majority {
+            master: name.to_owned(),
+            ok: true,
+            detail,
+        }));
         self.epoch_back = None;
-        false
+        None
     }
 
     /// A majority again after none: said and alerted.

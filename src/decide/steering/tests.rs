@@ -10,6 +10,8 @@ const A: &str = "10.0.1.10";
 const B: &str = "10.0.1.11";
 const C: &str = "10.0.1.12";
 const X: &str = "10.0.9.99";
+/// `failover-timeout` as the test sentinels report it.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn cfg() -> Config {
     Config::parse(&format!(
@@ -49,6 +51,7 @@ fn view(h: &str, epoch: u64) -> Answer {
         addr: addr(h),
         config_epoch: epoch,
         flags: "master".into(),
+        failover_timeout: Some(FAILOVER_TIMEOUT),
         replicas: [A, B, C]
             .iter()
             .filter(|r| **r != h)
@@ -1041,4 +1044,91 @@ fn a_revert_is_written_without_a_table_read_and_stays_pending_until_written() {
     assert!(written);
     assert_eq!(s.master().unconfirmed, None);
     assert_eq!(s.master().applied.as_deref(), Some("10.0.1.10:6379"));
+}
+
+/// Majority at epoch 5 on A, read at 110 ms.
+fn at_epoch_5() -> Sim {
+    let mut s = Sim::started();
+    let seq = reads(&s.feed(100, Input::ReadRequested("t")))[0];
+    s.feed(
+        110,
+        read(seq, vec![view(A, 5), view(A, 5), view(A, 5)], Some(A)),
+    );
+    s
+}
+
+/// Reads at `ms` (requested) and answers with `answers`, VIP on A.
+fn read_at(s: &mut Sim, ms: u64, answers: Vec<Answer>) -> Vec<Action> {
+    let a = s.feed(ms, Input::ReadRequested("t"));
+    let seq = reads(&a)
+        .into_iter()
+        .next()
+        .expect("no read running at this point");
+    s.feed(ms + 10, read(seq, answers, Some(A)))
+}
+
+#[test]
+fn a_lower_epoch_is_not_followed_while_the_higher_sentinels_are_only_silent() {
+    for silent in [Answer::Unreachable, Answer::Tilt] {
+        let mut s = at_epoch_5();
+        // One sentinel with epoch 5 is cut off (or in TILT); the other two
+        // hold an older configuration (epoch 3, naming B).
+        let stale = || vec![view(B, 3), view(B, 3), silent.clone()];
+        let mut ms = 1_000;
+        // Read after read, a second apart and then some: held.
+        while ms < 50_000 {
+            let a = read_at(&mut s, ms, stale());
+            assert!(writes(&a).is_empty(), "{silent:?} at {ms}: {a:?}");
+            assert!(!s.core.last_read_ok(), "held is said");
+            ms += 7_000;
+        }
+        assert_eq!(s.master().config_epoch, Some(5));
+        // Silent for longer than failover-timeout since epoch 5 was last
+        // seen: it is a reset, followed and said which.
+        let a = read_at(&mut s, 110 + FAILOVER_TIMEOUT.as_millis() as u64, stale());
+        assert_eq!(
+            writes(&a),
+            vec![(B.to_owned(), Cause::Reconcile)],
+            "{silent:?}"
+        );
+        let alerts = majority_alerts(&a);
+        assert!(
+            alerts
+                .iter()
+                .any(|(_, d)| d.contains("gone") && d.contains("failover-timeout")),
+            "{alerts:?}"
+        );
+    }
+}
+
+#[test]
+fn a_lower_epoch_on_every_sentinel_is_a_restart_and_followed_after_two_reads() {
+    let mut s = at_epoch_5();
+    let a = read_at(&mut s, 1_000, vec![view(B, 3), view(B, 3), view(B, 3)]);
+    assert!(writes(&a).is_empty());
+    let a = read_at(&mut s, 2_100, vec![view(B, 3), view(B, 3), view(B, 3)]);
+    assert_eq!(writes(&a), vec![(B.to_owned(), Cause::Reconcile)]);
+    assert!(majority_alerts(&a)
+        .iter()
+        .any(|(_, d)| d.contains("restarted")));
+}
+
+#[test]
+fn a_lower_epoch_of_zero_is_a_re_monitor_even_with_a_sentinel_silent() {
+    let mut s = at_epoch_5();
+    let a = read_at(
+        &mut s,
+        1_000,
+        vec![view(B, 0), view(B, 0), Answer::Unreachable],
+    );
+    assert!(writes(&a).is_empty());
+    let a = read_at(
+        &mut s,
+        2_100,
+        vec![view(B, 0), view(B, 0), Answer::Unreachable],
+    );
+    assert_eq!(writes(&a), vec![(B.to_owned(), Cause::Reconcile)]);
+    assert!(majority_alerts(&a)
+        .iter()
+        .any(|(_, d)| d.contains("re-monitored")));
 }
