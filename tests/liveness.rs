@@ -71,3 +71,56 @@ async fn readyz_fails_while_every_route_write_is_refused_and_recovers_when_one_l
     })
     .await;
 }
+
+/// `SILENCE_LIMIT`: a majority read may wait this long for a silent sentinel.
+const SILENCE_BOUND: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_sentinel_costs_a_majority_read_at_most_the_silence_bound() {
+    let mut rig = Rig::start(2).await;
+    let http = free_port();
+    let yaml = ConfigYaml {
+        extra: format!("http:\n  listen: 127.0.0.1:{http}\n"),
+        ..rig.config_yaml("1s")
+    }
+    .yaml();
+    let daemon = Daemon::start(rig.redis.dir.path(), &yaml);
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
+    eventually("/readyz to answer 200", WITHIN, || async {
+        (readyz(http).await == 200).then_some(())
+    })
+    .await;
+    // Frozen, sockets open: only silence tells.
+    rig.redis.pause_sentinel(2, true);
+    let stopped = Instant::now();
+    let reconciles = |s: &serde_json::Value| s["reconciles"].as_u64().unwrap_or(0);
+    let before = reconciles(&status(http).await.expect("/status"));
+    // Reads keep finishing, each within the bound, with the stopped sentinel
+    // counted as not answering.
+    let mut seen = 0;
+    while seen < 3 {
+        let s = status(http).await.expect("/status");
+        if reconciles(&s) > before && s["sentinels_answering"] == 2 {
+            let took = s["last_reconcile_ms"].as_f64().unwrap_or(f64::MAX);
+            assert!(
+                took <= (SILENCE_BOUND + Duration::from_secs(1)).as_secs_f64() * 1e3,
+                "a read took {took} ms with one sentinel stopped:\n{}",
+                daemon.logs()
+            );
+            seen += 1;
+        }
+        assert!(
+            stopped.elapsed() < WITHIN,
+            "reads did not finish with one sentinel stopped: {s}\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        readyz(http).await,
+        200,
+        "two of three answer: still a majority"
+    );
+    rig.redis.pause_sentinel(2, false);
+    rig.redis.kill_sentinel(2);
+}

@@ -138,7 +138,26 @@ impl SentinelLink {
     /// `sentinelGetCurrentMasterAddress` in redis `sentinel.c`) and `SENTINEL
     /// REPLICAS`. fred pipelines concurrent commands on the one connection, so
     /// 1,000 masters cost two round trips, not 2,001.
+    ///
+    /// Bounded as a whole by [`SILENCE_LIMIT`], the subscriber's own silence
+    /// bound: a sentinel that stops answering (SIGSTOP, a host frozen, a flow
+    /// forgotten by a NAT) counts as unreachable within it, whatever fred's
+    /// per-command timers and its unresponsive check (measured from the last
+    /// write) make of a pipeline of 2,000 commands.
     pub async fn report(&self) -> Result<SentinelReport, SentinelError> {
+        match tokio::time::timeout(SILENCE_LIMIT, self.report_unbounded()).await {
+            Ok(r) => r,
+            Err(_) => Err(SentinelError::Failed {
+                command: "majority read".to_owned(),
+                reason: format!(
+                    "no complete answer within {} s (sentinel silent: stopped, frozen or cut off)",
+                    SILENCE_LIMIT.as_secs()
+                ),
+            }),
+        }
+    }
+
+    async fn report_unbounded(&self) -> Result<SentinelReport, SentinelError> {
         let info = CustomCommand::new_static("INFO", ClusterHash::FirstKey, false);
         let (info, masters) = tokio::join!(
             self.cmd.custom::<String, _>(info, vec!["sentinel"]),
