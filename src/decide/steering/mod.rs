@@ -19,9 +19,15 @@
 //!   [`UNCONFIRMED_ALERT_AFTER`]: alerted, and `/readyz` fails until confirmed.
 //! - A majority read that started before a fast-path write does not judge that
 //!   master (it may predate the failover); a fresh read follows.
-//! - A majority at a config-epoch *lower* than the last one applied (sentinels
-//!   re-monitored or restarted without their `sentinel.conf`) is accepted when two
-//!   consecutive reads agree on it; it is logged and alerted, never ignored forever.
+//! - A majority at a config-epoch *lower* than the last one applied is accepted
+//!   when two consecutive reads agree on it *and* it is a reset (re-monitored:
+//!   epoch 0; restarted: every sentinel answers, none higher; gone: the silent
+//!   sentinels, unreachable or in TILT, silent for longer than
+//!   `failover-timeout`); it is logged and alerted with which. Otherwise it is a
+//!   stale view promoted by silence: the VIP is held, and read again.
+//! - A route not on the majority's master for [`ROUTE_WRONG_UNREADY_AFTER`]
+//!   (written, failing or waiting) fails the reconcile and `/readyz`; a revert
+//!   of an unconfirmed switch keeps it unconfirmed until written.
 //! - Without a majority nothing changes: the last good route stays, and it is said.
 //! - At most one route write per master is in flight; a newer wish waits in
 //!   `queued` and supersedes older queued ones.
