@@ -95,7 +95,7 @@ def p99_upper_ms(before, after):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--masters", type=int, default=1000)
-    ap.add_argument("--switch", type=int, default=300)
+    ap.add_argument("--switch", type=int, default=100)
     ap.add_argument("--events", type=int, default=6000)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "debug", "sentinel-vip"))
     ap.add_argument("--profile", default="dev (unoptimised, line-tables debug info)")
@@ -113,7 +113,7 @@ def main():
         wait_port(PUBLISHER, sp)
         old = lambda i: (f"127.0.{1 + i // 250}.{1 + i % 250}", 7000)
         new = lambda i: (f"127.1.{1 + i // 250}.{1 + i % 250}", 7000)
-        sentinels = [redis.Redis(host=h, port=sp) for h in HOSTS]
+        sentinels = [redis.Redis(host=h, port=sp, socket_timeout=300) for h in HOSTS]
         for r in sentinels:
             p = r.pipeline(transaction=False)
             for i in range(n):
@@ -169,7 +169,7 @@ def main():
         for t in threads:
             t.join()
         # The storm: +sdown/-sdown for every master in turn, in 10 slices over 1 s.
-        pub = redis.Redis(host=PUBLISHER, port=sp)
+        pub = redis.Redis(host=PUBLISHER, port=sp, socket_timeout=60)
         slices = 10
         per = (args.events + slices - 1) // slices
         t0 = time.time()
