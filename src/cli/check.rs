@@ -33,14 +33,66 @@ impl Checklist {
     }
 }
 
-/// Runs every check; [`super::Exit::Failed`] when any failed.
-pub(super) async fn run(cfg: &Config, config_path: &str) -> super::Exit {
+impl Checklist {
+    fn exit(&self) -> super::Exit {
+        println!("{} checks failed, {} warnings", self.failed, self.warned);
+        if self.failed == 0 {
+            super::Exit::Ok
+        } else {
+            super::Exit::Failed
+        }
+    }
+}
+
+/// `check --offline`: the config and the secrets it names, no network.
+pub(super) fn offline(cfg: &Config, config_path: &str, password: Result<(), String>) -> super::Exit {
     let mut r = Checklist::default();
+    check_config(&mut r, cfg, config_path, password);
+    r.exit()
+}
+
+/// What needs no network: the config parsed (else we would not be here), and
+/// every secret it names readable in this environment (the sentinel password
+/// as `password` says, each webhook's variables). A missing secret is a failed
+/// line naming the sink and the variable, never a value.
+fn check_config(r: &mut Checklist, cfg: &Config, config_path: &str, password: Result<(), String>) {
     r.ok(format!(
-        "config {config_path}: {} sentinels, {} masters",
+        "config {config_path}: {} sentinels, {} masters, {} webhooks",
         cfg.sentinels.len(),
-        cfg.masters.len()
+        cfg.masters.len(),
+        cfg.alerts.webhooks.len()
     ));
+    match password {
+        Ok(()) => {
+            if let Some(key) = cfg
+                .sentinel_auth
+                .as_ref()
+                .filter(|a| a.password.is_some())
+                .map(|a| a.password_key())
+            {
+                r.ok(format!("{key}: the sentinel password is readable"));
+            }
+        }
+        Err(e) => r.fail(e),
+    }
+    for sink in cfg.alerts.each_sink() {
+        match sink {
+            Ok(w) => r.ok(format!(
+                "webhook {} ({:?}): its url and secrets are readable",
+                w.name, w.kind
+            )),
+            Err(p) => r.fail(format!(
+                "webhook {}: {}: {}; `run` and `test-alert` need it (in the service's environment: Environment=, EnvironmentFile= or a credential)",
+                p.sink, p.key, p.why
+            )),
+        }
+    }
+}
+
+/// Runs every check; [`super::Exit::Failed`] when any failed.
+pub(super) async fn run(cfg: &Config, config_path: &str, password: Result<(), String>) -> super::Exit {
+    let mut r = Checklist::default();
+    check_config(&mut r, cfg, config_path, password);
     let links = watch::command_links(
         &cfg.sentinels,
         cfg.sentinel_auth.as_ref(),
@@ -204,12 +256,7 @@ pub(super) async fn run(cfg: &Config, config_path: &str) -> super::Exit {
     for l in &links {
         l.close().await;
     }
-    println!("{} checks failed, {} warnings", r.failed, r.warned);
-    if r.failed == 0 {
-        super::Exit::Ok
-    } else {
-        super::Exit::Failed
-    }
+    r.exit()
 }
 
 async fn check_master(

@@ -2,12 +2,13 @@
 //! `http.listen` is set and answering, else the view `reconcile --dry-run`
 //! computes (nothing is written).
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::Exit;
 use crate::config::Config;
 
-pub(super) async fn run(cfg: &Config, json: bool) -> Exit {
+pub(super) async fn run(cfg: &mut Config, json: bool, password: Option<&Path>) -> Exit {
     if let Some(s) = daemon_status(cfg).await {
         if json {
             println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
@@ -15,6 +16,11 @@ pub(super) async fn run(cfg: &Config, json: bool) -> Exit {
             print_daemon_status(&s);
         }
         return Exit::Ok;
+    }
+    // No daemon answering: read the sentinels ourselves, with the password.
+    if let Err(e) = super::sentinel_password(cfg, password) {
+        eprintln!("error: {e}");
+        return Exit::Usage;
     }
     super::reconcile::run(cfg, false, json).await
 }
