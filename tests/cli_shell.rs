@@ -90,7 +90,16 @@ async fn status_reconcile_iam_policy_and_check_work_from_a_shell_without_the_ser
         let out = cli(
             &rig.redis.hosts[i],
             rig.redis.sentinel_port,
-            &["ACL", "SETUSER", USER, "reset", "on", &pw, "allcommands", "allchannels"],
+            &[
+                "ACL",
+                "SETUSER",
+                USER,
+                "reset",
+                "on",
+                &pw,
+                "allcommands",
+                "allchannels",
+            ],
         );
         assert_eq!(out, "OK", "ACL SETUSER on sentinel {i}");
     }
@@ -137,10 +146,18 @@ async fn status_reconcile_iam_policy_and_check_work_from_a_shell_without_the_ser
     assert!(out.stdout.contains(MASTER), "{}", out.stdout);
     let out = sv(
         &config,
-        &["status", "--sentinel-password-file", wrong_pw.to_str().unwrap()],
+        &[
+            "status",
+            "--sentinel-password-file",
+            wrong_pw.to_str().unwrap(),
+        ],
         &[],
     );
-    assert_eq!(out.code, 1, "a wrong password must fail: {}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 1,
+        "a wrong password must fail: {}{}",
+        out.stdout, out.stderr
+    );
     let out = sv(&config, &["reconcile", "--dry-run"], &pw_env);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 
@@ -150,17 +167,23 @@ async fn status_reconcile_iam_policy_and_check_work_from_a_shell_without_the_ser
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert_missing_lines(&out);
     assert!(
-        out.stdout.contains("ok    sentinel_auth.password_file: the sentinel password is readable"),
+        out.stdout
+            .contains("ok    sentinel_auth.password_file: the sentinel password is readable"),
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("ACL allows every command"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("ACL allows every command"),
+        "{}",
+        out.stdout
+    );
     // check without the password: a failed line too, not exit 2.
     let out = sv(&config, &["check"], &[]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stdout
-            .contains(&format!("FAIL  sentinel_auth.password_file: cannot read {CREDENTIAL}")),
+        out.stdout.contains(&format!(
+            "FAIL  sentinel_auth.password_file: cannot read {CREDENTIAL}"
+        )),
         "{}",
         out.stdout
     );
@@ -198,9 +221,15 @@ fn check_offline_validates_the_config_and_its_secrets_without_network() {
     // Good config, every secret readable: 0, quickly, no sentinel line.
     let good = offline_config(dir.path(), &format!("{auth}{HOOKS}"));
     let set = [
-        ("SV_SHELL_UNSET_SLACK", "https://hooks.slack.com/services/T/B/x"),
+        (
+            "SV_SHELL_UNSET_SLACK",
+            "https://hooks.slack.com/services/T/B/x",
+        ),
         ("SV_SHELL_UNSET_PD", "pd-key"),
-        ("SV_SHELL_UNSET_WHSEC", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        (
+            "SV_SHELL_UNSET_WHSEC",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
     ];
     let out = sv(&good, &["check", "--offline"], &set);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -222,22 +251,27 @@ fn check_offline_validates_the_config_and_its_secrets_without_network() {
     let out = sv(&gone, &["check", "--offline"], &[]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stdout
-            .contains(&format!("FAIL  sentinel_auth.password_file: cannot read {CREDENTIAL}")),
+        out.stdout.contains(&format!(
+            "FAIL  sentinel_auth.password_file: cannot read {CREDENTIAL}"
+        )),
         "{}",
         out.stdout
     );
 
     // A secret that is set but of the wrong shape is a config error: 2.
     let bad_whsec = [
-        ("SV_SHELL_UNSET_SLACK", "https://hooks.slack.com/services/T/B/x"),
+        (
+            "SV_SHELL_UNSET_SLACK",
+            "https://hooks.slack.com/services/T/B/x",
+        ),
         ("SV_SHELL_UNSET_PD", "pd-key"),
         ("SV_SHELL_UNSET_WHSEC", "whsec_not*base64"),
     ];
     let out = sv(&good, &["check", "--offline"], &bad_whsec);
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stderr.contains("alerts.webhooks[2].secret_env (webhook audit)"),
+        out.stderr
+            .contains("alerts.webhooks[2].secret_env (webhook audit)"),
         "{}",
         out.stderr
     );

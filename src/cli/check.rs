@@ -45,7 +45,11 @@ impl Checklist {
 }
 
 /// `check --offline`: the config and the secrets it names, no network.
-pub(super) fn offline(cfg: &Config, config_path: &str, password: Result<(), String>) -> super::Exit {
+pub(super) fn offline(
+    cfg: &Config,
+    config_path: &str,
+    password: Result<(), String>,
+) -> super::Exit {
     let mut r = Checklist::default();
     check_config(&mut r, cfg, config_path, password);
     r.exit()
@@ -90,7 +94,11 @@ fn check_config(r: &mut Checklist, cfg: &Config, config_path: &str, password: Re
 }
 
 /// Runs every check; [`super::Exit::Failed`] when any failed.
-pub(super) async fn run(cfg: &Config, config_path: &str, password: Result<(), String>) -> super::Exit {
+pub(super) async fn run(
+    cfg: &Config,
+    config_path: &str,
+    password: Result<(), String>,
+) -> super::Exit {
     let mut r = Checklist::default();
     check_config(&mut r, cfg, config_path, password);
     let links = watch::command_links(

@@ -142,10 +142,7 @@ impl WebhookSpec {
             sink: self.name.clone(),
             why,
         };
-        let url = self
-            .url
-            .resolve()
-            .map_err(|e| problem(self.url_key(), e))?;
+        let url = self.url.resolve().map_err(|e| problem(self.url_key(), e))?;
         check_webhook_url(url.expose(), self.insecure_http)
             .map_err(|e| problem(self.url_key(), e))?;
         let secret = self

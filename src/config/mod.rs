@@ -139,7 +139,10 @@ impl Config {
     /// from `override_file` when given (the CLI's `--sentinel-password-file`:
     /// the service's `/run/credentials/...` exists only while it runs). The
     /// error names the key and the variable or file, never the value.
-    pub fn resolve_sentinel_password(&mut self, override_file: Option<&Path>) -> Result<(), String> {
+    pub fn resolve_sentinel_password(
+        &mut self,
+        override_file: Option<&Path>,
+    ) -> Result<(), String> {
         if let Some(path) = override_file {
             let pw = secret_from_file(path)?;
             self.sentinel_auth

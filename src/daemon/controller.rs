@@ -416,7 +416,7 @@ where
     });
 }
 
-fn now_unix() -> f64 {
+pub(crate) fn now_unix() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 use crate::act::ec2::Ec2;
 use crate::config::Config;
 use crate::daemon::controller::{Controller, Input, Reload};
+use crate::ops::metrics::METRICS;
 use crate::ops::status::SharedStatus;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::watch::{self, SentinelLink};
@@ -38,6 +39,8 @@ use crate::watch::{self, SentinelLink};
 /// **Architecture Invariant:** every task has an owner that ends it: watchers
 /// end with their links' trigger, everything else with the process shutdown.
 pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
+    METRICS.scope_to(&cfg);
+    METRICS.config_loaded(true, controller::now_unix());
     let status = SharedStatus::new(cfg.sentinels.len());
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -75,10 +78,17 @@ pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
                 Ok(new) => {
                     reload(&cfg, &new, &mut links, &tx, &alerter).await;
                     status.update(|s| s.sentinels_configured = new.sentinels.len());
+                    // After the old links are closed: what the new config
+                    // dropped leaves /metrics for good.
+                    METRICS.scope_to(&new);
+                    METRICS.config_loaded(true, controller::now_unix());
                     cfg = new;
                     info!(config = %path.display(), "SIGHUP: config reloaded in place");
                 }
-                Err(e) => error!(error = format!("{e:#}"), "SIGHUP: new config is invalid; keeping the running one"),
+                Err(e) => {
+                    METRICS.config_loaded(false, controller::now_unix());
+                    error!(error = format!("{e:#}"), "SIGHUP: new config is invalid; keeping the running one");
+                }
             },
             r = &mut handle => {
                 error!(?r, "controller stopped unexpectedly; exiting so that systemd restarts the service");
