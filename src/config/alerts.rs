@@ -56,6 +56,17 @@ pub enum SinkKind {
 }
 
 impl SinkKind {
+    /// The name as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Generic => "generic",
+            SinkKind::Slack => "slack",
+            SinkKind::Discord => "discord",
+            SinkKind::Teams => "teams",
+            SinkKind::Pagerduty => "pagerduty",
+        }
+    }
+
     /// Chat sinks have no idempotency key: only the designated watcher posts.
     pub fn is_chat(self) -> bool {
         matches!(self, SinkKind::Slack | SinkKind::Discord | SinkKind::Teams)
@@ -261,6 +272,27 @@ impl TryFrom<RawWebhook> for WebhookSpec {
         };
         let secret = env("secret_env", raw.secret_env)?;
         let routing_key = env("routing_key_env", raw.routing_key_env)?;
+        // A key that a kind would ignore is refused: it would look configured.
+        if secret.is_some() && raw.kind != SinkKind::Generic {
+            return Err(keyed(
+                "secret_env",
+                format!(
+                    "webhook {}: secret_env signs kind generic only (Standard Webhooks `webhook-signature`); kind {} sends no signature: remove it",
+                    raw.name,
+                    raw.kind.as_str()
+                ),
+            ));
+        }
+        if routing_key.is_some() && raw.kind != SinkKind::Pagerduty {
+            return Err(keyed(
+                "routing_key_env",
+                format!(
+                    "webhook {}: routing_key_env is for kind pagerduty only; kind {} has no routing key: remove it",
+                    raw.name,
+                    raw.kind.as_str()
+                ),
+            ));
+        }
         if raw.kind == SinkKind::Pagerduty && routing_key.is_none() {
             return Err(keyed(
                 "routing_key_env",

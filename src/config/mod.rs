@@ -591,6 +591,157 @@ log:
         assert!(e.contains("sentinel_tls"), "{e}");
     }
 
+    /// One step of a key path, for probing the parser.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Key(String),
+        /// An element of a list (`alerts.webhooks[]`).
+        Item,
+        /// A value of a map with names of the user's choosing (`masters.<name>`).
+        Any,
+    }
+
+    /// The fields the parser accepts at `path`, read from its own
+    /// `deny_unknown_fields` error for a key it cannot know; None when the
+    /// value at `path` is not a struct.
+    fn accepted_fields(path: &[Step]) -> Option<Vec<String>> {
+        use serde_yaml_ng::{Mapping, Value};
+        let mut v: Value = serde_yaml_ng::from_str("{zz_probe: 1}").unwrap();
+        for step in path.iter().skip(1).rev() {
+            v = match step {
+                Step::Key(k) => {
+                    let mut m = Mapping::new();
+                    m.insert(Value::String(k.clone()), v);
+                    Value::Mapping(m)
+                }
+                Step::Item => Value::Sequence(vec![v]),
+                Step::Any => {
+                    let mut m = Mapping::new();
+                    m.insert(Value::String("10.0.0.1".into()), v);
+                    Value::Mapping(m)
+                }
+            };
+        }
+        let mut root: Value = serde_yaml_ng::from_str(
+            "{sentinels: [\"127.0.0.2:26379\"], masters: {m: {vip: 172.16.0.10/32, route_tables: [rtb-0123]}}}",
+        )
+        .unwrap();
+        match path.first() {
+            Some(Step::Key(k)) => {
+                root.as_mapping_mut()
+                    .unwrap()
+                    .insert(Value::String(k.clone()), v);
+            }
+            None => {
+                root.as_mapping_mut()
+                    .unwrap()
+                    .insert(Value::String("zz_probe".into()), Value::from(1));
+            }
+            Some(_) => unreachable!("paths start with a key"),
+        }
+        let e = Config::parse(&serde_yaml_ng::to_string(&root).unwrap()).err()?;
+        let rest = e.split("unknown field `zz_probe`").nth(1)?;
+        if rest.contains("there are no fields") {
+            return Some(Vec::new());
+        }
+        let list = rest.split(" at line").next().unwrap_or(rest);
+        Some(
+            list.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Every key path the parser accepts, found by asking it (so the list
+    /// cannot go stale): each struct's fields, into nested structs, lists of
+    /// structs and maps of structs.
+    fn accepted_keys(path: Vec<Step>, out: &mut Vec<Vec<Step>>) {
+        let Some(fields) = accepted_fields(&path) else {
+            return;
+        };
+        for f in fields {
+            let mut here = path.clone();
+            here.push(Step::Key(f));
+            out.push(here.clone());
+            for tail in [None, Some(Step::Item), Some(Step::Any)] {
+                let mut deeper = here.clone();
+                deeper.extend(tail);
+                if accepted_fields(&deeper).is_some() {
+                    accepted_keys(deeper, out);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn key_name(path: &[Step]) -> String {
+        match path.last() {
+            Some(Step::Key(k)) => k.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn dotted(path: &[Step]) -> String {
+        path.iter()
+            .map(|s| match s {
+                Step::Key(k) => k.as_str(),
+                Step::Item => "[]",
+                Step::Any => "<name>",
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// How often `key:` appears in `text` as a key (commented out or not; not
+    /// as the tail of a longer name, e.g. `url:` in `endpoint_url:`).
+    fn mentions(text: &str, key: &str) -> usize {
+        let needle = format!("{key}:");
+        text.match_indices(&needle)
+            .filter(|(i, _)| {
+                text[..*i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+            })
+            .count()
+    }
+
+    #[test]
+    fn every_key_the_parser_accepts_is_in_config_example_yaml() {
+        let example = include_str!("../../config.example.yaml");
+        let mut keys = Vec::new();
+        accepted_keys(Vec::new(), &mut keys);
+        let names: BTreeSet<String> = keys.iter().map(|k| key_name(k)).collect();
+        // The walk itself works: it reaches a few known keys at depth.
+        for known in [
+            "sentinels",
+            "ca_file",
+            "per_second",
+            "network_interface_id",
+            "routing_key_env",
+        ] {
+            assert!(names.contains(known), "the probe missed {known}: {names:?}");
+        }
+        let mut missing = Vec::new();
+        for name in &names {
+            let paths: Vec<String> = keys
+                .iter()
+                .filter(|k| key_name(k) == *name)
+                .map(|k| dotted(k))
+                .collect();
+            // A key accepted at several places (assume_role_arn) is shown at each.
+            if mentions(example, name) < paths.len() {
+                missing.push(paths.join(", "));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "config.example.yaml does not show these keys the parser accepts (write each as `key:`, commented out if optional, with what it does): {missing:?}"
+        );
+    }
+
     #[test]
     fn shipped_example_config_parses() {
         let text = include_str!("../../config.example.yaml");
@@ -810,6 +961,32 @@ masters:
                 "alerts.webhooks[1].secret_env: webhook gen: environment variable SV_TEST_MISSING_WH is not set",
             ]
         );
+    }
+
+    #[test]
+    fn a_webhook_key_its_kind_ignores_is_refused() {
+        let hook = |w: &str| format!("{GOOD}alerts:\n  webhooks:\n    - {w}\n");
+        let e = err(&hook(
+            "{ name: ops, kind: slack, url: \"https://hooks.slack.com/x\", secret_env: X }",
+        ));
+        assert!(
+            e.starts_with(
+                "alerts.webhooks[0].secret_env: webhook ops: secret_env signs kind generic only"
+            ),
+            "{e}"
+        );
+        let e = err(&hook(
+            "{ name: gen, kind: generic, url: \"https://x.example/h\", routing_key_env: X }",
+        ));
+        assert!(
+            e.starts_with("alerts.webhooks[0].routing_key_env: webhook gen: routing_key_env is for kind pagerduty only"),
+            "{e}"
+        );
+        Config::parse(&hook(
+            "{ name: gen, kind: generic, url: \"https://x.example/h\", secret_env: X }",
+        ))
+        .unwrap();
+        Config::parse(&hook("{ name: pd, kind: pagerduty, routing_key_env: X }")).unwrap();
     }
 
     #[test]
