@@ -12,6 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+const WITHIN: Duration = Duration::from_secs(45);
+
 use common::*;
 
 const USER: &str = "vipshell";
@@ -281,4 +283,53 @@ fn check_offline_validates_the_config_and_its_secrets_without_network() {
     let out = sv(&invalid, &["check", "--offline"], &[]);
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("intervall"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_a_running_daemon_shows_each_sentinels_view_and_the_expected_target() {
+    let rig = Rig::start(1).await;
+    let http = free_port();
+    let daemon = rig.start_daemon("1s", &format!("http:\n  listen: 127.0.0.1:{http}\n"));
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
+    let dir = rig.redis.dir.path();
+    let config = dir.join("status.yaml");
+    std::fs::write(
+        &config,
+        rig.config("1s", &format!("http:\n  listen: 127.0.0.1:{http}\n")),
+    )
+    .unwrap();
+    let master = format!("{}:{}", rig.redis.hosts[0], rig.redis.redis_port);
+    let out = eventually("status with every sentinel's view", WITHIN, || async {
+        let out = sv(&config, &["status"], &[]);
+        (out.code == 0 && out.stdout.matches(&format!("{master} @ epoch")).count() == 3)
+            .then_some(out)
+    })
+    .await;
+    assert!(
+        out.stdout.starts_with("daemon "),
+        "not the daemon's view: {}",
+        out.stdout
+    );
+    for s in rig.redis.sentinel_addrs() {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("sentinel {s}"))
+                    && l.contains(&format!("{master} @ epoch"))),
+            "no line for sentinel {s}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout
+            .contains(&format!("  expected target: {}", rig.vpc.enis[0])),
+        "{}",
+        out.stdout
+    );
+    let json = sv(&config, &["status", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("status JSON");
+    let m = &v["masters"][0];
+    assert_eq!(m["target"], rig.vpc.enis[0].as_str(), "{v}");
+    assert_eq!(m["sentinels"].as_array().map(Vec::len), Some(3), "{v}");
+    rig.dump(&daemon);
 }

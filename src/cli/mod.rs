@@ -37,11 +37,15 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// The log filter of every verb but `run` (which logs at `info`).
+const QUIET_LOG: &str = "error,sentinel_vip=warn";
+
 #[derive(Parser)]
 #[command(
     name = "sentinel-vip",
     version,
-    about = "Moves a Redis VIP's VPC route on Sentinel failover and alerts once per incident"
+    about = "Moves a Redis VIP's VPC route on Sentinel failover and alerts once per incident",
+    after_help = "Logging (stderr): SENTINEL_VIP_LOG=<filter> (e.g. debug, or info,sentinel_vip=debug); default `info` for run, `error,sentinel_vip=warn` for the other verbs, whose results go to stdout. NO_COLOR turns colours off."
 )]
 struct Cli {
     /// Config file.
@@ -202,7 +206,9 @@ pub(super) fn sentinel_password(cfg: &mut Config, over: Option<&Path>) -> Result
 
 fn init_logging(format: LogFormat, quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if quiet { "error" } else { "info" };
+    // The one-shot verbs print their result on stdout: their log (stderr)
+    // shows our own warnings and only errors from the libraries.
+    let default = if quiet { QUIET_LOG } else { "info" };
     let filter =
         EnvFilter::try_from_env("SENTINEL_VIP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // No colour codes in journald or files: only on a terminal, and never with NO_COLOR.

@@ -75,6 +75,19 @@ pub(super) fn print_daemon_status(s: &serde_json::Value) {
                 .map(|e| format!(", last error: {e}"))
                 .unwrap_or_default()
         );
+        for v in m
+            .get("sentinels")
+            .and_then(|v| v.as_array())
+            .unwrap_or(&empty)
+        {
+            println!("  sentinel {:<22} {}", get(v, "sentinel"), get(v, "says"));
+        }
+        println!(
+            "  expected target: {}",
+            m.get("target")
+                .and_then(|t| t.as_str())
+                .unwrap_or("not known yet (no majority, or not resolved)")
+        );
         for t in m.get("tables").and_then(|t| t.as_array()).unwrap_or(&empty) {
             println!("  table {:<24} route {}", get(t, "id"), get(t, "route"));
         }
