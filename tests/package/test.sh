@@ -176,7 +176,7 @@ with open(sys.argv[2], "a") as f:
         f.write(s.recv(4096).decode(errors="replace") + "\n"); f.flush()
 ' "$WORK/notify" "$WORK/notify.log" &
 PIDS+=($!)
-until [ -S "$WORK/notify" ]; do sleep 0.05; done
+for _ in $(seq 100); do [ -S "$WORK/notify" ] && break; sleep 0.05; done
 svc_env+=(NOTIFY_SOCKET="$WORK/notify")
 # WatchdogSec=: systemd passes WATCHDOG_USEC and expects WATCHDOG=1 within it.
 watchdog_usec=""
@@ -254,6 +254,20 @@ else
   else
     no "ExecReload= passes a good config (ok=$good_ok) and refuses a broken one before signalling (ok=$bad_ok):"$'\n'"$(tail -n 10 "$WORK/reload.log")"
   fi
+fi
+
+# --- a broken config at start: an exit status the unit does not restart on ---
+good=$(cat "$CONFIG")
+printf 'masters: {}\nnot_a_key: 1\n' >"$CONFIG"
+(cd / && exec env -i "${svc_env[@]}" timeout 20 setpriv --reuid "$uid" --regid "$gid" "${groups_[@]}" -- "${argv[@]}") \
+  >"$WORK/bad-start.log" 2>&1
+code=$?
+printf '%s\n' "$good" >"$CONFIG"
+prevent=$(unit RestartPreventExitStatus)
+if [ "$code" = 2 ] && [[ " $prevent " == *" $code "* ]]; then
+  ok "a broken config at start exits 2, which RestartPreventExitStatus= keeps from a restart loop"
+else
+  no "a broken config at start exits 2 (it exited $code) and RestartPreventExitStatus= lists it (it is '${prevent}'):"$'\n'"$(tail -n 3 "$WORK/bad-start.log")"
 fi
 
 # --- dpkg -i the same package again: the edited conffile stays ---
