@@ -245,6 +245,18 @@ fn check_offline_validates_the_config_and_its_secrets_without_network() {
     assert_missing_lines(&out);
     assert!(out.took < Duration::from_secs(2), "took {:?}", out.took);
 
+    // test-alert reads a sink's secrets where it sends: a missing one is that
+    // sink's failure, and nothing is sent.
+    let out = sv(&good, &["test-alert", "--sink", "audit"], &[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.starts_with(
+            "FAIL  audit: alerts.webhooks[2].secret_env: environment variable SV_SHELL_UNSET_WHSEC is not set after 0 attempt(s)"
+        ),
+        "{}",
+        out.stdout
+    );
+
     // The password file gone (the service's credential, outside it): 1.
     let gone = offline_config(
         dir.path(),
