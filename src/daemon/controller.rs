@@ -542,3 +542,66 @@ pub(crate) fn now_unix() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::event::Event;
+
+    /// `n` masters with static nodes; EC2 and sentinels unreachable (nothing
+    /// here reads them: no reconcile is asked for until the end).
+    fn many_masters(n: usize) -> Config {
+        let mut y = String::from(
+            "sentinels: [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]\naws:\n  region: us-east-1\n  endpoint_url: http://127.0.0.1:1\nreconcile:\n  interval: 30s\nmasters:\n",
+        );
+        for i in 0..n {
+            let (a, b) = (i / 250, 1 + i % 250);
+            y += &format!(
+                "  m{i}:\n    vip: 172.16.{a}.{b}/32\n    route_tables: [rtb-{i:08x}]\n    nodes:\n      \"10.0.{a}.{b}:6379\": {{ network_interface_id: eni-{i:08x} }}\n"
+            );
+        }
+        Config::parse(&y).expect("test config parses")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cost_of_an_input_does_not_grow_with_the_masters() {
+        const EVENTS: usize = 5_000;
+        let cfg = Arc::new(many_masters(1_000));
+        let ec2 = Ec2::for_config(&cfg).await;
+        let (tx, rx) = mpsc::channel(EVENTS + 16);
+        let status = SharedStatus::new(3);
+        let controller =
+            Controller::new(cfg, ec2, Vec::new(), rx, tx.clone(), None, status.clone());
+        let (stop, shutdown) = Shutdown::new();
+        let task = tokio::spawn(controller.run(shutdown));
+        let started = Instant::now();
+        for i in 0..EVENTS {
+            let m = i % 1_000;
+            let kind = if i % 2 == 0 { "+sdown" } else { "-sdown" };
+            let payload = format!("master m{m} 10.0.{}.{} 6379", m / 250, 1 + m % 250);
+            let event = crate::watch::event::parse(kind, &payload).expect("event parses");
+            assert!(matches!(event, Event::Instance { .. }));
+            tx.send(Input::Watch(WatchMsg::Event {
+                sentinel: 0,
+                event,
+                at: Instant::now(),
+            }))
+            .await
+            .expect("inbox open");
+        }
+        // FIFO: once this one shows in /status, every event before it was handled.
+        tx.send(Input::Watch(WatchMsg::Connected(0)))
+            .await
+            .expect("inbox open");
+        let bound = Duration::from_secs(5);
+        while status.get().sentinels_connected == 0 {
+            assert!(
+                started.elapsed() < bound,
+                "{EVENTS} events for 1,000 masters not handled within {bound:?}: the cost of an input grows with the masters"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
+}
