@@ -47,6 +47,8 @@ struct Speaking {
     local: Option<Addr>,
     sentinels: Vec<Addr>,
     receiver: String,
+    /// This machine's host name: every message names the watcher that sent it.
+    host: String,
     live: watch::Receiver<LivenessView>,
     /// Dropping it stops this config's `CLIENT LIST` poller.
     _poller: Option<crate::shutdown::ShutdownTrigger>,
@@ -81,6 +83,7 @@ impl Speaking {
                 .as_ref()
                 .map(|l| format!("sentinel-vip@{l}"))
                 .unwrap_or_else(|| "sentinel-vip".into()),
+            host: crate::ops::host::host_name(),
             local,
             sentinels,
             live,
@@ -116,8 +119,11 @@ pub(crate) fn spawn(
         }
     };
     let mut fold = Fold::new(cfg.alerts.group_wait, cfg.alerts.repeat_interval)
-        .for_masters(cfg.masters.keys().cloned());
+        .for_masters(cfg.masters.keys().cloned())
+        .for_cluster(&cfg.cluster());
     let mut speaking = Speaking::new(cfg, links, &http, &shutdown);
+    info!(cluster = %cfg.cluster(), explicit = cfg.cluster.is_some(), host = %speaking.host,
+        "alerts: incident keys and messages name this deployment and host");
     tokio::spawn(async move {
         loop {
             let wake = fold
@@ -131,6 +137,7 @@ pub(crate) fn spawn(
                     let Some(r) = r else { continue };
                     fold.set_timing(r.cfg.alerts.group_wait, r.cfg.alerts.repeat_interval);
                     fold.set_masters(Stamp::now(), r.cfg.masters.keys().cloned());
+                    fold.set_cluster(&r.cfg.cluster());
                     speaking = Speaking::new(&r.cfg, &r.links, &http, &shutdown);
                     info!(sinks = speaking.sinks.len(), "alerts reconfigured; open incidents kept");
                 }
@@ -158,6 +165,7 @@ pub(crate) fn spawn(
                         &incident,
                         &speaking.sinks,
                         &speaking.receiver,
+                        &speaking.host,
                         speaking.local.as_ref(),
                         &speaking.sentinels,
                         &live,
@@ -244,6 +252,7 @@ async fn send(
     incident: &Incident,
     sinks: &[Arc<Sink>],
     receiver: &str,
+    host: &str,
     local: Option<&Addr>,
     sentinels: &[Addr],
     live: &Liveness,
@@ -269,6 +278,7 @@ async fn send(
                 &s.cfg,
                 &firing,
                 receiver,
+                host,
                 SystemTime::now(),
             ))
             .await;
@@ -277,6 +287,7 @@ async fn send(
             &s.cfg,
             incident,
             receiver,
+            host,
             SystemTime::now(),
         ))
         .await;
