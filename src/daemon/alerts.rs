@@ -154,6 +154,7 @@ pub(crate) fn spawn(
                         AlertInput::Majority { master, ok, detail } => fold.on_majority(at, master, *ok, detail),
                         AlertInput::Ec2 { ok, detail } => fold.on_ec2(at, !*ok, detail),
                         AlertInput::SentinelRefused { sentinel, ok, detail } => fold.on_sentinel_refused(at, sentinel, !*ok, detail),
+                        AlertInput::Condition { master, condition, bad, detail } => fold.on_failure_condition(at, master, *condition, *bad, detail),
                     }
                 }
             }

@@ -49,6 +49,13 @@ pub enum Kind {
     /// A sentinel refuses what the watcher needs (ACL `NOPERM` on PSUBSCRIBE):
     /// its events are not seen until an operator fixes the user.
     SentinelRefused,
+    /// A configured route table cannot be read (deleted, another account or
+    /// region, a typo): its VIP route can be neither checked nor repaired.
+    RouteTableUnreadable,
+    /// The sentinels' majority came back at a lower config-epoch than the one
+    /// last applied (re-monitored, or restarted without their config) and the
+    /// watcher followed it: a warning that resolves once the majority has held.
+    EpochWentBack,
 }
 
 impl Kind {
@@ -60,8 +67,20 @@ impl Kind {
             Kind::NoMajority => "SentinelNoMajority",
             Kind::Ec2Unreachable => "Ec2Unreachable",
             Kind::SentinelRefused => "SentinelSubscriptionRefused",
+            Kind::RouteTableUnreadable => "VipRouteTableUnreadable",
+            Kind::EpochWentBack => "SentinelConfigEpochWentBack",
         }
     }
+}
+
+/// A failure the steering core finds that no event announces: each is an
+/// incident while `bad` (see [`AlertInput::Condition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// A route table of the master cannot be read.
+    TableUnreadable,
+    /// An accepted config-epoch regression (`bad`); `!bad` once it has held.
+    EpochWentBack,
 }
 
 /// Why an incident ended without its condition clearing.
@@ -239,6 +258,14 @@ pub enum AlertInput {
     /// EC2 reads failing (`ok == false`) or working again.
     Ec2 {
         ok: bool,
+        detail: String,
+    },
+    /// A failure of `master` that would otherwise only be logged, while `bad`,
+    /// and its end.
+    Condition {
+        master: String,
+        condition: Condition,
+        bad: bool,
         detail: String,
     },
 }

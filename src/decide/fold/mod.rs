@@ -44,7 +44,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::watch::event::InstanceEvent;
-pub use incident::{incident_key, AlertInput, Ended, Incident, Kind, RouteReport, Severity, State};
+pub use incident::{
+    incident_key, AlertInput, Condition, Ended, Incident, Kind, RouteReport, Severity, State,
+};
 
 /// When something happened, on both clocks: `mono` for the fold's timing
 /// (grouping, repeats), `wall` for the times told to people.
