@@ -258,7 +258,7 @@ async fn send(
     sentinels: &[Addr],
     live: &Liveness,
 ) {
-    let speak = designated(local, sentinels, incident.leader, live);
+    let speak = designated(local, sentinels, live);
     info!(key = %incident.key, state = incident.state.as_str(), summary = %incident.summary(),
         events = incident.events, designated = speak, "incident");
     // Chat sinks: only the designated watcher. Generic and PagerDuty sinks are

@@ -15,6 +15,9 @@ type Labels = Vec<(&'static str, String)>;
 pub(crate) struct Metrics {
     pub events: Family<Labels, Counter>,
     pub sentinel_connected: Family<Labels, Gauge>,
+    /// PSUBSCRIBE attempts that did not take, by sentinel and reason
+    /// (`refused`: ACL; `no_answer`: a link problem).
+    pub subscribe_failures: Family<Labels, Counter>,
     pub route_updates: Family<Labels, Counter>,
     /// Event received (or decision taken) → every table written.
     pub route_update_seconds: Histogram,
@@ -41,6 +44,7 @@ impl Metrics {
         let m = Metrics {
             events: Family::default(),
             sentinel_connected: Family::default(),
+            subscribe_failures: Family::default(),
             route_updates: Family::default(),
             route_update_seconds: Histogram::new([
                 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -67,6 +71,11 @@ impl Metrics {
             "sentinel_connected",
             "1 while the pub/sub connection to the sentinel is up",
             m.sentinel_connected.clone(),
+        );
+        r.register(
+            "subscribe_failures",
+            "PSUBSCRIBE * attempts that did not take, by sentinel and reason (refused: ACL NOPERM; no_answer: timeout or link error)",
+            m.subscribe_failures.clone(),
         );
         r.register(
             "route_updates",
