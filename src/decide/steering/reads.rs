@@ -130,16 +130,10 @@ impl Steering {
                 votes,
                 ..
             } => {
-                if st.lower_epoch_seen_once(
-                    now,
-                    name,
-                    &self.sentinels,
-                    answers,
-                    &addr,
-                    config_epoch,
-                    out,
-                ) {
-                    return Judged::RecheckAt(now + EPOCH_BACK_RECHECK);
+                match st.epoch_rule(name, &self.sentinels, answers, &addr, config_epoch, out) {
+                    EpochRule::SeenOnce => return Judged::RecheckAt(now + EPOCH_BACK_RECHECK),
+                    EpochRule::Accepted => st.epoch_back_since = Some(now),
+                    EpochRule::NotLower => {}
                 }
                 st.epoch_back_held(now, name, config_epoch, out);
                 st.majority_back(name, &addr, votes, out);
@@ -349,19 +343,17 @@ impl MasterState {
     }
 
     /// The epoch rule: a majority at a lower config-epoch than the last one
-    /// applied is followed only when seen twice in a row. Returns true when it
-    /// is seen the first time (read again to be sure); the second time it is
-    /// alerted and followed.
-    fn lower_epoch_seen_once(
+    /// applied is followed only when seen twice in a row. Seen the first time,
+    /// it is read again to be sure; the second time it is alerted and followed.
+    fn epoch_rule(
         &mut self,
-        now: Instant,
         name: &str,
         sentinels: &[String],
         answers: &[Answer],
         addr: &Addr,
         config_epoch: u64,
         out: &mut Vec<Action>,
-    ) -> bool {
+    ) -> EpochRule {
         if let Some((last_addr, last_epoch)) = self.majority.clone() {
             if config_epoch < last_epoch {
                 let lower: Vec<&str> = answers
@@ -374,7 +366,7 @@ impl MasterState {
                     warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
                         "majority at a lower config-epoch than the last one applied; reading again to be sure");
                     self.epoch_back = Some((addr.clone(), config_epoch));
-                    return true;
+                    return EpochRule::SeenOnce;
                 }
                 let detail = format!(
                     "config-epoch went back from {last_epoch} to {config_epoch} on {} (sentinels re-monitored or restarted without their config?); following the majority: {addr} (was {last_addr})",
@@ -383,17 +375,18 @@ impl MasterState {
                 error!(master = %name, "{detail}");
                 // Told as an alert of its own (it used to ride on a majority
                 // "ok", which only resolves a lost majority: told nowhere).
-                self.epoch_back_since = Some(now);
                 out.push(Action::Alert(AlertInput::Condition {
                     master: name.to_owned(),
                     condition: Condition::EpochWentBack,
                     bad: true,
                     detail,
                 }));
+                self.epoch_back = None;
+                return EpochRule::Accepted;
             }
         }
         self.epoch_back = None;
-        false
+        EpochRule::NotLower
     }
 
     /// A majority again after none: said and alerted.
@@ -480,6 +473,16 @@ impl MasterState {
             }));
         }
     }
+}
+
+/// What the epoch rule made of a majority's config-epoch.
+enum EpochRule {
+    /// Not lower than the last one applied.
+    NotLower,
+    /// Lower, seen the first time: read again before following it.
+    SeenOnce,
+    /// Lower, seen twice in a row: alerted and followed.
+    Accepted,
 }
 
 /// How one master came out of a read.
