@@ -282,7 +282,9 @@ impl MasterState {
     }
 
     /// An unreadable table is an incident, firing until every table reads
-    /// again: alerted when it starts or its reason changes, cleared once.
+    /// again. Said at every read while it lasts (the fold folds repeats into
+    /// the open incident, so an input lost on the way, or a fold that never
+    /// heard it, is healed by the next read); its end is said once.
     fn alert_unreadable(&mut self, name: &str, why: Option<String>, out: &mut Vec<Action>) {
         let alert = |bad: bool, detail: String| {
             Action::Alert(AlertInput::Condition {
@@ -293,11 +295,10 @@ impl MasterState {
             })
         };
         match why {
-            Some(why) if self.tables_alerted.as_ref() != Some(&why) => {
+            Some(why) => {
                 out.push(alert(true, why.clone()));
                 self.tables_alerted = Some(why);
             }
-            Some(_) => {}
             None => {
                 if self.tables_alerted.take().is_some() {
                     info!(master = %name, "every route table can be read again");
