@@ -140,6 +140,9 @@ impl<M: Default + prometheus_client::metrics::TypedMetric> Scoped<M> {
 pub(crate) struct Metrics {
     pub events: Scoped<Counter>,
     pub sentinel_connected: Scoped<Gauge>,
+    /// PSUBSCRIBE attempts that did not take, by sentinel and reason
+    /// (`refused`: ACL; `no_answer`: a link problem).
+    pub subscribe_failures: Scoped<Counter>,
     pub route_updates: Scoped<Counter>,
     /// Event received (or decision taken) → every table written.
     pub route_update_seconds: Histogram,
@@ -170,6 +173,7 @@ impl Metrics {
         let m = Metrics {
             events: Scoped::new(Scope::Sentinel),
             sentinel_connected: Scoped::new(Scope::Sentinel),
+            subscribe_failures: Scoped::new(Scope::Sentinel),
             route_updates: Scoped::new(Scope::Master),
             route_update_seconds: Histogram::new([
                 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -198,6 +202,11 @@ impl Metrics {
             "sentinel_connected",
             "1 while the pub/sub connection to the sentinel is up",
             m.sentinel_connected.family.clone(),
+        );
+        r.register(
+            "subscribe_failures",
+            "PSUBSCRIBE * attempts that did not take, by sentinel and reason (refused: ACL NOPERM; no_answer: timeout or link error)",
+            m.subscribe_failures.family.clone(),
         );
         r.register(
             "route_updates",
@@ -288,6 +297,7 @@ impl Metrics {
         *CONFIGURED.lock().unwrap_or_else(PoisonError::into_inner) = Some(configured.clone());
         self.events.retain(&configured);
         self.sentinel_connected.retain(&configured);
+        self.subscribe_failures.retain(&configured);
         self.route_updates.retain(&configured);
         self.no_majority.retain(&configured);
         self.route_ok.retain(&configured);
