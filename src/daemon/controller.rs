@@ -73,6 +73,8 @@ pub(crate) struct Controller {
     warming: Arc<AtomicBool>,
     /// Route writes wait here for `aws.write_rate` before they start.
     pacer: Pacer<WriteOrder>,
+    /// The switch journal's feed (`try_send` only; off by default).
+    journal: crate::daemon::journal::JournalFeed,
 }
 
 impl Controller {
@@ -100,7 +102,14 @@ impl Controller {
             status,
             warming: Arc::new(AtomicBool::new(false)),
             pacer,
+            journal: Default::default(),
         }
+    }
+
+    /// Feeds the switch journal (events, write outcomes, verified changes).
+    pub(crate) fn with_journal(mut self, feed: crate::daemon::journal::JournalFeed) -> Controller {
+        self.journal = feed;
+        self
     }
 
     /// Runs until shutdown; then lets in-flight route writes finish (bounded).
@@ -160,9 +169,12 @@ impl Controller {
         let input = match input {
             Input::Watch(msg) => {
                 if let WatchMsg::Event {
-                    sentinel, event, ..
+                    sentinel,
+                    event,
+                    at,
                 } = &msg
                 {
+                    self.journal.event(event, *at);
                     self.alert(AlertInput::Event {
                         sentinel: *sentinel,
                         event: event.clone(),
@@ -206,6 +218,7 @@ impl Controller {
             Input::WriteDone(w) => {
                 log_write(&w);
                 count_write(&w);
+                self.journal.write(&w);
                 if w.target_gone() && self.targets.evict(&w.addr) {
                     warn!(master = %w.master, addr = %w.addr, "EC2 says the target is gone; looking the address up again");
                 }
@@ -372,6 +385,7 @@ impl Controller {
 
     fn publish_status(&self) {
         let masters = self.core.status(Instant::now());
+        self.journal.status(&masters);
         for m in &masters {
             let label = vec![("master", m.name.clone())];
             let right = m.last_error.is_none()

@@ -30,6 +30,8 @@ pub(crate) struct Metrics {
     /// Alert inputs the controller could not hand to the alert task (inbox full).
     pub alerts_inbox_dropped: Counter,
     pub ec2_calls: Family<Labels, Counter>,
+    /// Switch-journal failures (unwritable, corrupt line, full feed), by kind.
+    pub journal_errors: Family<Labels, Counter>,
     registry: Registry,
 }
 
@@ -56,6 +58,7 @@ impl Metrics {
             alerts_dropped: Family::default(),
             alerts_inbox_dropped: Counter::default(),
             ec2_calls: Family::default(),
+            journal_errors: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -128,6 +131,11 @@ impl Metrics {
             "ec2_calls",
             "EC2 API calls (pages), by operation and result",
             m.ec2_calls.clone(),
+        );
+        r.register(
+            "journal_errors",
+            "Switch-journal errors (never a stop), by kind: write, read, corrupt, dropped",
+            m.journal_errors.clone(),
         );
         Metrics { registry: r, ..m }
     }
