@@ -278,9 +278,9 @@ impl JournalFold {
                 let wrote = write
                     .as_ref()
                     .is_some_and(|w| w.tables.iter().any(|l| l.result == TableResult::Written));
-                // Nothing known before, nothing seen, nothing written: the VIP
-                // was simply found where it is (first run); not a switch.
-                if old_verified.is_none() && pending.is_none() && !wrote {
+                // Nothing known before and no event: the VIP found (or first
+                // put) where the majority says, on a first run; not a switch.
+                if old_verified.is_none() && pending.is_none() {
                     return None;
                 }
                 let cause = match (&write, &pending) {
@@ -517,24 +517,20 @@ mod tests {
         // A later verification at the same place is no switch.
         assert!(run(&mut f, t0, vec![(30_000, verified(B))]).is_empty());
 
-        // No journal: the VIP found where it is is the first state, not a switch.
+        // No journal: the VIP found where it is, or first written there (a
+        // route created on a first run), is the first state, not a switch.
         let mut fresh = JournalFold::new(t0, HashMap::new());
         assert!(run(&mut fresh, t0, vec![(500, verified(A))]).is_empty());
-        // But a start-time repair this watcher wrote is recorded.
-        let mut repaired = JournalFold::new(t0, HashMap::new());
-        let recs = run(
-            &mut repaired,
-            t0,
-            vec![
-                (400, write(A, false, &[TableResult::Written])),
-                (401, verified(A)),
-            ],
-        );
-        assert_eq!(recs.len(), 1);
-        assert_eq!(
-            (recs[0].old.clone(), recs[0].cause),
-            (None, SwitchCause::Start)
-        );
+        let mut created = JournalFold::new(t0, HashMap::new());
+        let first = vec![
+            (400, write(A, false, &[TableResult::Written])),
+            (401, verified(A)),
+        ];
+        assert!(run(&mut created, t0, first).is_empty());
+        // From then on it is known: the next move is a switch from A.
+        let recs = run(&mut created, t0, vec![(40_000, verified(B))]);
+        assert_eq!(recs[0].old.as_deref(), Some(A));
+        assert_eq!(recs[0].cause, SwitchCause::MajorityRead);
     }
 
     #[test]
