@@ -223,7 +223,7 @@ async fn switchover_moves_the_vip_with_a_timeline_and_history_keeps_every_switch
     );
     assert_eq!(h[0]["planned"], false, "SIGKILL: +odown first: {h:?}");
     for r in &h[1..] {
-        assert_ne!(r["planned"], false, "a switchover is never unplanned: {r}");
+        assert_eq!(r["planned"], true, "SENTINEL FAILOVER: no +odown: {r}");
     }
     for r in &h {
         assert_eq!(r["cause"], "event", "{r}");

@@ -42,7 +42,7 @@ pub(super) const INFO_FRESH_MS: u64 = 15_000;
 pub(super) const OPERATOR_USER_ENV: &str = "SENTINEL_VIP_OPERATOR_USERNAME";
 pub(super) const OPERATOR_PASSWORD_ENV: &str = "SENTINEL_VIP_OPERATOR_PASSWORD";
 /// How often the route tables are read back while waiting.
-const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(100);
 
 /// One pre-check's outcome.
 #[derive(Debug, Serialize)]

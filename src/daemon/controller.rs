@@ -184,6 +184,7 @@ impl Controller {
             }
             Input::Reconcile(why) => steering::Input::ReadRequested(why),
             Input::ReadDone(o) => {
+                self.journal.read(&o);
                 let (took, answering) = (o.took, o.sentinels_answering);
                 let actions = self.core.handle(now, steering::Input::ReadDone(o));
                 self.after_read(took, answering);

@@ -26,7 +26,8 @@ use crate::decide::journal::{
     decode, encode, should_rotate, JournalFold, JournalInput, SwitchRecord, TableLine, TableResult,
     ROTATE_AT,
 };
-use crate::decide::steering::{Cause, WriteOutcome};
+use crate::decide::quorum::Answer;
+use crate::decide::steering::{Cause, ReadOutcome, WriteOutcome};
 use crate::ops::metrics::METRICS;
 use crate::ops::status::MasterStatus;
 use crate::watch::event::{Event, InstanceEvent, Role};
@@ -124,6 +125,34 @@ impl JournalFeed {
         );
     }
 
+    /// A majority read: per master, whether a sentinel flags it `o_down`
+    /// (a `+odown` this watcher may have missed).
+    pub(crate) fn read(&self, o: &ReadOutcome) {
+        if self.tx.is_none() {
+            return;
+        }
+        for (master, answers) in &o.answers {
+            let views: Vec<&str> = answers
+                .iter()
+                .filter_map(|a| match a {
+                    Answer::View(v) => Some(v.flags.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if views.is_empty() {
+                continue;
+            }
+            let odown = views.iter().any(|f| f.split(',').any(|x| x == "o_down"));
+            self.offer(
+                Instant::now(),
+                JournalInput::MasterFlags {
+                    master: master.clone(),
+                    odown,
+                },
+            );
+        }
+    }
+
     /// The status the controller publishes: where each master's VIP is
     /// verified. Only a change is offered.
     pub(crate) fn status(&self, masters: &[MasterStatus]) {
@@ -144,7 +173,6 @@ impl JournalFeed {
                 JournalInput::Verified {
                     master: m.name.clone(),
                     addr: addr.clone(),
-                    config_epoch: m.config_epoch,
                     tables: m.tables.iter().map(|t| t.id.clone()).collect(),
                 },
             );
@@ -307,7 +335,6 @@ mod tests {
             old: Some("a:1".into()),
             new: format!("b:{n}"),
             target: None,
-            config_epoch: Some(n),
             cause: SwitchCause::Event,
             planned: Some(true),
             event_to_verified_ms: Some(1.0),

@@ -13,11 +13,14 @@
 //! **Planned rule** (to be unified with the incident fold's `planned`, issue 26
 //! item 2): a switch is planned when no `+odown` for that master arrived between
 //! the previous `+switch-master` (or the watcher's start) and this one — what
-//! `SENTINEL FAILOVER` does (it publishes no `+sdown`/`+odown` first). A window
-//! that opened at start counts only after [`START_GRACE`]: a watcher started in
-//! the middle of an outage may have missed its `+odown`, so the switch is
-//! `unknown` (`planned: null`). A switch verified without any `+switch-master`
-//! seen (found by a majority read) is `unknown` too.
+//! `SENTINEL FAILOVER` does (it publishes no `+sdown`/`+odown` first). A
+//! majority read whose answers flag the master `o_down` counts as a `+odown`
+//! (an event lost while a link was down, or published before this watcher
+//! started). A window that opened at start is known only once a read after the
+//! start saw the master's flags, or after [`START_GRACE`]: before that, a
+//! watcher started in the middle of an outage may have missed its `+odown`, so
+//! the switch is `unknown` (`planned: null`). A switch verified without any
+//! `+switch-master` seen (found by a majority read) is `unknown` too.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -98,7 +101,6 @@ pub struct SwitchRecord {
     pub new: String,
     /// The EC2 target the routes point at (ENI / instance id), when known.
     pub target: Option<String>,
-    pub config_epoch: Option<u64>,
     pub cause: SwitchCause,
     /// `null`: unknown (see the module's planned rule).
     pub planned: Option<bool>,
@@ -131,11 +133,13 @@ pub enum JournalInput {
         target: Option<String>,
         tables: Vec<TableLine>,
     },
+    /// A majority read's answers for a master: whether any sentinel flags it
+    /// `o_down`.
+    MasterFlags { master: String, odown: bool },
     /// The VIP is now verified on `addr` (the steering core's `applied` changed).
     Verified {
         master: String,
         addr: String,
-        config_epoch: Option<u64>,
         /// The master's tables, for a verification without a write of ours.
         tables: Vec<String>,
     },
@@ -167,8 +171,9 @@ struct Track {
     verified_since_start: bool,
     /// `+odown` seen since the previous switch (or start).
     odown: bool,
-    /// When the current window opened after a switch (None: it opened at start).
-    window_after_switch: bool,
+    /// Whether the window's start is known: it opened at a switch, or a read
+    /// after the start saw the master's flags.
+    window_known: bool,
     /// The last accepted `(old, new)`: the other sentinels' copies of the same
     /// `+switch-master` are duplicates.
     last_switch: Option<(String, String)>,
@@ -217,6 +222,12 @@ impl JournalFold {
                 self.masters.entry(master).or_default().odown = true;
                 None
             }
+            JournalInput::MasterFlags { master, odown } => {
+                let t = self.masters.entry(master).or_default();
+                t.odown |= odown;
+                t.window_known = true;
+                None
+            }
             JournalInput::SwitchMaster { master, old, new } => {
                 let t = self.masters.entry(master).or_default();
                 let pair = (old.clone(), new.clone());
@@ -225,12 +236,12 @@ impl JournalFold {
                 }
                 let planned = planned(
                     t.odown,
-                    t.window_after_switch,
+                    t.window_known,
                     now.saturating_duration_since(started),
                 );
                 t.last_switch = Some(pair);
                 t.odown = false;
-                t.window_after_switch = true;
+                t.window_known = true;
                 t.pending = Some(Pending {
                     old,
                     new,
@@ -257,7 +268,6 @@ impl JournalFold {
             JournalInput::Verified {
                 master,
                 addr,
-                config_epoch,
                 tables,
             } => {
                 let t = self.masters.entry(master.clone()).or_default();
@@ -305,7 +315,6 @@ impl JournalFold {
                     old: pending.as_ref().map(|p| p.old.clone()).or(old_verified),
                     new: addr,
                     target: write.and_then(|w| w.target),
-                    config_epoch,
                     cause,
                     planned: pending.as_ref().and_then(|p| p.planned),
                     event_to_verified_ms: pending
@@ -319,12 +328,13 @@ impl JournalFold {
     }
 }
 
-/// The planned rule: `odown` = a `+odown` arrived in the window; the window
-/// opened at a previous switch (`after_switch`) or at start, `since_start` ago.
-pub fn planned(odown: bool, after_switch: bool, since_start: Duration) -> Option<bool> {
+/// The planned rule: `odown` = a `+odown` (or an `o_down` flag in a read)
+/// arrived in the window; `known` = the window opened at a previous switch or
+/// a read after the start saw the flags; else it opened at start, `since_start` ago.
+pub fn planned(odown: bool, known: bool, since_start: Duration) -> Option<bool> {
     if odown {
         Some(false)
-    } else if after_switch || since_start >= START_GRACE {
+    } else if known || since_start >= START_GRACE {
         Some(true)
     } else {
         None
@@ -398,7 +408,6 @@ mod tests {
         JournalInput::Verified {
             master: M.into(),
             addr: addr.into(),
-            config_epoch: Some(3),
             tables: vec!["rtb-0".into(), "rtb-1".into()],
         }
     }
@@ -451,7 +460,6 @@ mod tests {
         assert_eq!(r.event_to_verified_ms, Some(41.0));
         assert!(r.wrote);
         assert_eq!(r.tables[1].result, TableResult::AlreadyRight);
-        assert_eq!(r.config_epoch, Some(3));
     }
 
     #[test]
@@ -501,6 +509,54 @@ mod tests {
         assert_eq!(planned(false, false, START_GRACE), Some(true));
         assert_eq!(planned(true, true, START_GRACE), Some(false));
         assert_eq!(planned(false, true, Duration::ZERO), Some(true));
+    }
+
+    fn flags(odown: bool) -> JournalInput {
+        JournalInput::MasterFlags {
+            master: M.into(),
+            odown,
+        }
+    }
+
+    #[test]
+    fn a_read_after_start_makes_the_window_known_and_its_o_down_flag_counts_as_odown() {
+        let t0 = Instant::now();
+        // The start read saw the master healthy: a switchover 2 s later is planned.
+        let mut f = JournalFold::new(t0, restored(A));
+        let recs = run(
+            &mut f,
+            t0,
+            vec![
+                (50, flags(false)),
+                (2_000, switch(A, B)),
+                (2_041, verified(B)),
+            ],
+        );
+        assert_eq!(recs[0].planned, Some(true));
+        // Started mid-outage: the +odown was published before us, the read
+        // shows o_down; the switch is unplanned.
+        let mut f = JournalFold::new(t0, restored(A));
+        let recs = run(
+            &mut f,
+            t0,
+            vec![
+                (50, flags(true)),
+                (2_000, switch(A, B)),
+                (2_041, verified(B)),
+            ],
+        );
+        assert_eq!(recs[0].planned, Some(false));
+        // A lost +odown seen only as a flag in a later read counts too.
+        let recs = run(
+            &mut f,
+            t0,
+            vec![
+                (60_000, flags(true)),
+                (61_000, switch(B, A)),
+                (61_050, verified(A)),
+            ],
+        );
+        assert_eq!(recs[0].planned, Some(false));
     }
 
     #[test]
@@ -562,7 +618,6 @@ mod tests {
             old: Some(A.into()),
             new: B.into(),
             target: Some("eni-0b".into()),
-            config_epoch: Some(7),
             cause: SwitchCause::MajorityRead,
             planned: None,
             event_to_verified_ms: Some(12.5),
