@@ -237,7 +237,43 @@ async fn switchover_moves_the_vip_with_a_timeline_and_history_keeps_every_switch
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 3, "header + 2 rows: {out}");
     assert!(err.contains("switches.jsonl:2: skipped"), "{err}");
+
+    // 6. No daemon: Sentinel switches, the VIP does not move; the timeout says
+    // why and what to run, and that command moves it.
     rig.dump(&daemon);
+    daemon.kill();
+    wait_replica_ready(&rig).await;
+    // The VIP on the master as it is now, so any switch leaves it behind.
+    let now_master = rig.redis.master_index().unwrap();
+    for t in 0..2 {
+        rig.vpc.set_route(t, &rig.vpc.enis[now_master]).await;
+    }
+    let op = [
+        ("SENTINEL_VIP_OPERATOR_USERNAME", "operator"),
+        ("SENTINEL_VIP_OPERATOR_PASSWORD", "s3cret"),
+    ];
+    let out = Command::new(bin())
+        .args(["switchover", "--timeout", "3s", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .envs(op)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("switchover without a daemon:\n{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("if no daemon is running the route never moves")
+            && text.contains("sentinel-vip reconcile"),
+        "{text}"
+    );
+    let moved_to = rig.redis.master_index().unwrap();
+    let (code, out, err) = verb(&config, &["reconcile"]);
+    assert_eq!(code, 0, "{out}{err}");
+    rig.vpc
+        .wait_all_point_at(&rig.vpc.enis[moved_to], WITHIN)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,6 +93,8 @@ enum Command {
     },
     /// Planned switchover: pre-check, SENTINEL FAILOVER, wait until the VIP is
     /// verified on the new master; prints old -> new and a timeline (ms).
+    /// SENTINEL FAILOVER is sent as $SENTINEL_VIP_OPERATOR_USERNAME /
+    /// $SENTINEL_VIP_OPERATOR_PASSWORD when set (ACL rule: docs/operations.md).
     Switchover {
         /// The master to switch (may be omitted when one is configured).
         #[arg(long)]
