@@ -61,9 +61,16 @@ async fn wait_replica_ready(rig: &Rig) {
     .await;
 }
 
-/// The operator rule as the docs give it (`watch::OPERATOR_ACL_RULE`).
+/// The operator rule as the docs give it (`watch::OPERATOR_ACL_RULE`, held
+/// equal to the docs by a unit test).
 fn sentinel_vip_operator_rule() -> &'static str {
-    "resetchannels -@all +sentinel|failover +info +ping +client|setname"
+    let rule = "resetchannels -@all +sentinel|failover +info +ping +client|setname";
+    let doc = include_str!("../docs/operations.md");
+    assert!(
+        doc.contains(rule),
+        "docs/operations.md gives another operator rule"
+    );
+    rule
 }
 
 fn eni_of(rig: &Rig, addr: &str) -> String {

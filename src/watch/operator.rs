@@ -48,3 +48,16 @@ impl SentinelLink {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_operations_guide_gives_the_operator_rule_verbatim() {
+        let doc = include_str!("../../docs/operations.md");
+        assert!(
+            doc.contains(super::OPERATOR_ACL_RULE),
+            "docs/operations.md lacks {}",
+            super::OPERATOR_ACL_RULE
+        );
+    }
+}
