@@ -146,8 +146,12 @@ pub(super) async fn run(
             check_permissions(&mut r, l, cfg, user.as_deref()).await;
             match watch::probe_subscribe(&l.addr, cfg.sentinel_auth.as_ref()).await {
                 Ok(()) => r.ok(format!("sentinel {}: PSUBSCRIBE * allowed", l.addr)),
-                Err(e) => r.fail(format!(
+                Err((watch::SubscribeError::Refused(_), e)) => r.fail(format!(
                     "sentinel {}: PSUBSCRIBE * refused, the daemon would see no events from it: {e}",
+                    l.addr
+                )),
+                Err((watch::SubscribeError::NoAnswer(_), e)) => r.fail(format!(
+                    "sentinel {}: PSUBSCRIBE * unanswered, the daemon would see no events from it: {e}",
                     l.addr
                 )),
             }

@@ -54,6 +54,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The deployment's name: part of every incident key and shown in every
+    /// message. Unset: derived from the sentinel list (see [`Config::cluster`]).
+    #[serde(default)]
+    pub cluster: Option<ClusterName>,
     /// Every sentinel of the deployment; the majority is counted over this list.
     #[serde(deserialize_with = "non_empty_sentinels")]
     pub sentinels: Vec<Addr>,
@@ -77,6 +81,17 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Where the daemon keeps state across restarts (the switch journal);
+    /// systemd's `StateDirectory=sentinel-vip` creates the default.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+/// `state_dir`'s default: the unit's `StateDirectory=sentinel-vip`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sentinel-vip";
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
 }
 
 impl Config {
@@ -161,6 +176,19 @@ impl Config {
         Ok(())
     }
 
+    /// The deployment's name: `cluster` when set, else `sentinels-` and the
+    /// first 8 hex digits of the sha256 of the sorted, canonical sentinel
+    /// addresses (one per line). The derived name is the same on every watcher
+    /// that lists the same sentinels, in any order and spelling of one address
+    /// (`Addr` is canonical), and differs between deployments whose sentinels
+    /// differ; it changes when a sentinel is added or removed.
+    pub fn cluster(&self) -> String {
+        if let Some(c) = &self.cluster {
+            return c.0.clone();
+        }
+        derived_cluster(&self.sentinels)
+    }
+
     /// How many sentinels make a majority of the configured ones.
     pub fn majority(&self) -> usize {
         majority_of(self.sentinels.len())
@@ -177,6 +205,41 @@ impl Config {
     /// Every master's VIP CIDR: the only routes ever read or written.
     pub fn vip_cidrs(&self) -> BTreeSet<IpNet> {
         self.masters.values().map(|m| m.vip.0).collect()
+    }
+}
+
+/// `cluster`'s default for these sentinels (see [`Config::cluster`]).
+pub fn derived_cluster(sentinels: &[Addr]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<String> = sentinels.iter().map(|s| s.to_string()).collect();
+    sorted.sort();
+    let digest = Sha256::digest(sorted.join("\n"));
+    format!("sentinels-{}", &hex::encode(digest)[..8])
+}
+
+/// A deployment name (`cluster`): 1 to 63 characters of `A-Z a-z 0-9 . _ -`,
+/// so that it reads the same in every message format and cannot be confused
+/// with the other fields of an incident key or a PagerDuty `source`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ClusterName(String);
+
+impl TryFrom<String> for ClusterName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if s.is_empty() || s.len() > 63 || !s.chars().all(ok) {
+            return Err(format!(
+                "cluster {s:?} must be 1 to 63 characters of letters, digits, '.', '_' or '-' (e.g. prod-cache-eu1); it names this deployment in every incident key and message"
+            ));
+        }
+        Ok(ClusterName(s))
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -856,6 +919,36 @@ masters:
             "{GOOD}alerts:\n  local_sentinel: 127.0.0.3:26379\n"
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn cluster_defaults_to_a_name_derived_from_the_sentinel_list() {
+        let a = Config::parse(GOOD).unwrap();
+        // Another watcher of the same deployment: its list in another order.
+        let b = Config::parse(&GOOD.replace(
+            r#"["127.0.0.2:26379", "127.0.0.3:26379", "127.0.0.4:26379"]"#,
+            r#"["127.0.0.4:26379", "127.0.0.2:26379", "127.0.0.3:26379"]"#,
+        ))
+        .unwrap();
+        assert_eq!(a.cluster(), b.cluster());
+        assert!(a.cluster().starts_with("sentinels-"), "{}", a.cluster());
+        assert_eq!(a.cluster().len(), "sentinels-".len() + 8);
+        // Another deployment (other sentinels), same master name: another name.
+        let other = Config::parse(&GOOD.replace("127.0.0.4:26379", "127.0.0.5:26379")).unwrap();
+        assert_ne!(a.cluster(), other.cluster());
+        // Set: used as written.
+        let set = Config::parse(&format!("cluster: prod-cache.eu_1\n{GOOD}")).unwrap();
+        assert_eq!(set.cluster(), "prod-cache.eu_1");
+    }
+
+    #[test]
+    fn a_bad_cluster_name_is_refused_naming_the_key() {
+        for bad in ["\"\"", "\"a b\"", "\"a:b\"", &"x".repeat(64)] {
+            let e = err(&format!("cluster: {bad}\n{GOOD}"));
+            assert!(e.starts_with("cluster: cluster "), "{bad}: {e}");
+            assert!(e.contains("letters, digits"), "{e}");
+            assert!(e.contains("line 1"), "{e}");
+        }
     }
 
     #[test]

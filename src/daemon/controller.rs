@@ -96,6 +96,8 @@ pub(crate) struct Controller {
     lost_counted: (u64, u64),
     /// Per master, each sentinel's answer at the last majority read (`/status`).
     views: HashMap<String, Vec<SentinelView>>,
+    /// The switch journal's feed (`try_send` only; off by default).
+    journal: crate::daemon::journal::JournalFeed,
 }
 
 impl Controller {
@@ -129,7 +131,14 @@ impl Controller {
             published: Instant::now(),
             lost_counted: (0, 0),
             views: HashMap::new(),
+            journal: Default::default(),
         }
+    }
+
+    /// Feeds the switch journal (events, write outcomes, verified changes).
+    pub(crate) fn with_journal(mut self, feed: crate::daemon::journal::JournalFeed) -> Controller {
+        self.journal = feed;
+        self
     }
 
     /// Runs until shutdown; then lets in-flight route writes finish (bounded).
@@ -208,6 +217,7 @@ impl Controller {
                     METRICS
                         .input_delay_seconds
                         .observe(now.saturating_duration_since(*at).as_secs_f64());
+                    self.journal.event(event, *at);
                     self.alert(AlertInput::Event {
                         sentinel: *sentinel,
                         event: event.clone(),
@@ -217,6 +227,7 @@ impl Controller {
             }
             Input::Reconcile(why) => steering::Input::ReadRequested(why),
             Input::ReadDone(o) => {
+                self.journal.read(&o);
                 let (took, answering) = (o.took, o.sentinels_answering);
                 // A late or duplicated read is ignored by the core: its views too.
                 if self.core.awaits_read(o.seq) {
@@ -255,6 +266,7 @@ impl Controller {
             Input::WriteDone(w) => {
                 log_write(&w);
                 count_write(&w);
+                self.journal.write(&w);
                 if w.target_gone() && self.targets.evict(&w.addr) {
                     warn!(master = %w.master, addr = %w.addr, "EC2 says the target is gone; looking the address up again");
                 }
@@ -443,6 +455,7 @@ impl Controller {
             m.sentinels = self.views.get(&m.name).cloned().unwrap_or_default();
             m.target = self.expected_target(&m.name, m.majority.as_deref());
         }
+        self.journal.status(&masters);
         for m in &masters {
             let label = vec![("master", m.name.clone())];
             let right = m.last_error.is_none()

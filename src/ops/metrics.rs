@@ -140,6 +140,9 @@ impl<M: Default + prometheus_client::metrics::TypedMetric> Scoped<M> {
 pub(crate) struct Metrics {
     pub events: Scoped<Counter>,
     pub sentinel_connected: Scoped<Gauge>,
+    /// PSUBSCRIBE attempts that did not take, by sentinel and reason
+    /// (`refused`: ACL; `no_answer`: a link problem).
+    pub subscribe_failures: Scoped<Counter>,
     pub route_updates: Scoped<Counter>,
     /// Event received (or decision taken) → every table written.
     pub route_update_seconds: Histogram,
@@ -163,6 +166,8 @@ pub(crate) struct Metrics {
     pub config_last_reload_successful: Gauge,
     /// Unix time of the last accepted config load (start or SIGHUP).
     pub config_last_reload_success: Gauge<f64, AtomicU64>,
+    /// Switch-journal failures (unwritable, corrupt line, full feed), by kind.
+    pub journal_errors: Family<Labels, Counter>,
     registry: Registry,
 }
 
@@ -174,6 +179,7 @@ impl Metrics {
         let m = Metrics {
             events: Scoped::new(Scope::Sentinel),
             sentinel_connected: Scoped::new(Scope::Sentinel),
+            subscribe_failures: Scoped::new(Scope::Sentinel),
             route_updates: Scoped::new(Scope::Master),
             route_update_seconds: Histogram::new([
                 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -195,6 +201,7 @@ impl Metrics {
             ]),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success: Gauge::default(),
+            journal_errors: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -206,6 +213,11 @@ impl Metrics {
             "sentinel_connected",
             "1 while the pub/sub connection to the sentinel is up",
             m.sentinel_connected.family.clone(),
+        );
+        r.register(
+            "subscribe_failures",
+            "PSUBSCRIBE * attempts that did not take, by sentinel and reason (refused: ACL NOPERM; no_answer: timeout or link error)",
+            m.subscribe_failures.family.clone(),
         );
         r.register(
             "route_updates",
@@ -288,6 +300,11 @@ impl Metrics {
             "Unix time of the last accepted config load (start or SIGHUP)",
             m.config_last_reload_success.clone(),
         );
+        r.register(
+            "journal_errors",
+            "Switch-journal errors (never a stop), by kind: write, read, corrupt, dropped",
+            m.journal_errors.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -306,6 +323,7 @@ impl Metrics {
         *CONFIGURED.lock().unwrap_or_else(PoisonError::into_inner) = Some(configured.clone());
         self.events.retain(&configured);
         self.sentinel_connected.retain(&configured);
+        self.subscribe_failures.retain(&configured);
         self.route_updates.retain(&configured);
         self.no_majority.retain(&configured);
         self.route_ok.retain(&configured);

@@ -9,11 +9,12 @@ use tracing::{debug, error, info, warn};
 
 use super::writes::retry_delay;
 use super::{
-    Action, Cause, MasterState, ReadOutcome, Steering, DEFAULT_FAILOVER_TIMEOUT, EPOCH_BACK_RECHECK,
+    Action, Cause, MasterState, ReadOutcome, Steering, DEFAULT_FAILOVER_TIMEOUT, EPOCH_BACK_HOLD,
+    EPOCH_BACK_RECHECK,
 };
 use crate::config::{RouteTableId, Target};
 use crate::decide::facts::TableReads;
-use crate::decide::fold::AlertInput;
+use crate::decide::fold::{AlertInput, Condition, RouteReport};
 use crate::decide::plan::{plan, RouteAction};
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Addr;
@@ -140,9 +141,11 @@ impl Steering {
         let mut result = Judged::Ok;
         // Route tables as read.
         if let Ok(tables) = &o.tables {
-            if !st.take_tables(name, tables) {
+            let unreadable = st.take_tables(name, tables);
+            if unreadable.is_some() {
                 result = Judged::Failed;
             }
+            st.alert_unreadable(name, unreadable, out);
         }
         let empty = Vec::new();
         let answers = o.answers.get(name).unwrap_or(&empty);
@@ -155,7 +158,7 @@ impl Steering {
                 votes,
                 ..
             } => {
-                if let Some(at) = st.lower_epoch_held(
+                match st.epoch_rule(
                     now,
                     name,
                     &self.sentinels,
@@ -164,9 +167,13 @@ impl Steering {
                     config_epoch,
                     out,
                 ) {
-                    return Judged::RecheckAt(at);
+                    EpochRule::SeenOnce => return Judged::RecheckAt(now + EPOCH_BACK_RECHECK),
+                    EpochRule::Held(at) => return Judged::RecheckAt(at),
+                    EpochRule::Accepted => st.epoch_back_since = Some(now),
+                    EpochRule::NotLower => {}
                 }
                 st.high_seen = Some(now);
+                st.epoch_back_held(now, name, config_epoch, out);
                 st.majority_back(name, &addr, votes, out);
                 st.majority = Some((addr.clone(), config_epoch));
                 st.settle_unconfirmed(now, name, &addr, config_epoch, votes, out);
@@ -238,10 +245,13 @@ impl Steering {
                     if st.applied.as_ref() != Some(&addr) {
                         info!(master = %name, %addr, %target, "VIP route already right in every table");
                     }
-                    if st.failures > 0 || st.last_error.is_some() {
+                    if (st.failures > 0 || st.last_error.is_some()) && st.missing_tables.is_empty()
+                    {
                         // A failed write is open: the route is right
                         // after all (another watcher fixed it, or the
-                        // read-back was slow), so the failure resolves.
+                        // read-back was slow), so the failure resolves —
+                        // unless a table could not be read: then it is
+                        // not known to be right.
                         out.push(Action::Alert(AlertInput::RouteVerified {
                             master: name.to_owned(),
                             addr: addr.to_string(),
@@ -266,6 +276,21 @@ impl Steering {
             Some(Err(e)) => {
                 error!(master = %name, %addr, error = %e, "cannot map the master to an EC2 target");
                 st.last_error = Some(e.to_string());
+                // Not only a log line: the VIP cannot follow the majority's
+                // master, which is a failed route update until a target is
+                // found (resolved by a good write or a read finding it right).
+                out.push(Action::Alert(AlertInput::Route(RouteReport {
+                    master: name.to_owned(),
+                    addr: addr.to_string(),
+                    ok: false,
+                    target: String::new(),
+                    tables_written: 0,
+                    tables_total: st.cfg.route_tables.len(),
+                    latency_ms: 0.0,
+                    error: Some(format!(
+                        "no EC2 target for the sentinel majority's master {addr}: {e}; the VIP route stays where it is"
+                    )),
+                })));
                 false
             }
             None => {
@@ -279,9 +304,9 @@ impl Steering {
 /// The steps of `Steering::judge_master` that touch one master only.
 impl MasterState {
     /// Takes the route tables as read. A table that cannot be read is dropped
-    /// from the cache and listed in `missing_tables`; returns false (and says
-    /// why) when any is.
-    fn take_tables(&mut self, name: &str, tables: &TableReads) -> bool {
+    /// from the cache and listed in `missing_tables`; returns why (and logs it)
+    /// when any is.
+    fn take_tables(&mut self, name: &str, tables: &TableReads) -> Option<String> {
         self.missing_tables.clear();
         let mut why = Vec::new();
         for t in &self.cfg.route_tables {
@@ -305,9 +330,59 @@ impl MasterState {
         if !self.missing_tables.is_empty() {
             error!(master = %name, tables = %missing_text(&self.missing_tables), error = %why.join("; "),
                 "route table cannot be read (deleted, another account or region, or a typo in masters.{name}.route_tables)");
-            return false;
+            return Some(format!(
+                "{} ({}); deleted, in another account or region, or a typo in masters.{name}.route_tables?",
+                missing_text(&self.missing_tables),
+                why.join("; ")
+            ));
         }
-        true
+        None
+    }
+
+    /// An unreadable table is an incident, firing until every table reads
+    /// again. Said at every read while it lasts (the fold folds repeats into
+    /// the open incident, so an input lost on the way, or a fold that never
+    /// heard it, is healed by the next read); its end is said once.
+    fn alert_unreadable(&mut self, name: &str, why: Option<String>, out: &mut Vec<Action>) {
+        let alert = |bad: bool, detail: String| {
+            Action::Alert(AlertInput::Condition {
+                master: name.to_owned(),
+                condition: Condition::TableUnreadable,
+                bad,
+                detail,
+            })
+        };
+        match why {
+            Some(why) => {
+                out.push(alert(true, why.clone()));
+                self.tables_alerted = Some(why);
+            }
+            None => {
+                if self.tables_alerted.take().is_some() {
+                    info!(master = %name, "every route table can be read again");
+                    out.push(alert(false, "every route table reads again".into()));
+                }
+            }
+        }
+    }
+
+    /// Resolves the alert of an accepted config-epoch regression once the
+    /// majority has held for [`EPOCH_BACK_HOLD`] (any epoch not lower again:
+    /// a lower one is a new regression, alerted by the epoch rule).
+    fn epoch_back_held(&mut self, now: Instant, name: &str, epoch: u64, out: &mut Vec<Action>) {
+        let Some(since) = self.epoch_back_since else {
+            return;
+        };
+        if now.saturating_duration_since(since) < EPOCH_BACK_HOLD {
+            return;
+        }
+        self.epoch_back_since = None;
+        out.push(Action::Alert(AlertInput::Condition {
+            master: name.to_owned(),
+            condition: Condition::EpochWentBack,
+            bad: false,
+            detail: format!("the majority has held at config-epoch {epoch} or later"),
+        }));
     }
 
     /// Replicas every answering sentinel knows: plausible fast-path targets
@@ -354,11 +429,11 @@ impl MasterState {
     ///
     /// Otherwise the lower epoch is a stale minority view promoted by silence
     /// (the sentinels with the newer configuration are only cut off or in
-    /// TILT): the VIP is held where it is, said, and read again. Returns when
-    /// to read again while held; None when the majority is to be followed
-    /// (alerted, naming which reset it was).
+    /// TILT): the VIP is held where it is, said, and read again when the
+    /// timeout would pass ([`EpochRule::Held`]). Accepted, it is alerted as a
+    /// condition of its own, naming which reset it was.
     #[allow(clippy::too_many_arguments)]
-    fn lower_epoch_held(
+    fn epoch_rule(
         &mut self,
         now: Instant,
         name: &str,
@@ -367,11 +442,13 @@ impl MasterState {
         addr: &Addr,
         config_epoch: u64,
         out: &mut Vec<Action>,
-    ) -> Option<Instant> {
-        let (last_addr, last_epoch) = self.majority.clone()?;
+    ) -> EpochRule {
+        let Some((last_addr, last_epoch)) = self.majority.clone() else {
+            return EpochRule::NotLower;
+        };
         if config_epoch >= last_epoch {
             self.epoch_back = None;
-            return None;
+            return EpochRule::NotLower;
         }
         let named = |keep: &dyn Fn(&Answer) -> bool| -> Vec<&str> {
             answers
@@ -387,7 +464,7 @@ impl MasterState {
             warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
                 "majority at a lower config-epoch than the last one applied; reading again to be sure");
             self.epoch_back = Some((addr.clone(), config_epoch));
-            return Some(now + EPOCH_BACK_RECHECK);
+            return EpochRule::SeenOnce;
         }
         let timeout = self.failover_timeout.unwrap_or(DEFAULT_FAILOVER_TIMEOUT);
         let silent_for = self.high_seen.map(|t| now.saturating_duration_since(t));
@@ -406,20 +483,23 @@ impl MasterState {
             warn!(master = %name, %addr, config_epoch, known = last_epoch, silent = %silent.join(","),
                 silent_s = silent_for.unwrap_or_default().as_secs(), failover_timeout_s = timeout.as_secs(),
                 "majority at a lower config-epoch while sentinels are unreachable or in TILT: not a reset (yet); VIP held where it is");
-            return Some(at.max(now + EPOCH_BACK_RECHECK));
+            return EpochRule::Held(at.max(now + EPOCH_BACK_RECHECK));
         };
         let detail = format!(
             "config-epoch went back from {last_epoch} to {config_epoch} on {} ({reset}); following the majority: {addr} (was {last_addr})",
             lower.join(", ")
         );
         error!(master = %name, "{detail}");
-        out.push(Action::Alert(AlertInput::Majority {
+        // Told as an alert of its own (it used to ride on a majority
+        // "ok", which only resolves a lost majority: told nowhere).
+        out.push(Action::Alert(AlertInput::Condition {
             master: name.to_owned(),
-            ok: true,
+            condition: Condition::EpochWentBack,
+            bad: true,
             detail,
         }));
         self.epoch_back = None;
-        None
+        EpochRule::Accepted
     }
 
     /// A majority again after none: said and alerted.
@@ -533,6 +613,19 @@ impl MasterState {
             }));
         }
     }
+}
+
+/// What the epoch rule made of a majority's config-epoch.
+enum EpochRule {
+    /// Not lower than the last one applied.
+    NotLower,
+    /// Lower, seen the first time: read again before following it.
+    SeenOnce,
+    /// Lower, seen twice in a row, and a reset: alerted and followed.
+    Accepted,
+    /// Lower, seen twice, but not a reset (the sentinels that held the higher
+    /// epoch are only silent): held; read again at.
+    Held(Instant),
 }
 
 /// How one master came out of a read.
