@@ -116,6 +116,7 @@ pub(crate) fn spawn(
         }
     };
     let mut fold = Fold::new(cfg.alerts.group_wait, cfg.alerts.repeat_interval)
+        .with_group_interval(cfg.alerts.group_interval)
         .for_masters(cfg.masters.keys().cloned());
     let mut speaking = Speaking::new(cfg, links, &http, &shutdown);
     tokio::spawn(async move {
@@ -130,6 +131,7 @@ pub(crate) fn spawn(
                 r = reconf_rx.recv() => {
                     let Some(r) = r else { continue };
                     fold.set_timing(r.cfg.alerts.group_wait, r.cfg.alerts.repeat_interval);
+                    fold.set_group_interval(r.cfg.alerts.group_interval);
                     fold.set_masters(Stamp::now(), r.cfg.masters.keys().cloned());
                     speaking = Speaking::new(&r.cfg, &r.links, &http, &shutdown);
                     info!(sinks = speaking.sinks.len(), "alerts reconfigured; open incidents kept");
@@ -137,9 +139,6 @@ pub(crate) fn spawn(
                 m = rx.recv() => {
                     let Some(m) = m else { break };
                     let at = Stamp::now();
-                    for s in status.get().masters.iter().filter_map(|m| m.config_epoch) {
-                        fold.observe_epoch(s);
-                    }
                     match &m {
                         AlertInput::Event { sentinel, event } => fold.on_event(at, *sentinel, event),
                         AlertInput::Route(r) => fold.on_route(at, r),
@@ -147,6 +146,7 @@ pub(crate) fn spawn(
                         AlertInput::Majority { master, ok, detail } => fold.on_majority(at, master, *ok, detail),
                         AlertInput::Ec2 { ok, detail } => fold.on_ec2(at, !*ok, detail),
                         AlertInput::SentinelRefused { sentinel, ok, detail } => fold.on_sentinel_refused(at, sentinel, !*ok, detail),
+                        AlertInput::MasterRead(r) => fold.on_master_read(at, r),
                     }
                 }
             }
@@ -167,7 +167,11 @@ pub(crate) fn spawn(
             }
             METRICS.incidents_open.set(fold.open_count() as i64);
             let open = fold.open_count();
-            status.update(|s| s.incidents_open = open);
+            let down = fold.masters_down();
+            status.update(|s| {
+                s.incidents_open = open;
+                s.masters_down = down;
+            });
         }
     });
     Alerter {
@@ -250,11 +254,14 @@ async fn send(
 ) {
     let speak = designated(local, sentinels, incident.leader, live);
     info!(key = %incident.key, state = incident.state.as_str(), summary = %incident.summary(),
-        events = incident.events, designated = speak, "incident");
+        events = incident.events, planned = incident.planned, designated = speak, "incident");
     // Chat sinks: only the designated watcher. Generic and PagerDuty sinks are
     // idempotent by key (`webhook-id`, `dedup_key`): every watcher sends.
     for s in sinks {
         if s.cfg.kind.is_chat() && !speak {
+            continue;
+        }
+        if s.cfg.kind == crate::config::SinkKind::Pagerduty && !pages(incident) {
             continue;
         }
         if s.cfg.kind == crate::config::SinkKind::Pagerduty
@@ -281,4 +288,19 @@ async fn send(
         ))
         .await;
     }
+}
+
+/// Whether PagerDuty hears of `incident`'s message: never of a planned
+/// switchover (Events v2 has no event that informs without opening an
+/// incident), and not of a damped update that leaves a told page firing (its
+/// trigger is already open; the resolve will come).
+fn pages(incident: &Incident) -> bool {
+    use crate::decide::fold::State;
+    if incident.planned || incident.severity == crate::decide::fold::Severity::Info {
+        return false;
+    }
+    !(incident.state == State::Firing
+        && incident.told_firing
+        && matches!(incident.sent, Some((State::Firing, _)))
+        && incident.flapped())
 }

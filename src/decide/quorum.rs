@@ -22,6 +22,14 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
+    /// The view, when the sentinel gave one.
+    pub(crate) fn view(&self) -> Option<&MasterView> {
+        match self {
+            Answer::View(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// One sentinel's read turned into its vote on `master`.
     pub(crate) fn from_report(
         report: &Result<SentinelReport, SentinelError>,

@@ -11,7 +11,7 @@ use super::writes::retry_delay;
 use super::{Action, Cause, MasterState, ReadOutcome, Steering, EPOCH_BACK_RECHECK};
 use crate::config::{RouteTableId, Target};
 use crate::decide::facts::TableReads;
-use crate::decide::fold::AlertInput;
+use crate::decide::fold::{AlertInput, MasterRead};
 use crate::decide::plan::{plan, RouteAction};
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Addr;
@@ -138,6 +138,15 @@ impl Steering {
                 }
                 st.majority_back(name, &addr, votes, out);
                 st.majority = Some((addr.clone(), config_epoch));
+                // The master's state, for the incident fold (level-triggered).
+                out.push(Action::Alert(AlertInput::MasterRead(MasterRead::from_views(
+                    name,
+                    &addr,
+                    config_epoch,
+                    answers.iter().filter_map(Answer::view),
+                    crate::config::majority_of(configured),
+                    now.checked_sub(o.took).unwrap_or(now),
+                ))));
                 st.settle_unconfirmed(now, name, &addr, config_epoch, votes, out);
                 if o.tables.is_err() {
                     return result;
