@@ -193,9 +193,7 @@ impl Fold {
                             "replica"
                         };
                         let addr = instance.addr.to_string();
-                        if instance.role == Role::Replica
-                            && self.former.get(master) == Some(&addr)
-                        {
+                        if instance.role == Role::Replica && self.is_former(at, master, &addr) {
                             // The old master of the last failover, still down:
                             // that failover's news, not an incident of its own.
                             self.note_former(master, &addr, "+sdown", "still down, now a replica");
@@ -234,10 +232,10 @@ impl Fold {
                     }
                     (IE::SdownCleared, Role::Replica | Role::Sentinel) => {
                         let addr = instance.addr.to_string();
-                        if instance.role == Role::Replica
-                            && self.former.get(master) == Some(&addr)
-                        {
-                            self.former.remove(master);
+                        if instance.role == Role::Replica && self.is_former(at, master, &addr) {
+                            if let Some((_, back)) = self.former.get_mut(master) {
+                                back.get_or_insert(at.mono);
+                            }
                             self.note_former(master, &addr, "-sdown", "back as a replica");
                             return;
                         }
@@ -383,7 +381,13 @@ impl Fold {
             if i.from.is_none() {
                 i.from = Some(old.clone());
             }
-            i.planned = !i.down && i.up_before && !i.told_firing;
+            // Planned: this watcher saw the failover start (`+try-failover`,
+            // `+elected-leader`) with the master known up and never down.
+            i.planned = !by_read
+                && !i.down
+                && i.up_before
+                && !i.told_firing
+                && (i.tries > 0 || i.leader.is_some());
             if i.planned {
                 i.severity = Severity::Info;
             }
@@ -391,13 +395,31 @@ impl Fold {
                 i.annotate("switch found by a majority read (its +switch-master was not seen)".into());
             }
         }
+        // The switch's config-epoch: the failover's (`+new-epoch` before its
+        // switch), and always above the one before; the next read says it.
         let epoch = self.epoch;
         let lv = self.level(master);
         lv.addr = Some(new);
-        lv.config_epoch = Some(lv.config_epoch.unwrap_or(0).max(epoch));
+        lv.config_epoch = Some(epoch.max(lv.config_epoch.unwrap_or(0) + 1));
         lv.up = Some(true);
         lv.sdown = false;
-        self.former.insert(master.to_owned(), old);
+        self.former.insert(master.to_owned(), (old, None));
+    }
+
+    /// Whether `addr` is `master`'s old master of its last failover, not yet
+    /// settled back as a replica (forgotten once it is).
+    fn is_former(&mut self, at: Stamp, master: &str, addr: &str) -> bool {
+        match self.former.get(master) {
+            Some((a, back)) if a == addr => {
+                if back.is_some_and(|b| at.mono.saturating_duration_since(b) >= super::FORMER_SETTLES) {
+                    self.former.remove(master);
+                    false
+                } else {
+                    true
+                }
+            }
+            _ => false,
+        }
     }
 
     /// The old master `addr` of `master`'s last failover went down or came

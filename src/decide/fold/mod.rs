@@ -104,9 +104,11 @@ pub struct Fold {
     group_interval: Duration,
     /// Per configured master: what is known of its state.
     levels: BTreeMap<String, Level>,
-    /// Per master: the old master of its last switch, until it is back as a
-    /// replica. Its `+sdown`/`-sdown` as a replica belong to that failover.
-    former: BTreeMap<String, String>,
+    /// Per master: the old master of its last switch, and when a sentinel
+    /// first saw it back (`-sdown`). Its `+sdown`/`-sdown` as a replica belong
+    /// to that failover until [`FORMER_SETTLES`] after it is back (sentinels
+    /// see it go and come at slightly different times).
+    former: BTreeMap<String, (String, Option<Instant>)>,
     /// Configured master names (`None`: every master is folded).
     masters: Option<BTreeSet<String>>,
     /// Open (or resolved but not yet sent) incidents by key.
@@ -130,6 +132,10 @@ pub struct Fold {
     /// Events about masters that are not configured (not folded).
     pub ignored: usize,
 }
+
+/// How long after a sentinel saw a failover's old master back as a replica
+/// the others' `+sdown`/`-sdown` of it still belong to that failover.
+const FORMER_SETTLES: Duration = Duration::from_secs(60);
 
 /// How long a closed incident's key is remembered to absorb late duplicates.
 const REMEMBER_CLOSED: Duration = Duration::from_secs(600);
