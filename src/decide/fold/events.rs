@@ -431,7 +431,8 @@ impl Fold {
             i.master == master && i.kind == Kind::Failover && i.from.as_deref() == Some(addr)
         }) {
             i.events += 1;
-            if i.sent.is_none() || i.state == State::Firing {
+            if i.sent.map(|(told, _)| told) != Some(i.state) {
+                // Its next message is still to come: it says so.
                 i.annotate(format!("{event} of the old master {addr}: {what}"));
             }
         }
