@@ -148,10 +148,7 @@ fn sigkill_failover_with_the_old_master_back_as_a_replica_is_one_incident() {
     let last = sent.last().expect("a message");
     assert!(last.summary().contains("failed over"), "{}", last.summary());
     assert!(
-        last
-            .annotations
-            .iter()
-            .any(|a| a.contains("old master")),
+        last.annotations.iter().any(|a| a.contains("old master")),
         "{:?}",
         sent[0].annotations
     );
@@ -162,20 +159,35 @@ fn sigkill_failover_with_the_old_master_back_as_a_replica_is_one_incident() {
 #[test]
 fn recorded_failovers_are_one_incident_each_and_planned_only_when_asked() {
     for (name, fixture, planned) in [
-        ("SENTINEL FAILOVER", include_str!("fixtures/sentinel_failover.events"), true),
-        ("SIGKILL", include_str!("fixtures/sigkill_failover.events"), false),
-        ("SIGKILL, old master back", include_str!("fixtures/sigkill_return.events"), false),
+        (
+            "SENTINEL FAILOVER",
+            include_str!("fixtures/sentinel_failover.events"),
+            true,
+        ),
+        (
+            "SIGKILL",
+            include_str!("fixtures/sigkill_failover.events"),
+            false,
+        ),
+        (
+            "SIGKILL, old master back",
+            include_str!("fixtures/sigkill_return.events"),
+            false,
+        ),
     ] {
         let (sent, _, _) = replay_with(fixture, Duration::from_secs(1), true);
-        let keys: std::collections::BTreeSet<&str> =
-            sent.iter().map(|i| i.key.as_str()).collect();
+        let keys: std::collections::BTreeSet<&str> = sent.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys.len(), 1, "{name}: {sent:#?}");
         let i = sent.last().expect("a message");
         assert_eq!(i.state, State::Resolved, "{name}");
         assert_eq!(i.planned, planned, "{name}: {}", i.summary());
         assert_eq!(
             i.severity,
-            if planned { Severity::Info } else { Severity::Critical },
+            if planned {
+                Severity::Info
+            } else {
+                Severity::Critical
+            },
             "{name}"
         );
         assert_eq!(

@@ -304,3 +304,45 @@ fn pages(incident: &Incident) -> bool {
         && matches!(incident.sent, Some((State::Firing, _)))
         && incident.flapped())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pages;
+    use crate::decide::fold::{Incident, Kind, Severity, State};
+    use std::time::{Instant, SystemTime};
+
+    fn incident(kind: Kind, severity: Severity) -> Incident {
+        Incident::new(
+            "k".into(),
+            "mymaster",
+            kind,
+            severity,
+            Instant::now(),
+            SystemTime::now(),
+            None,
+        )
+    }
+
+    #[test]
+    fn a_planned_switchover_and_a_damped_update_of_an_open_page_do_not_page() {
+        let mut planned = incident(Kind::Failover, Severity::Info);
+        planned.planned = true;
+        planned.state = State::Resolved;
+        assert!(!pages(&planned));
+        let replica = Kind::InstanceDown {
+            role: "replica",
+            instance: "127.0.0.3:6379".into(),
+        };
+        let first = incident(replica.clone(), Severity::Warning);
+        assert!(pages(&first), "a first trigger pages");
+        // Told firing, flapped, still down: PagerDuty's trigger is open already.
+        let mut update = incident(replica, Severity::Warning);
+        update.sent = Some((State::Firing, Instant::now()));
+        update.told_firing = true;
+        update.notices = 1;
+        update.downs = 2;
+        assert!(!pages(&update));
+        update.state = State::Resolved;
+        assert!(pages(&update), "its resolve does");
+    }
+}

@@ -193,6 +193,12 @@ impl Fold {
                             "replica"
                         };
                         let addr = instance.addr.to_string();
+                        if instance.role == Role::Replica && self.is_current_master(master, &addr) {
+                            // A lagging sentinel's view (its replica is the
+                            // master now): the master's incident covers it.
+                            self.absorbed += 1;
+                            return;
+                        }
                         if instance.role == Role::Replica && self.is_former(at, master, &addr) {
                             // The old master of the last failover, still down:
                             // that failover's news, not an incident of its own.
@@ -232,6 +238,10 @@ impl Fold {
                     }
                     (IE::SdownCleared, Role::Replica | Role::Sentinel) => {
                         let addr = instance.addr.to_string();
+                        if instance.role == Role::Replica && self.is_current_master(master, &addr) {
+                            self.absorbed += 1;
+                            return;
+                        }
                         if instance.role == Role::Replica && self.is_former(at, master, &addr) {
                             if let Some((_, back)) = self.former.get_mut(master) {
                                 back.get_or_insert(at.mono);
@@ -373,13 +383,17 @@ impl Fold {
             Some(k) => k,
             None => self.open_new_failover(at, master, old.clone()).key.clone(),
         };
+        let mut former = old;
         if let Some(i) = self.incidents.get_mut(&key) {
+            // The master that went down (a lagging sentinel's switch may name
+            // an older one as `old`).
+            former = i.from.clone().unwrap_or(former);
             i.events += 1;
             i.resolve(at);
             i.to = Some(new.clone());
             i.failover_time = Some(at.mono.saturating_duration_since(i.attempt_started));
             if i.from.is_none() {
-                i.from = Some(old.clone());
+                i.from = Some(former.clone());
             }
             // Planned: this watcher saw the failover start (`+try-failover`,
             // `+elected-leader`) with the master known up and never down.
@@ -392,7 +406,9 @@ impl Fold {
                 i.severity = Severity::Info;
             }
             if by_read {
-                i.annotate("switch found by a majority read (its +switch-master was not seen)".into());
+                i.annotate(
+                    "switch found by a majority read (its +switch-master was not seen)".into(),
+                );
             }
         }
         // The switch's config-epoch: the failover's (`+new-epoch` before its
@@ -403,7 +419,15 @@ impl Fold {
         lv.config_epoch = Some(epoch.max(lv.config_epoch.unwrap_or(0) + 1));
         lv.up = Some(true);
         lv.sdown = false;
-        self.former.insert(master.to_owned(), (old, None));
+        self.former.insert(master.to_owned(), (former, None));
+    }
+
+    /// Whether `addr` is where `master` is now (its last switch, or read).
+    fn is_current_master(&self, master: &str, addr: &str) -> bool {
+        self.last_switch
+            .get(master)
+            .or_else(|| self.levels.get(master).and_then(|l| l.addr.as_ref()))
+            .is_some_and(|m| m == addr)
     }
 
     /// Whether `addr` is `master`'s old master of its last failover, not yet
@@ -411,7 +435,9 @@ impl Fold {
     fn is_former(&mut self, at: Stamp, master: &str, addr: &str) -> bool {
         match self.former.get(master) {
             Some((a, back)) if a == addr => {
-                if back.is_some_and(|b| at.mono.saturating_duration_since(b) >= super::FORMER_SETTLES) {
+                if back
+                    .is_some_and(|b| at.mono.saturating_duration_since(b) >= super::FORMER_SETTLES)
+                {
                     self.former.remove(master);
                     false
                 } else {

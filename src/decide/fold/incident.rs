@@ -307,7 +307,8 @@ impl MasterRead {
         needed: usize,
         started: Instant,
     ) -> MasterRead {
-        let flagged = |v: &crate::watch::MasterView, flag: &str| v.flags.split(',').any(|f| f == flag);
+        let flagged =
+            |v: &crate::watch::MasterView, flag: &str| v.flags.split(',').any(|f| f == flag);
         let same: Vec<&crate::watch::MasterView> =
             views.into_iter().filter(|v| v.addr == *addr).collect();
         MasterRead {

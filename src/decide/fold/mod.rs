@@ -20,15 +20,39 @@
 //! - Failed route writes and loss of the sentinel majority are incidents too. A
 //!   failed write resolves on a good write or a read that finds the route right;
 //!   resolved before it was ever told, it is dropped.
+//! - **Level-triggered** (`level`): every majority read hands the fold the
+//!   master's state ([`MasterRead`]: address, config-epoch, `o_down`,
+//!   `failover_in_progress`). It opens the master's incident when its events
+//!   were missed (a watcher started mid-incident), keeps it firing while the
+//!   sentinels say `o_down`, resolves it when they say the master is up (its
+//!   `-odown` lost), and tells a failover whose `+switch-master` was missed. A
+//!   read older than the master's last event is ignored.
+//! - **One failover, one incident**: the leader's `-odown` just before its
+//!   switch, the old master's `+sdown`/`-sdown` as a replica and its
+//!   `+convert-to-slave`, the replicas' reconfiguration: all attach to that
+//!   failover's incident (as notes while it is not told) or are dropped.
+//! - **Planned**: a failover this watcher saw start (`+try-failover`,
+//!   `+elected-leader`) with the master known up (a read without `o_down`) and
+//!   never seen down (`+sdown`/`+odown`) is a planned switchover: `Info`, never
+//!   paged. Without that knowledge (started mid-switchover, switch seen only by
+//!   a read) it is unplanned.
+//! - **Flap damping** (`group_interval`): after a warning's first notice, its
+//!   further changes (its resolve included) are told at most once per
+//!   `group_interval`, as one summary ("went down 5 times in 35 s; up now").
+//!   Critical incidents are told on every change.
 //! - Keys: hex sha256 of `sentinel:<master>:<epoch>` (+ `:<what>` for
-//!   warnings), the same on every watcher.
+//!   warnings), the same on every watcher. A master's failover incident uses
+//!   the master's **config-epoch** when it opens (from the reads), which a
+//!   restarted watcher reads back: the same incident has the same key across a
+//!   restart. A failover moves the config-epoch, so each failover is a new key;
+//!   the master going down again without one is the same group again.
 //! - Memory is bounded: events of masters not configured are not folded, and
 //!   per-master state is pruned (see [`Fold::state_size`]).
 //!
 //! Files: `incident` (the incident and the fold's inputs), `text` (all message
 //! text), this file (the fold's state, opening incidents), `events` (sentinel
-//! event intake), `outcomes` (route outcomes and other conditions), `timers`
-//! (what is due when).
+//! event intake, switches), `level` (majority reads), `outcomes` (route
+//! outcomes and other conditions), `timers` (what is due when, damping).
 
 mod events;
 mod incident;

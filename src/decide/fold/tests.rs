@@ -862,7 +862,15 @@ fn a_late_switch_to_the_failing_master_does_not_end_its_incident() {
 
 /// A majority read of mymaster at `addr` (config-epoch `epoch`) that started
 /// at `started_ms` and reached the fold at `at_ms`.
-fn read(f: &mut Fold, t0: Instant, at_ms: u64, started_ms: u64, addr: &str, epoch: u64, odown: bool) {
+fn read(
+    f: &mut Fold,
+    t0: Instant,
+    at_ms: u64,
+    started_ms: u64,
+    addr: &str,
+    epoch: u64,
+    odown: bool,
+) {
     f.on_master_read(
         stamp(at(t0, at_ms)),
         &MasterRead {
@@ -906,12 +914,23 @@ fn a_watcher_restarted_mid_incident_opens_the_same_key_from_the_read_and_resolve
     assert_eq!(second.masters_down(), vec!["mymaster".to_owned()]);
     // Sentinel's next retry aborts again: the same incident, still firing.
     down_and_elected(&mut second, t0, 32_000, 12, 1);
-    feed(&mut second, t0, 32_300, 1, "-failover-abort-no-good-slave", MASTER);
+    feed(
+        &mut second,
+        t0,
+        32_300,
+        1,
+        "-failover-abort-no-good-slave",
+        MASTER,
+    );
     let again = second.due(at(t0, 32_300) + GW);
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(again[0].state, State::Firing);
     assert_eq!(again[0].key, fired[0].key, "same incident, same key");
-    assert!(again[0].summary().contains("ABORTED"), "{}", again[0].summary());
+    assert!(
+        again[0].summary().contains("ABORTED"),
+        "{}",
+        again[0].summary()
+    );
     // The master returns: -odown resolves that key.
     feed(&mut second, t0, 60_000, 0, "-odown", MASTER);
     let resolved = second.due(at(t0, 60_000) + GW);
@@ -950,7 +969,13 @@ fn a_failover_whose_events_were_all_missed_is_told_from_the_read() {
     read(&mut f, t0, 30_000, 29_900, M3, 5, false);
     let sent = f.due(at(t0, 30_000) + GW + Duration::from_secs(5));
     assert_eq!(sent.len(), 1, "{sent:?}");
-    assert!(sent[0].summary().starts_with("mymaster failed over 127.0.0.2:6379 → 127.0.0.3:6379"), "{}", sent[0].summary());
+    assert!(
+        sent[0]
+            .summary()
+            .starts_with("mymaster failed over 127.0.0.2:6379 → 127.0.0.3:6379"),
+        "{}",
+        sent[0].summary()
+    );
     assert!(!sent[0].planned, "not known to be planned");
     // Its +switch-master arriving late is absorbed.
     feed(&mut f, t0, 31_000, 1, "+switch-master", SWITCH);
@@ -973,7 +998,11 @@ fn the_leaders_minus_odown_before_the_switch_is_the_same_failover() {
     feed(&mut f, t0, 1600, 1, "+switch-master", SWITCH);
     let sent = f.due(at(t0, 1600) + GW);
     assert_eq!(sent.len(), 1, "{sent:?}");
-    assert!(sent[0].summary().contains("failed over"), "{}", sent[0].summary());
+    assert!(
+        sent[0].summary().contains("failed over"),
+        "{}",
+        sent[0].summary()
+    );
 }
 
 #[test]
@@ -988,7 +1017,10 @@ fn the_old_master_back_as_a_replica_is_not_an_incident_of_its_own() {
     let sent = f.due(at(t0, 3400) + GW);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(
-        sent[0].annotations.iter().any(|a| a.contains("old master 127.0.0.2:6379")),
+        sent[0]
+            .annotations
+            .iter()
+            .any(|a| a.contains("old master 127.0.0.2:6379")),
         "{:?}",
         sent[0].annotations
     );
@@ -1039,23 +1071,33 @@ fn a_sentinel_failover_of_a_master_known_up_is_a_planned_switchover() {
 
 // --- flap damping ---
 
-#[test]
-fn a_replica_flapping_five_times_in_a_minute_is_two_messages() {
-    let t0 = Instant::now();
-    let mut f = fold().with_group_interval(Duration::from_secs(300));
+/// A replica down 4 s, up 3 s, five times, through `f`; `due` polled every
+/// 100 ms for ten minutes.
+fn flap_five_times(f: &mut Fold, t0: Instant) -> Vec<Incident> {
     let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
     let mut sent = Vec::new();
-    // Down 4 s, up 3 s, five times; `due` polled every 100 ms.
     for ms in (0..700_000).step_by(100) {
         if ms < 35_000 {
             match ms % 7000 {
-                0 => feed(&mut f, t0, ms, 0, "+sdown", p),
-                4000 => feed(&mut f, t0, ms, 0, "-sdown", p),
+                0 => feed(f, t0, ms, 0, "+sdown", p),
+                4000 => feed(f, t0, ms, 0, "-sdown", p),
                 _ => {}
             }
         }
         sent.extend(f.due(at(t0, ms)));
     }
+    sent
+}
+
+#[test]
+fn a_replica_flapping_five_times_in_a_minute_is_two_messages() {
+    let t0 = Instant::now();
+    // Without damping (group_interval 0: every change told, as before) and
+    // group_wait 1 s, each down and each up is a message: ten.
+    let mut undamped = Fold::new(Duration::from_secs(1), Duration::from_secs(4 * 3600));
+    assert_eq!(flap_five_times(&mut undamped, t0).len(), 10);
+    let mut f = fold().with_group_interval(Duration::from_secs(300));
+    let sent = flap_five_times(&mut f, t0);
     let states: Vec<(State, String)> = sent.iter().map(|i| (i.state, i.summary())).collect();
     assert_eq!(sent.len(), 2, "{states:#?}");
     assert_eq!(sent[0].state, State::Firing);
@@ -1065,7 +1107,11 @@ fn a_replica_flapping_five_times_in_a_minute_is_two_messages() {
         sent[1].summary(),
         "mymaster replica 127.0.0.3:6379 went down again 3 times in 18 s; up now"
     );
-    assert_eq!(f.state_size(), 2, "the occurrence counter and the closed key");
+    assert_eq!(
+        f.state_size(),
+        2,
+        "the occurrence counter and the closed key"
+    );
 }
 
 #[test]
@@ -1077,7 +1123,10 @@ fn a_damped_group_down_again_after_its_resolve_was_told_is_summarised_once_per_i
     feed(&mut f, t0, 0, 0, "+sdown", p);
     assert_eq!(f.due(at(t0, 10_000)).len(), 1, "told at group_wait");
     feed(&mut f, t0, 20_000, 0, "-sdown", p);
-    assert!(f.due(at(t0, 69_000)).is_empty(), "the resolve waits for group_interval");
+    assert!(
+        f.due(at(t0, 69_000)).is_empty(),
+        "the resolve waits for group_interval"
+    );
     let r = f.due(at(t0, 70_000));
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].state, State::Resolved);
@@ -1088,5 +1137,8 @@ fn a_damped_group_down_again_after_its_resolve_was_told_is_summarised_once_per_i
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].state, State::Firing);
     assert_eq!(d[0].key, r[0].key);
-    assert_eq!(d[0].summary(), "mymaster replica 127.0.0.3:6379 went down again once in 0 s; down now");
+    assert_eq!(
+        d[0].summary(),
+        "mymaster replica 127.0.0.3:6379 went down again once in 0 s; down now"
+    );
 }

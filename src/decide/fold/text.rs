@@ -7,7 +7,11 @@ use crate::watch::event::InstanceEvent;
 impl Incident {
     /// One-line summary, the message's headline.
     pub fn summary(&self) -> String {
-        if self.flapped() {
+        // A master's flaps are summarised once it is up again without a
+        // failover; while down, or failed over, its own headline says more.
+        let failover_news =
+            self.kind == Kind::Failover && (self.to.is_some() || self.state == State::Firing);
+        if self.flapped() && !failover_news {
             return self.flap_summary();
         }
         let route = self.route.as_ref().map(route_text).unwrap_or_default();
@@ -122,7 +126,13 @@ impl Incident {
             (Some(a), Some(b)) => format!(" in {} s", b.saturating_duration_since(a).as_secs()),
             _ => String::new(),
         };
-        let times = |n: u32| if n == 1 { "once".to_owned() } else { format!("{n} times") };
+        let times = |n: u32| {
+            if n == 1 {
+                "once".to_owned()
+            } else {
+                format!("{n} times")
+            }
+        };
         let now = if self.state == State::Firing {
             "down now"
         } else {

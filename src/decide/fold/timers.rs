@@ -24,10 +24,19 @@ impl Fold {
             (Kind::Failover, State::Firing) if !i.down => {
                 i.opened + self.group_wait.max(STUCK_FAILOVER)
             }
-            // A switch: wait briefly for the route outcome to quote it.
-            (Kind::Failover, State::Resolved) if i.route.is_none() && i.to.is_some() => (i.opened
-                + self.group_wait)
-                .max(i.resolved.map(|r| r + ROUTE_WAIT).unwrap_or(i.opened)),
+            // A switch: wait briefly for the route outcome to quote it. A
+            // failover attempt that ended in `-odown` (the leader clears it
+            // just before its switch): wait as long for that switch, so
+            // that it ends this incident instead of a "back up" and a new one.
+            (Kind::Failover, State::Resolved)
+                if (i.route.is_none() && i.to.is_some())
+                    || (i.to.is_none()
+                        && i.ended.is_none()
+                        && (i.tries > 0 || i.leader.is_some())) =>
+            {
+                (i.opened + self.group_wait)
+                    .max(i.resolved.map(|r| r + ROUTE_WAIT).unwrap_or(i.opened))
+            }
             _ => i.opened + self.group_wait,
         };
         let Some((told, at)) = i.sent else {

@@ -139,14 +139,16 @@ impl Steering {
                 st.majority_back(name, &addr, votes, out);
                 st.majority = Some((addr.clone(), config_epoch));
                 // The master's state, for the incident fold (level-triggered).
-                out.push(Action::Alert(AlertInput::MasterRead(MasterRead::from_views(
-                    name,
-                    &addr,
-                    config_epoch,
-                    answers.iter().filter_map(Answer::view),
-                    crate::config::majority_of(configured),
-                    now.checked_sub(o.took).unwrap_or(now),
-                ))));
+                out.push(Action::Alert(AlertInput::MasterRead(
+                    MasterRead::from_views(
+                        name,
+                        &addr,
+                        config_epoch,
+                        answers.iter().filter_map(Answer::view),
+                        crate::config::majority_of(configured),
+                        now.checked_sub(o.took).unwrap_or(now),
+                    ),
+                )));
                 st.settle_unconfirmed(now, name, &addr, config_epoch, votes, out);
                 if o.tables.is_err() {
                     return result;
