@@ -48,6 +48,7 @@ fn replay_with(
                 config_epoch: 0,
                 odown: false,
                 failover_in_progress: false,
+                replicas_down: Vec::new(),
                 started: t0,
             },
         );

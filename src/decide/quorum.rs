@@ -138,6 +138,7 @@ mod tests {
             config_epoch: epoch,
             flags: "master".into(),
             replicas: vec![],
+            down_replicas: vec![],
         })
     }
 
@@ -225,6 +226,7 @@ mod tests {
                 config_epoch: 0,
                 flags: "master,s_down,o_down".into(),
                 replicas: vec![],
+                down_replicas: vec![],
             })
         };
         assert!(matches!(

@@ -186,85 +186,20 @@ impl Fold {
                             self.absorbed += 1;
                         }
                     }
-                    (IE::Sdown, Role::Replica | Role::Sentinel) => {
+                    (IE::Sdown | IE::SdownCleared, Role::Replica | Role::Sentinel) => {
                         let role = if instance.role == Role::Sentinel {
                             "sentinel"
                         } else {
                             "replica"
                         };
+                        if instance.role == Role::Replica {
+                            self.level(master).replica_event_at = Some(at.mono);
+                        }
                         let addr = instance.addr.to_string();
-                        if instance.role == Role::Replica && self.is_current_master(master, &addr) {
-                            // A lagging sentinel's view (its replica is the
-                            // master now): the master's incident covers it.
-                            self.absorbed += 1;
-                            return;
-                        }
-                        if instance.role == Role::Replica && self.is_former(at, master, &addr) {
-                            // The old master of the last failover, still down:
-                            // that failover's news, not an incident of its own.
-                            self.note_former(master, &addr, "+sdown", "still down, now a replica");
-                            return;
-                        }
-                        let existing = self.incidents.values_mut().find(|i| {
-                            i.master == master
-                                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
-                        });
-                        if let Some(i) = existing {
-                            i.events += 1;
-                            if i.state == State::Resolved {
-                                // Back down within the group's window: a flap.
-                                i.reopen(at);
-                            } else {
-                                self.absorbed += 1;
-                            }
-                            return;
-                        }
-                        let what = format!("{role}:{addr}");
-                        let key = self.occurrence_key(at.mono, master, &what);
-                        if let Some(i) = self.open(
-                            at,
-                            key,
-                            master,
-                            Kind::InstanceDown {
-                                role,
-                                instance: addr,
-                            },
-                            Severity::Warning,
-                            None,
-                        ) {
-                            i.events += 1;
-                            i.occurrence = Some(what);
-                        }
-                    }
-                    (IE::SdownCleared, Role::Replica | Role::Sentinel) => {
-                        let addr = instance.addr.to_string();
-                        if instance.role == Role::Replica && self.is_current_master(master, &addr) {
-                            self.absorbed += 1;
-                            return;
-                        }
-                        if instance.role == Role::Replica && self.is_former(at, master, &addr) {
-                            if let Some((_, back)) = self.former.get_mut(master) {
-                                back.get_or_insert(at.mono);
-                            }
-                            self.note_former(master, &addr, "-sdown", "back as a replica");
-                            return;
-                        }
-                        let damped = !self.group_interval.is_zero();
-                        let mut drop_key = None;
-                        if let Some(i) = self.incidents.values_mut().find(|i| {
-                            i.master == master && i.state == State::Firing
-                                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
-                        }) {
-                            i.events += 1;
-                            if i.sent.is_none() && !damped {
-                                // Down for less than group_wait: never told, forget it.
-                                drop_key = Some(i.key.clone());
-                            } else {
-                                i.resolve(at);
-                            }
-                        }
-                        if let Some(k) = drop_key {
-                            self.incidents.remove(&k);
+                        if *kind == IE::Sdown {
+                            self.instance_down(at, master, role, addr);
+                        } else {
+                            self.instance_up(at, master, role, addr);
                         }
                     }
                     _ => self.absorbed += 1,
@@ -461,6 +396,99 @@ impl Fold {
                 // Its next message is still to come: it says so.
                 i.annotate(format!("{event} of the old master {addr}: {what}"));
             }
+        }
+    }
+}
+
+impl Fold {
+    /// A replica or sentinel of `master` seen down (`+sdown`, or a read).
+    pub(super) fn instance_down(
+        &mut self,
+        at: Stamp,
+        master: &str,
+        role: &'static str,
+        addr: String,
+    ) {
+        if role == "replica" && self.is_current_master(master, &addr) {
+            // A lagging sentinel's view (its replica is the master now): the
+            // master's incident covers it.
+            self.absorbed += 1;
+            return;
+        }
+        if role == "replica" && self.is_former(at, master, &addr) {
+            // The old master of the last failover, still down: that
+            // failover's news, not an incident of its own.
+            self.note_former(master, &addr, "+sdown", "still down, now a replica");
+            return;
+        }
+        let existing = self.incidents.values_mut().find(|i| {
+            i.master == master
+                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
+        });
+        if let Some(i) = existing {
+            i.events += 1;
+            if i.state == State::Resolved {
+                // Back down within the group's window: a flap.
+                i.reopen(at);
+            } else {
+                self.absorbed += 1;
+            }
+            return;
+        }
+        let what = format!("{role}:{addr}");
+        let key = self.occurrence_key(at.mono, master, &what);
+        if let Some(i) = self.open(
+            at,
+            key,
+            master,
+            Kind::InstanceDown {
+                role,
+                instance: addr,
+            },
+            Severity::Warning,
+            None,
+        ) {
+            i.events += 1;
+            i.occurrence = Some(what);
+        }
+    }
+
+    /// A replica or sentinel of `master` seen up again (`-sdown`, or a read).
+    pub(super) fn instance_up(
+        &mut self,
+        at: Stamp,
+        master: &str,
+        role: &'static str,
+        addr: String,
+    ) {
+        if role == "replica" && self.is_current_master(master, &addr) {
+            self.absorbed += 1;
+            return;
+        }
+        if role == "replica" && self.is_former(at, master, &addr) {
+            if let Some((_, back)) = self.former.get_mut(master) {
+                back.get_or_insert(at.mono);
+            }
+            self.note_former(master, &addr, "-sdown", "back as a replica");
+            return;
+        }
+        let damped = !self.group_interval.is_zero();
+        let mut drop_key = None;
+        if let Some(i) = self.incidents.values_mut().find(|i| {
+            i.master == master
+                && i.state == State::Firing
+                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
+        }) {
+            i.events += 1;
+            if i.sent.is_none() && !damped {
+                // Down for less than group_wait: never told, forget it.
+                drop_key = Some(i.key.clone());
+            } else {
+                i.resolve(at);
+            }
+        }
+        if let Some(k) = drop_key {
+            self.incidents.remove(&k);
         }
     }
 }

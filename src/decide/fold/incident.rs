@@ -292,6 +292,9 @@ pub struct MasterRead {
     pub odown: bool,
     /// Some sentinel of the majority flags `failover_in_progress`.
     pub failover_in_progress: bool,
+    /// Replicas some sentinel of the majority flags down (`s_down`), as
+    /// `ip:port`: as the events open one on any sentinel's `+sdown`.
+    pub replicas_down: Vec<String>,
     /// When the read started: events folded after it are newer than it.
     pub started: Instant,
 }
@@ -317,6 +320,12 @@ impl MasterRead {
             config_epoch,
             odown: same.iter().filter(|v| flagged(v, "o_down")).count() >= needed,
             failover_in_progress: same.iter().any(|v| flagged(v, "failover_in_progress")),
+            replicas_down: same
+                .iter()
+                .flat_map(|v| v.down_replicas.iter().map(|a| a.to_string()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             started,
         }
     }

@@ -20,6 +20,13 @@ impl Fold {
             return;
         }
         let master = r.master.as_str();
+        if self
+            .level(master)
+            .replica_event_at
+            .is_none_or(|e| e <= r.started)
+        {
+            self.replicas_read(at, r);
+        }
         let lv = self.level(master);
         if lv.event_at.is_some_and(|e| e > r.started) {
             // An event came while the read ran: it is the newer news.
@@ -82,6 +89,37 @@ impl Fold {
                 }
             }
             (false, false) => {}
+        }
+    }
+
+    /// The replicas as the read found them: one flagged down with no
+    /// incident opens one (its `+sdown` was missed), a firing one that no
+    /// sentinel flags any more resolves (its `-sdown` was lost).
+    fn replicas_read(&mut self, at: Stamp, r: &MasterRead) {
+        let up: Vec<String> = self
+            .incidents
+            .values()
+            .filter(|i| i.master == r.master && i.state == State::Firing)
+            .filter_map(|i| match &i.kind {
+                Kind::InstanceDown {
+                    role: "replica",
+                    instance,
+                } if !r.replicas_down.contains(instance) => Some(instance.clone()),
+                _ => None,
+            })
+            .collect();
+        for addr in up {
+            self.instance_up(at, &r.master, "replica", addr);
+        }
+        for addr in &r.replicas_down {
+            let open = self.incidents.values().any(|i| {
+                i.master == r.master
+                    && i.state == State::Firing
+                    && matches!(&i.kind, Kind::InstanceDown { instance, .. } if instance == addr)
+            });
+            if !open {
+                self.instance_down(at, &r.master, "replica", addr.clone());
+            }
         }
     }
 

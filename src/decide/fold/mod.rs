@@ -116,6 +116,8 @@ struct Level {
     /// The last event about the master's state: a read that started
     /// before it is older news and does not override it.
     event_at: Option<Instant>,
+    /// The same for its replicas' `+sdown`/`-sdown`.
+    replica_event_at: Option<Instant>,
 }
 
 /// The fold's state.
@@ -239,12 +241,12 @@ impl Fold {
     }
 
     /// How many entries the fold holds (incidents, remembered keys, per-master
-    /// state, counters): flat over months of events.
+    /// state, counters): flat over months of events. The per-master level and
+    /// old-master entries are not counted: one each per configured master at
+    /// most, dropped with the master on a reload.
     pub fn state_size(&self) -> usize {
         self.incidents.len()
             + self.closed.len()
-            + self.levels.len()
-            + self.former.len()
             + self.last_switch.len()
             + self.odown.len()
             + self.last_abort.len()

@@ -828,11 +828,7 @@ fn a_master_removed_from_the_config_leaves_nothing_behind_and_no_open_page() {
         closed[0].summary()
     );
     f.due(at(t0, 3 * 3600 * 1000));
-    assert_eq!(
-        f.state_size(),
-        3,
-        "mymaster's last switch, its level and its old master only"
-    );
+    assert_eq!(f.state_size(), 1, "mymaster's last switch only");
 }
 
 #[test]
@@ -871,6 +867,19 @@ fn read(
     epoch: u64,
     odown: bool,
 ) {
+    read_with(f, t0, (at_ms, started_ms), addr, epoch, odown, &[]);
+}
+
+/// [`read`], with replicas flagged down.
+fn read_with(
+    f: &mut Fold,
+    t0: Instant,
+    (at_ms, started_ms): (u64, u64),
+    addr: &str,
+    epoch: u64,
+    odown: bool,
+    replicas_down: &[&str],
+) {
     f.on_master_read(
         stamp(at(t0, at_ms)),
         &MasterRead {
@@ -879,6 +888,7 @@ fn read(
             config_epoch: epoch,
             odown,
             failover_in_progress: false,
+            replicas_down: replicas_down.iter().map(|r| r.to_string()).collect(),
             started: at(t0, started_ms),
         },
     );
@@ -980,6 +990,37 @@ fn a_failover_whose_events_were_all_missed_is_told_from_the_read() {
     // Its +switch-master arriving late is absorbed.
     feed(&mut f, t0, 31_000, 1, "+switch-master", SWITCH);
     assert!(f.due(at(t0, 100_000)).is_empty());
+}
+
+#[test]
+fn a_replica_down_is_opened_and_resolved_from_the_read_when_its_events_are_missed() {
+    let t0 = Instant::now();
+    let mut f = fold();
+    // A watcher started while a replica is down: the read opens its warning.
+    read_with(&mut f, t0, (0, 0), M2, 4, false, &[M3]);
+    let w = f.due(at(t0, 0) + GW);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].summary(), "mymaster replica 127.0.0.3:6379 is down");
+    // Its -sdown is lost; a read that started before the last event is
+    // older news; a later one that no sentinel flags it resolves it.
+    let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
+    feed(&mut f, t0, 20_000, 1, "+sdown", p);
+    read_with(&mut f, t0, (21_000, 19_000), M2, 4, false, &[]);
+    assert_eq!(f.open_count(), 1);
+    read_with(&mut f, t0, (40_000, 39_000), M2, 4, false, &[]);
+    let r = f.due(at(t0, 40_000));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].state, State::Resolved);
+    assert_eq!(r[0].key, w[0].key);
+    // The failover's old master, down as a replica, is not a replica incident.
+    feed(&mut f, t0, 50_000, 0, "+switch-master", SWITCH);
+    read_with(&mut f, t0, (51_000, 50_500), M3, 5, false, &[M2]);
+    let sent = f.due(at(t0, 80_000));
+    assert!(
+        sent.iter().all(|i| i.kind == Kind::Failover),
+        "{:?}",
+        sent.iter().map(|i| i.summary()).collect::<Vec<_>>()
+    );
 }
 
 // --- one failover, one incident ---
