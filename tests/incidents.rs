@@ -406,6 +406,7 @@ async fn sentinel_failover_is_a_planned_switchover_and_a_sigkill_failover_still_
     eprintln!("pagerduty: {:#?}", summaries(&hooks, "/pd"));
     assert_eq!(page.body["event_action"], "trigger");
     assert_eq!(page.body["payload"]["severity"], "critical");
+    assert_eq!(page.body["routing_key"], "pd-routing-key-incidents");
     assert_ne!(page.body["dedup_key"], generic.body["groupKey"]);
     let slack = summaries(&hooks, "/slack");
     assert_eq!(
