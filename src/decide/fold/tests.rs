@@ -1156,6 +1156,34 @@ fn a_replica_flapping_five_times_in_a_minute_is_two_messages() {
 }
 
 #[test]
+fn replica_blips_shorter_than_group_wait_are_silent_alone_and_a_flap_together() {
+    let t0 = Instant::now();
+    let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
+    let mut f = fold().with_group_interval(Duration::from_secs(60));
+    feed(&mut f, t0, 0, 0, "+sdown", p);
+    feed(&mut f, t0, 500, 0, "-sdown", p);
+    assert!(f.due(at(t0, 30_000)).is_empty(), "one blip: silent");
+    feed(&mut f, t0, 30_000, 0, "+sdown", p);
+    let told = f.due(at(t0, 30_000));
+    assert_eq!(told.len(), 1, "a second blip within the window: a flap");
+    assert_eq!(
+        told[0].summary(),
+        "mymaster replica 127.0.0.3:6379 went down 2 times in 30 s; down now"
+    );
+    feed(&mut f, t0, 30_500, 0, "-sdown", p);
+    assert!(f.due(at(t0, 89_000)).is_empty(), "held for group_interval");
+    let r = f.due(at(t0, 90_000));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].state, State::Resolved);
+    // Alone, after the window: forgotten, silent.
+    let mut g = fold().with_group_interval(Duration::from_secs(60));
+    feed(&mut g, t0, 0, 0, "+sdown", p);
+    feed(&mut g, t0, 500, 0, "-sdown", p);
+    assert!(g.due(at(t0, 80_000)).is_empty());
+    assert_eq!(g.state_size(), 1, "the occurrence counter only");
+}
+
+#[test]
 fn a_damped_group_down_again_after_its_resolve_was_told_is_summarised_once_per_interval() {
     let t0 = Instant::now();
     let gi = Duration::from_secs(60);

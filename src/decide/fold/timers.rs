@@ -40,6 +40,11 @@ impl Fold {
             _ => i.opened + self.group_wait,
         };
         let Some((told, at)) = i.sent else {
+            if i.state == State::Resolved && !i.flapped() && i.kind != Kind::Failover {
+                // A blip shorter than group_wait: nothing to tell (kept a
+                // while when damped, so that the next blip counts as a flap).
+                return None;
+            }
             return Some(ready);
         };
         let changed = told != i.state || i.flapped();
@@ -80,7 +85,14 @@ impl Fold {
         match i.sent {
             Some((State::Resolved, at)) => !self.damped(i) || now >= at + self.group_interval,
             // A blip shorter than group_wait (kept only to count flaps).
-            None => i.kind != Kind::Failover && now >= i.opened + self.group_wait,
+            None => {
+                let keep = if self.damped(i) {
+                    self.group_interval
+                } else {
+                    Duration::ZERO
+                };
+                i.kind != Kind::Failover && now >= i.opened + self.group_wait + keep
+            }
             Some((State::Firing, _)) => false,
         }
     }
