@@ -256,7 +256,7 @@ async fn a_replica_flapping_five_times_is_two_chat_messages_and_one_page() {
             hooks
                 .delivered("/slack")
                 .into_iter()
-                .find(|h| h.body["text"].as_str().unwrap_or("").contains("went down"))
+                .find(|h| h.body["text"].as_str().unwrap_or("").contains("up now"))
         },
     )
     .await;
@@ -266,7 +266,7 @@ async fn a_replica_flapping_five_times_is_two_chat_messages_and_one_page() {
     eprintln!("slack: {slack:#?}\npagerduty: {pd:#?}");
     assert!(slack.len() <= 2, "{slack:#?}");
     assert!(
-        summary.body["text"].as_str().unwrap().contains("up now"),
+        summary.body["text"].as_str().unwrap().contains("went down"),
         "{slack:#?}"
     );
     let pd = hooks.delivered("/pd");
