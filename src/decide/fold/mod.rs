@@ -36,12 +36,15 @@
 //!   never seen down (`+sdown`/`+odown`) is a planned switchover: `Info`, never
 //!   paged. Without that knowledge (started mid-switchover, switch seen only by
 //!   a read) it is unplanned.
-//! - **Flap damping** (`group_interval`): after a warning's first notice, its
-//!   further changes (its resolve included) are told at most once per
-//!   `group_interval`, as one summary ("went down 5 times in 35 s; up now").
-//!   Critical incidents are told on every change.
-//! - Keys: hex sha256 of `sentinel:<master>:<epoch>` (+ `:<what>` for
-//!   warnings), the same on every watcher. A master's failover incident uses
+//! - **Flap damping** (`group_interval`): after a replica's or sentinel's
+//!   down incident is first told, its further changes (its resolve included)
+//!   are told at most once per `group_interval`, as one summary ("went down 5
+//!   times in 35 s; up now"); blips shorter than `group_wait` count as flaps.
+//!   Other incidents are told on every change.
+//! - Keys: [`incident_key`], hex sha256 of the deployment (`cluster`), the
+//!   master, the config-epoch at open (+ `what` for counted conditions): the
+//!   same on every watcher of one deployment, different across deployments.
+//!   A master's failover incident uses
 //!   the master's **config-epoch** when it opens (from the reads), which a
 //!   restarted watcher reads back: the same incident has the same key across a
 //!   restart. A failover moves the config-epoch, so each failover is a new key;
@@ -69,7 +72,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::watch::event::InstanceEvent;
 pub use incident::{
-    incident_key, AlertInput, Ended, Incident, Kind, MasterRead, RouteReport, Severity, State,
+    incident_key, AlertInput, Condition, Ended, Incident, Kind, MasterRead, RouteReport, Severity,
+    State,
 };
 
 /// When something happened, on both clocks: `mono` for the fold's timing
@@ -123,6 +127,8 @@ struct Level {
 /// The fold's state.
 #[derive(Debug)]
 pub struct Fold {
+    /// The deployment's name (`cluster`): part of every key made from now on.
+    cluster: String,
     group_wait: Duration,
     repeat_interval: Duration,
     /// After a group's first notice, further changes to it are told at most
@@ -170,6 +176,7 @@ impl Fold {
     /// A fold that folds every master's events (see [`Fold::for_masters`]).
     pub fn new(group_wait: Duration, repeat_interval: Duration) -> Fold {
         Fold {
+            cluster: String::new(),
             group_wait,
             repeat_interval,
             group_interval: Duration::ZERO,
@@ -205,6 +212,23 @@ impl Fold {
     /// New `group_interval` (reload).
     pub fn set_group_interval(&mut self, interval: Duration) {
         self.group_interval = interval;
+    }
+
+    /// Keys made by this fold name deployment `cluster` (see [`incident_key`]).
+    pub fn for_cluster(mut self, cluster: &str) -> Fold {
+        self.cluster = cluster.to_owned();
+        self
+    }
+
+    /// A renamed deployment (reload): incidents opened from now on carry the
+    /// new name; open ones keep the key and name they were told with.
+    pub fn set_cluster(&mut self, cluster: &str) {
+        self.cluster = cluster.to_owned();
+    }
+
+    /// The key of `master`'s incident at `epoch` (`what`: a counted condition).
+    fn key(&self, master: &str, epoch: u64, what: Option<&str>) -> String {
+        incident_key(&self.cluster, master, epoch, what)
     }
 
     /// New `group_wait` / `repeat_interval` (reload): open incidents keep
@@ -276,7 +300,8 @@ impl Fold {
         }
         o.count += 1;
         o.last = now;
-        incident_key(master, epoch, Some(&format!("{what}#{}", o.count)))
+        let what = format!("{what}#{}", o.count);
+        self.key(master, epoch, Some(&what))
     }
 
     /// Tells the fold the latest config-epoch known from a majority read.
@@ -300,7 +325,7 @@ impl Fold {
             .get(master)
             .and_then(|l| l.config_epoch)
             .unwrap_or(self.epoch);
-        incident_key(master, epoch, None)
+        self.key(master, epoch, None)
     }
 
     fn level(&mut self, master: &str) -> &mut Level {
@@ -339,10 +364,10 @@ impl Fold {
             self.absorbed += 1;
             return None;
         }
-        let inc = self
-            .incidents
-            .entry(key.clone())
-            .or_insert_with(|| Incident::new(key, master, kind, severity, at.mono, at.wall, from));
+        let inc = self.incidents.entry(key.clone()).or_insert_with(|| {
+            Incident::new(key, master, kind, severity, at.mono, at.wall, from)
+                .in_cluster(&self.cluster)
+        });
         Some(inc)
     }
 
@@ -378,7 +403,8 @@ impl Fold {
                 at.mono,
                 at.wall,
                 Some(from.clone()),
-            );
+            )
+            .in_cluster(&self.cluster);
             i.notices = notices;
             i.up_before = up_before;
             i

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Fold, Incident, Kind, Severity, State, REMEMBER_CLOSED};
+use super::{Fold, Incident, Kind, State, REMEMBER_CLOSED};
 
 /// A manual failover still unfinished after this is told as firing.
 const STUCK_FAILOVER: Duration = Duration::from_secs(60);
@@ -40,7 +40,7 @@ impl Fold {
             _ => i.opened + self.group_wait,
         };
         let Some((told, at)) = i.sent else {
-            if i.state == State::Resolved && !i.flapped() && i.kind != Kind::Failover {
+            if i.state == State::Resolved && !i.flapped() && instance_down(i) {
                 // A blip shorter than group_wait: nothing to tell (kept a
                 // while when damped, so that the next blip counts as a flap).
                 return None;
@@ -65,14 +65,15 @@ impl Fold {
     }
 
     /// Whether `i`'s changes after its first notice wait for
-    /// `group_interval`: warnings (a replica or sentinel down), their resolve
-    /// included, as Alertmanager does. Critical incidents are not held (a
-    /// page opens and closes with its cause, and a master down again must page
-    /// within `group_wait`; Sentinel itself paces failovers), but they are
-    /// grouped: a master that comes back and goes down again before its
-    /// incident was told is one incident, told as a flap.
+    /// `group_interval`: a replica or sentinel down (the groups that flap at
+    /// the events' rate), their resolve included, as Alertmanager does.
+    /// Critical incidents are not held (a page opens and closes with its
+    /// cause, and a master down again must page within `group_wait`; Sentinel
+    /// itself paces failovers), but they are grouped: a master that comes back
+    /// and goes down again before its incident was told is one incident, told
+    /// as a flap.
     fn damped(&self, i: &Incident) -> bool {
-        !self.group_interval.is_zero() && i.severity == Severity::Warning
+        !self.group_interval.is_zero() && instance_down(i)
     }
 
     /// Whether a resolved incident is done with: its resolve told and its
@@ -91,7 +92,7 @@ impl Fold {
                 } else {
                     Duration::ZERO
                 };
-                i.kind != Kind::Failover && now >= i.opened + self.group_wait + keep
+                instance_down(i) && now >= i.opened + self.group_wait + keep
             }
             Some((State::Firing, _)) => false,
         }
@@ -170,4 +171,9 @@ impl Fold {
             })
             .min()
     }
+}
+
+/// A replica or sentinel down: the damped kind.
+fn instance_down(i: &Incident) -> bool {
+    matches!(i.kind, Kind::InstanceDown { .. })
 }
