@@ -3,10 +3,12 @@
 //! exit with an [`Exit`] status; `completions` and `man` print what clap makes.
 
 mod check;
+mod history;
 mod iam_policy;
 mod reconcile;
 mod run;
 mod status;
+mod switchover;
 mod test_alert;
 
 use std::path::{Path, PathBuf};
@@ -115,6 +117,28 @@ enum Command {
         #[arg(long)]
         account: Option<String>,
     },
+    /// Planned switchover: pre-check, SENTINEL FAILOVER, wait until the VIP is
+    /// verified on the new master; prints old -> new and a timeline (ms).
+    /// SENTINEL FAILOVER is sent as $SENTINEL_VIP_OPERATOR_USERNAME /
+    /// $SENTINEL_VIP_OPERATOR_PASSWORD when set (ACL rule: docs/operations.md).
+    Switchover {
+        /// The master to switch (may be omitted when one is configured).
+        #[arg(long)]
+        master: Option<String>,
+        /// How long to wait for the VIP on the new master.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The switches this watcher saw (from the journal under `state_dir`), newest first.
+    History {
+        #[arg(long)]
+        json: bool,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 /// Parses the command line and runs the verb.
@@ -186,6 +210,18 @@ pub fn main() -> ExitCode {
         },
         Command::TestAlert { sink } => rt.block_on(test_alert::run(&cfg, sink.as_deref())),
         Command::IamPolicy { account } => rt.block_on(iam_policy::run(&cfg, account.as_deref())),
+        Command::Switchover {
+            master,
+            timeout,
+            json,
+        } => match sentinel_password(&mut cfg, password) {
+            Ok(()) => rt.block_on(switchover::run(&cfg, master.as_deref(), timeout, json)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Exit::Usage
+            }
+        },
+        Command::History { json, limit } => history::run(&cfg, json, limit),
         Command::Completions { .. } | Command::Man => Exit::Ok,
     };
     exit.into()

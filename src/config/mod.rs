@@ -81,6 +81,17 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Where the daemon keeps state across restarts (the switch journal);
+    /// systemd's `StateDirectory=sentinel-vip` creates the default.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+/// `state_dir`'s default: the unit's `StateDirectory=sentinel-vip`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sentinel-vip";
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
 }
 
 impl Config {

@@ -76,6 +76,8 @@ pub(crate) struct Controller {
     pacer: Pacer<WriteOrder>,
     /// Per master, each sentinel's answer at the last majority read (`/status`).
     views: HashMap<String, Vec<SentinelView>>,
+    /// The switch journal's feed (`try_send` only; off by default).
+    journal: crate::daemon::journal::JournalFeed,
 }
 
 impl Controller {
@@ -104,7 +106,14 @@ impl Controller {
             warming: Arc::new(AtomicBool::new(false)),
             pacer,
             views: HashMap::new(),
+            journal: Default::default(),
         }
+    }
+
+    /// Feeds the switch journal (events, write outcomes, verified changes).
+    pub(crate) fn with_journal(mut self, feed: crate::daemon::journal::JournalFeed) -> Controller {
+        self.journal = feed;
+        self
     }
 
     /// Runs until shutdown; then lets in-flight route writes finish (bounded).
@@ -164,9 +173,12 @@ impl Controller {
         let input = match input {
             Input::Watch(msg) => {
                 if let WatchMsg::Event {
-                    sentinel, event, ..
+                    sentinel,
+                    event,
+                    at,
                 } = &msg
                 {
+                    self.journal.event(event, *at);
                     self.alert(AlertInput::Event {
                         sentinel: *sentinel,
                         event: event.clone(),
@@ -176,6 +188,7 @@ impl Controller {
             }
             Input::Reconcile(why) => steering::Input::ReadRequested(why),
             Input::ReadDone(o) => {
+                self.journal.read(&o);
                 let (took, answering) = (o.took, o.sentinels_answering);
                 self.views = sentinel_views(&self.cfg.sentinels, &o.answers);
                 let actions = self.core.handle(now, steering::Input::ReadDone(o));
@@ -211,6 +224,7 @@ impl Controller {
             Input::WriteDone(w) => {
                 log_write(&w);
                 count_write(&w);
+                self.journal.write(&w);
                 if w.target_gone() && self.targets.evict(&w.addr) {
                     warn!(master = %w.master, addr = %w.addr, "EC2 says the target is gone; looking the address up again");
                 }
@@ -381,6 +395,7 @@ impl Controller {
             m.sentinels = self.views.get(&m.name).cloned().unwrap_or_default();
             m.target = self.expected_target(&m.name, m.majority.as_deref());
         }
+        self.journal.status(&masters);
         for m in &masters {
             let label = vec![("master", m.name.clone())];
             let right = m.last_error.is_none()

@@ -6,6 +6,7 @@
 pub(crate) mod alerts;
 pub(crate) mod controller;
 pub(crate) mod inbox;
+pub(crate) mod journal;
 pub(crate) mod read_job;
 pub(crate) mod write_job;
 
@@ -62,7 +63,8 @@ pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
         tx.clone(),
         Some(alerter.inbox.clone()),
         status.clone(),
-    );
+    )
+    .with_journal(journal::spawn(&cfg.state_dir));
     links.forward(tx.clone());
     let _ = tx.send(Input::Reconcile("start")).await;
     let mut handle = tokio::spawn(controller.run(shutdown.clone()));

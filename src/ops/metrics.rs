@@ -162,6 +162,8 @@ pub(crate) struct Metrics {
     pub config_last_reload_successful: Gauge,
     /// Unix time of the last accepted config load (start or SIGHUP).
     pub config_last_reload_success: Gauge<f64, AtomicU64>,
+    /// Switch-journal failures (unwritable, corrupt line, full feed), by kind.
+    pub journal_errors: Family<Labels, Counter>,
     registry: Registry,
 }
 
@@ -191,6 +193,7 @@ impl Metrics {
             ec2_calls: Family::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success: Gauge::default(),
+            journal_errors: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -278,6 +281,11 @@ impl Metrics {
             "config_last_reload_success_timestamp_seconds",
             "Unix time of the last accepted config load (start or SIGHUP)",
             m.config_last_reload_success.clone(),
+        );
+        r.register(
+            "journal_errors",
+            "Switch-journal errors (never a stop), by kind: write, read, corrupt, dropped",
+            m.journal_errors.clone(),
         );
         Metrics { registry: r, ..m }
     }

@@ -7,12 +7,14 @@
 
 mod acl;
 pub mod event;
+mod operator;
 mod report;
 mod subscriber;
 
 use subscriber::Watcher;
 
 pub use acl::{acl_rule, probe_subscribe, NeededCommand, NEEDED_COMMANDS};
+pub use operator::OPERATOR_ACL_RULE;
 pub use report::{MasterView, SentinelError, SentinelReport};
 
 use std::time::{Duration, Instant};
