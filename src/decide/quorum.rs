@@ -22,6 +22,14 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
+    /// The view, when the sentinel gave one.
+    pub(crate) fn view(&self) -> Option<&MasterView> {
+        match self {
+            Answer::View(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// One sentinel's read turned into its vote on `master`.
     pub(crate) fn from_report(
         report: &Result<SentinelReport, SentinelError>,
@@ -130,6 +138,7 @@ mod tests {
             config_epoch: epoch,
             flags: "master".into(),
             replicas: vec![],
+            down_replicas: vec![],
         })
     }
 
@@ -217,6 +226,7 @@ mod tests {
                 config_epoch: 0,
                 flags: "master,s_down,o_down".into(),
                 replicas: vec![],
+                down_replicas: vec![],
             })
         };
         assert!(matches!(

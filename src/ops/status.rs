@@ -64,6 +64,9 @@ pub(crate) struct Status {
     pub last_reconcile_ms: f64,
     pub last_reconcile_unix: f64,
     pub masters: Vec<MasterStatus>,
+    /// Masters the sentinels say are objectively down (`o_down` in a majority
+    /// read, or `+odown` since): set by the alert task from its fold.
+    pub masters_down: Vec<String>,
     pub incidents_open: usize,
     /// Last time the controller loop went round (for the watchdog and /healthz).
     #[serde(skip)]
@@ -71,10 +74,12 @@ pub(crate) struct Status {
 }
 
 impl Status {
-    /// Ready: a majority of sentinels connected and the last reconcile succeeded.
+    /// Ready: a majority of sentinels connected, the last reconcile succeeded
+    /// and no master is objectively down (the VIP leads to a dead master).
     pub(crate) fn ready(&self) -> bool {
         self.sentinels_connected >= crate::config::majority_of(self.sentinels_configured)
             && self.last_reconcile_ok
+            && self.masters_down.is_empty()
             && !self.masters.iter().any(|m| m.unconfirmed_too_long)
             && self.sentinels_refused.is_empty()
     }
@@ -84,10 +89,20 @@ impl Status {
         let ok = self
             .masters
             .iter()
-            .filter(|m| m.last_error.is_none() && !m.no_majority)
+            .filter(|m| {
+                m.last_error.is_none() && !m.no_majority && !self.masters_down.contains(&m.name)
+            })
             .count();
+        let down = if self.masters_down.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; DOWN (objectively down per the sentinels): {}",
+                self.masters_down.join(", ")
+            )
+        };
         format!(
-            "{} masters ({} healthy), sentinels {}/{} connected, last reconcile {}",
+            "{} masters ({} healthy{down}), sentinels {}/{} connected, last reconcile {}",
             self.masters.len(),
             ok,
             self.sentinels_connected,
