@@ -138,3 +138,124 @@ async fn check_names_the_one_permission_the_user_lacks() {
         eprintln!("{take}: {}", fails.first().unwrap_or(&""));
     }
 }
+
+/// A TCP proxy to `upstream` (a real sentinel) that forwards both ways until
+/// the client sends `PSUBSCRIBE`; from then on that connection forwards
+/// nothing either way: a sentinel that stopped answering right after the
+/// handshake (stopped, overloaded, or a path dropping packets). Returns its port.
+async fn mute_from_psubscribe(upstream: String) -> u16 {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let muted = Arc::new(AtomicBool::new(false));
+                let m = muted.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let upper = buf[..n].to_ascii_uppercase();
+                        if upper.windows(10).any(|w| w == b"PSUBSCRIBE") {
+                            m.store(true, Ordering::SeqCst);
+                        }
+                        if !m.load(Ordering::SeqCst) && sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if !muted.load(Ordering::SeqCst) && cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A PSUBSCRIBE that gets no answer is a link problem, not "refused by ACL":
+/// `check` says unanswered (not refused, no ACL advice), and the daemon logs it
+/// as such, counts it as `no_answer`, and neither lists the sentinel as
+/// refusing nor sends a SentinelSubscriptionRefused alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_psubscribe_that_gets_no_answer_is_a_link_problem_not_an_acl_refusal() {
+    let rig = Rig::start(1).await;
+    let hooks = Receiver::start().await;
+    let addrs = rig.redis.sentinel_addrs();
+    let port = mute_from_psubscribe(addrs[0].clone()).await;
+    let muted = format!("127.0.0.1:{port}");
+    let http = free_port();
+    let yaml = ConfigYaml {
+        sentinels: vec![muted.clone(), addrs[1].clone(), addrs[2].clone()],
+        extra: format!(
+            "http:\n  listen: 127.0.0.1:{http}\nalerts:\n  group_wait: 1s\n  webhooks:\n    - {{ name: gen, kind: generic, url: \"{}/generic\" }}\n",
+            hooks.url
+        ),
+        ..rig.config_yaml("30s")
+    }
+    .yaml();
+    let (out, ok, _) = run_check(rig.redis.dir.path(), &yaml);
+    assert!(!ok, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("FAIL") && l.contains(&muted) && l.contains("PSUBSCRIBE"))
+        .unwrap_or_else(|| panic!("no FAIL line for {muted}:\n{out}"));
+    assert!(
+        line.contains("unanswered") && line.contains("not an ACL refusal"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("refused,") && !line.contains("ACL SETUSER"),
+        "{line}"
+    );
+
+    let daemon = Daemon::start(rig.redis.dir.path(), &yaml);
+    daemon
+        .wait_log("PSUBSCRIBE * unanswered (link problem)", WITHIN)
+        .await;
+    let metrics = eventually("the no_answer counter", WITHIN, || async {
+        let m = http_get(format!("http://127.0.0.1:{http}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        m.contains(&format!(
+            "sentinel_vip_subscribe_failures_total{{sentinel=\"{muted}\",reason=\"no_answer\"}}"
+        ))
+        .then_some(m)
+    })
+    .await;
+    assert!(!metrics.contains("reason=\"refused\""), "{metrics}");
+    let s = eventually("/status", WITHIN, || status(http)).await;
+    assert_eq!(s["sentinels_refused"], serde_json::json!([]), "{s}");
+    // Past group_wait: no refusal incident was told.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let logs = daemon.logs();
+    assert!(!logs.contains("PSUBSCRIBE * refused"), "{logs}");
+    assert!(
+        !hooks
+            .delivered("/generic")
+            .iter()
+            .any(|h| h.body["commonLabels"]["alertname"] == "SentinelSubscriptionRefused"),
+        "{:#?}",
+        hooks.delivered("/generic")
+    );
+}

@@ -83,6 +83,16 @@ async fn each_failover_gives_exactly_one_message_per_chat_sink_with_the_route_ou
     assert!(header(g, "webhook-signature").unwrap().starts_with("v1,"));
     assert!(header(g, "webhook-timestamp").is_some());
     assert_eq!(g.body["alerts"][0]["labels"]["master"], "mymaster");
+    // The deployment (derived from the sentinel list: no `cluster` set) and
+    // the sending host, in every message.
+    let cluster = g.body["alerts"][0]["labels"]["cluster"].as_str().unwrap();
+    assert!(cluster.starts_with("sentinels-"), "{cluster}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(g.body["alerts"][0]["annotations"]["sent_by"], host.trim());
+    assert!(
+        text.starts_with(&format!(":white_check_mark: [{cluster}] mymaster")),
+        "{text}"
+    );
     // PagerDuty: trigger then resolve per failover, same dedup_key.
     let pd = hooks.delivered("/pd");
     assert_eq!(pd.len(), 4, "{pd:#?}");

@@ -362,3 +362,85 @@ async fn failover_to_a_node_whose_eni_was_replaced_points_the_route_at_the_new_e
         "the write met the replaced ENI (the cache was warm): the heal path ran"
     );
 }
+
+// ---- issue 22 rule 5: an unreadable route table is an incident ----
+
+/// A route table that cannot be read (a typo in `route_tables`: the same
+/// answer as a deleted table) fires a webhook and nothing about the route
+/// resolves while it lasts; once the config names the real table (SIGHUP)
+/// every table reads again and the incident resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_route_table_fires_a_webhook_until_it_reads_again() {
+    let rig = Rig::start(2).await;
+    let hooks = Receiver::start().await;
+    let config = |tables: Vec<String>| {
+        ConfigYaml {
+            tables,
+            extra: format!(
+                "alerts:\n  group_wait: 1s\n  webhooks:\n    - {{ name: gen, kind: generic, url: \"{}/generic\" }}\n",
+                hooks.url
+            ),
+            ..rig.config_yaml("3s")
+        }
+        .yaml()
+    };
+    let typo = "rtb-0123456789abcdef0".to_owned();
+    let daemon = Daemon::start(
+        rig.redis.dir.path(),
+        &config(vec![rig.vpc.tables[0].clone(), typo.clone()]),
+    );
+    let of = |name: &'static str, status: &'static str| {
+        let hooks = &hooks;
+        move || async move {
+            hooks
+                .delivered("/generic")
+                .into_iter()
+                .find(|h| h.body["commonLabels"]["alertname"] == name && h.body["status"] == status)
+        }
+    };
+    let firing = eventually(
+        "a firing VipRouteTableUnreadable webhook",
+        WITHIN,
+        of("VipRouteTableUnreadable", "firing"),
+    )
+    .await;
+    let summary = firing.body["commonAnnotations"]["summary"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(summary.contains(&typo), "{summary}");
+    // Table 0 is right (the daemon wrote it), the other cannot be read: a few
+    // reads (every 3 s) later nothing has been resolved.
+    eventually("table 0 to point at the master", WITHIN, || async {
+        (rig.vpc.vip_targets().await[0].as_deref() == Some(rig.vpc.enis[0].as_str())).then_some(())
+    })
+    .await;
+    let reads = daemon.logs().matches("route table cannot be read").count();
+    eventually("three more reads", WITHIN, || async {
+        (daemon.logs().matches("route table cannot be read").count() >= reads + 3).then_some(())
+    })
+    .await;
+    let resolved: Vec<Hook> = hooks
+        .delivered("/generic")
+        .into_iter()
+        .filter(|h| h.body["status"] == "resolved")
+        .collect();
+    assert!(
+        resolved.is_empty(),
+        "resolved while a table is unreadable: {resolved:#?}"
+    );
+    // The operator fixes the typo.
+    std::fs::write(
+        &daemon.config,
+        config(vec![rig.vpc.tables[0].clone(), rig.vpc.tables[1].clone()]),
+    )
+    .expect("write config");
+    daemon.signal("HUP");
+    let done = eventually(
+        "a resolved VipRouteTableUnreadable webhook",
+        WITHIN,
+        of("VipRouteTableUnreadable", "resolved"),
+    )
+    .await;
+    assert_eq!(done.body["groupKey"], firing.body["groupKey"]);
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
+}

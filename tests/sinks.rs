@@ -26,6 +26,9 @@ use serde_json::{json, Value};
 use common::*;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The deployment the test incidents belong to, and the watcher sending them.
+const CLUSTER: &str = "prod-cache";
+const HOST: &str = "watcher-a";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -81,14 +84,15 @@ fn webhook(kind: SinkKind, url: &str) -> WebhookConfig {
 fn failover(master: &str, resolved: bool) -> Incident {
     let t0 = SystemTime::now() - Duration::from_secs(20);
     let mut i = Incident::new(
-        incident_key(master, 3, None),
+        incident_key(CLUSTER, master, 3, None),
         master,
         Kind::Failover,
         Severity::Critical,
         Instant::now(),
         t0,
         Some("10.0.1.11:6379".into()),
-    );
+    )
+    .in_cluster(CLUSTER);
     i.down = true;
     i.events = 9;
     i.annotations = vec!["+try-failover".into(), "+elected-leader".into()];
@@ -226,7 +230,7 @@ async fn every_attempt_verifies_with_standardwebhooks_even_after_six_minutes_of_
     queued.extend(["b", "c"].map(|m| failover(m, false)));
     queued.push(failover("d", true));
     for i in &queued {
-        sink.enqueue(sinks::render(&cfg, i, "sentinel-vip", clock.now()))
+        sink.enqueue(sinks::render(&cfg, i, "sentinel-vip", HOST, clock.now()))
             .await;
     }
     let last_id = sinks::webhook_id(&queued[4]);
@@ -281,7 +285,7 @@ async fn signing_at_queue_time_would_be_rejected_by_standardwebhooks() {
         offset: Mutex::new(Duration::ZERO),
     });
     let cfg = webhook(SinkKind::Generic, "http://127.0.0.1:9/");
-    let req = sinks::render(&cfg, &failover("m", true), "r", clock.now());
+    let req = sinks::render(&cfg, &failover("m", true), "r", HOST, clock.now());
     let sinks::Signed { body, headers } = sinks::signed(&cfg, &req, clock.now()).unwrap();
     let got = Got {
         at: clock.now() + Duration::from_secs(325),
@@ -315,7 +319,7 @@ fn teams_cards_validate_against_the_adaptive_card_1_4_schema() {
     let cfg = webhook(SinkKind::Teams, "https://example.invalid/teams");
     let mut cards = Vec::new();
     for i in incidents() {
-        let body = sinks::render(&cfg, &i, "r", SystemTime::now()).body;
+        let body = sinks::render(&cfg, &i, "r", HOST, SystemTime::now()).body;
         assert!(serde_json::to_string(&body).unwrap().len() <= 28_000);
         assert_eq!(
             body["attachments"][0]["contentType"],
@@ -337,7 +341,7 @@ fn generic_body_has_alertmanager_v4_field_names_and_types() {
     let cfg = webhook(SinkKind::Generic, "https://example.invalid/generic");
     let bodies: Vec<Value> = incidents()
         .iter()
-        .map(|i| sinks::render(&cfg, i, "sentinel-vip", SystemTime::now()).body)
+        .map(|i| sinks::render(&cfg, i, "sentinel-vip", HOST, SystemTime::now()).body)
         .collect();
     let (ok, out) = jsonschema_check("alertmanager-webhook-v4.schema.json", bodies.clone());
     assert!(ok, "alertmanager notify/webhook Message:\n{out}");
@@ -345,6 +349,83 @@ fn generic_body_has_alertmanager_v4_field_names_and_types() {
     let mut bad = bodies[0].clone();
     bad["alerts"][0]["labels"]["n"] = json!(1);
     assert!(!jsonschema_check("alertmanager-webhook-v4.schema.json", vec![bad]).0);
+}
+
+#[test]
+fn every_message_names_the_deployment_and_the_watcher_that_sent_it() {
+    let i = failover("mymaster", true);
+    let kinds = [
+        SinkKind::Generic,
+        SinkKind::Slack,
+        SinkKind::Discord,
+        SinkKind::Teams,
+        SinkKind::Pagerduty,
+    ];
+    for kind in kinds {
+        let cfg = webhook(kind, "https://example.invalid/x");
+        let body = sinks::render(&cfg, &i, "sentinel-vip", HOST, SystemTime::now()).body;
+        let text = body.to_string();
+        assert!(text.contains(CLUSTER), "{kind:?}: {text}");
+        assert!(
+            text.contains(&format!("sent by sentinel-vip on {HOST}"))
+                || text.contains(&format!("\"{HOST}\"")),
+            "{kind:?} names the sender: {text}"
+        );
+    }
+    // Chat headlines lead with the deployment.
+    let slack = sinks::render(
+        &webhook(SinkKind::Slack, "https://example.invalid/x"),
+        &i,
+        "r",
+        HOST,
+        SystemTime::now(),
+    )
+    .body;
+    assert!(
+        slack["text"]
+            .as_str()
+            .unwrap()
+            .contains("[prod-cache] mymaster failed over 10.0.1.11:6379 → 10.0.1.12:6379"),
+        "{slack}"
+    );
+    // PagerDuty: the deployment in source, component's group and the summary;
+    // the sender in custom_details (source is the same from every watcher).
+    let pd = sinks::render(
+        &webhook(SinkKind::Pagerduty, "https://example.invalid/x"),
+        &i,
+        "r",
+        HOST,
+        SystemTime::now(),
+    )
+    .body;
+    let p = &pd["payload"];
+    assert_eq!(p["source"], "sentinel-vip/prod-cache/mymaster");
+    assert_eq!(p["component"], "mymaster");
+    assert_eq!(p["group"], CLUSTER);
+    assert_eq!(p["custom_details"]["sent_by"], HOST);
+    assert!(p["summary"].as_str().unwrap().starts_with("[prod-cache] "));
+    assert_eq!(pd["dedup_key"], incident_key(CLUSTER, "mymaster", 3, None));
+    // Generic: a label (the alert's identity, the same from every watcher) and
+    // the sender as an annotation; the webhook-id is the deployment's key.
+    let cfg = webhook(SinkKind::Generic, "https://example.invalid/x");
+    let req = sinks::render(&cfg, &i, "r", HOST, SystemTime::now());
+    let g = &req.body;
+    assert_eq!(g["alerts"][0]["labels"]["cluster"], CLUSTER);
+    assert_eq!(g["groupLabels"]["cluster"], CLUSTER);
+    assert_eq!(g["alerts"][0]["annotations"]["sent_by"], HOST);
+    assert_eq!(g["sentinelVip"]["sentBy"], HOST);
+    assert_eq!(
+        req.webhook_id.as_deref(),
+        Some(format!("{}-resolved", incident_key(CLUSTER, "mymaster", 3, None)).as_str())
+    );
+    // Another watcher of the same deployment: the same identity, another sender.
+    let other = sinks::render(&cfg, &i, "r", "watcher-b", SystemTime::now());
+    assert_eq!(other.webhook_id, req.webhook_id);
+    assert_eq!(other.body["alerts"][0]["labels"], g["alerts"][0]["labels"]);
+    assert_eq!(
+        other.body["alerts"][0]["fingerprint"],
+        g["alerts"][0]["fingerprint"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,7 +436,7 @@ async fn pagerduty_test_alert_triggers_then_resolves_with_the_daemons_user_agent
     let mut test = failover("TEST", false);
     test.down = false;
     let http = sinks::http_client().unwrap();
-    let r = sinks::send_test_alert(&pd, &http, &test, Duration::from_secs(5)).await;
+    let r = sinks::send_test_alert(&pd, &http, &test, HOST, Duration::from_secs(5)).await;
     assert_eq!(
         r,
         Delivery::Sent {
@@ -370,7 +451,7 @@ async fn pagerduty_test_alert_triggers_then_resolves_with_the_daemons_user_agent
         .collect();
     assert_eq!(actions, ["trigger", "resolve"]);
     assert_eq!(got[0].body["dedup_key"], got[1].body["dedup_key"]);
-    let r = sinks::send_test_alert(&slack, &http, &test, Duration::from_secs(5)).await;
+    let r = sinks::send_test_alert(&slack, &http, &test, HOST, Duration::from_secs(5)).await;
     assert!(matches!(r, Delivery::Sent { .. }), "{r:?}");
     for h in hooks.all("/pd").iter().chain(hooks.all("/slack").iter()) {
         let ua = h
@@ -395,7 +476,7 @@ async fn delivery_errors_say_why_once_without_secrets() {
         SinkKind::Slack,
         &format!("http://127.0.0.1:{closed}/services/T000/B000/XXXXSECRETTOKEN"),
     );
-    let req = sinks::render(&cfg, &msg, "r", SystemTime::now());
+    let req = sinks::render(&cfg, &msg, "r", HOST, SystemTime::now());
     let Delivery::Failed { why, attempts } =
         sinks::deliver(&cfg, &http, &req, Duration::from_millis(100)).await
     else {
@@ -432,7 +513,7 @@ async fn delivery_errors_say_why_once_without_secrets() {
     });
     let mut cfg = webhook(SinkKind::Pagerduty, &format!("{base}/bad/XXXXSECRETTOKEN"));
     cfg.secret = None;
-    let req = sinks::render(&cfg, &msg, "r", SystemTime::now());
+    let req = sinks::render(&cfg, &msg, "r", HOST, SystemTime::now());
     let Delivery::Failed { why, attempts } =
         sinks::deliver(&cfg, &http, &req, Duration::from_secs(5)).await
     else {
@@ -448,7 +529,7 @@ async fn delivery_errors_say_why_once_without_secrets() {
     assert!(!why.contains("attempt"), "{why}");
     // A receiver that never answers: timed out.
     let cfg = webhook(SinkKind::Discord, &format!("{base}/hang"));
-    let req = sinks::render(&cfg, &msg, "r", SystemTime::now());
+    let req = sinks::render(&cfg, &msg, "r", HOST, SystemTime::now());
     let Delivery::Failed { why, .. } =
         sinks::deliver(&cfg, &http, &req, Duration::from_millis(100)).await
     else {

@@ -47,6 +47,8 @@ struct Speaking {
     local: Option<Addr>,
     sentinels: Vec<Addr>,
     receiver: String,
+    /// This machine's host name: every message names the watcher that sent it.
+    host: String,
     live: watch::Receiver<LivenessView>,
     /// Dropping it stops this config's `CLIENT LIST` poller.
     _poller: Option<crate::shutdown::ShutdownTrigger>,
@@ -71,16 +73,23 @@ impl Speaking {
             None => (None, watch::channel(None).1),
         };
         Speaking {
-            sinks: cfg
-                .alerts
-                .webhooks
-                .iter()
-                .map(|w| Sink::start(w.clone(), http.clone()))
-                .collect(),
+            // `load_config` read every sink's secrets before this config
+            // was accepted; a process's environment does not change since.
+            sinks: match cfg.alerts.sinks() {
+                Ok(sinks) => sinks
+                    .into_iter()
+                    .map(|w| Sink::start(w, http.clone()))
+                    .collect(),
+                Err(p) => {
+                    tracing::error!(problem = %p, "webhook sinks not started");
+                    Vec::new()
+                }
+            },
             receiver: local
                 .as_ref()
                 .map(|l| format!("sentinel-vip@{l}"))
                 .unwrap_or_else(|| "sentinel-vip".into()),
+            host: crate::ops::host::host_name(),
             local,
             sentinels,
             live,
@@ -116,8 +125,11 @@ pub(crate) fn spawn(
         }
     };
     let mut fold = Fold::new(cfg.alerts.group_wait, cfg.alerts.repeat_interval)
-        .for_masters(cfg.masters.keys().cloned());
+        .for_masters(cfg.masters.keys().cloned())
+        .for_cluster(&cfg.cluster());
     let mut speaking = Speaking::new(cfg, links, &http, &shutdown);
+    info!(cluster = %cfg.cluster(), explicit = cfg.cluster.is_some(), host = %speaking.host,
+        "alerts: incident keys and messages name this deployment and host");
     tokio::spawn(async move {
         loop {
             let wake = fold
@@ -131,6 +143,7 @@ pub(crate) fn spawn(
                     let Some(r) = r else { continue };
                     fold.set_timing(r.cfg.alerts.group_wait, r.cfg.alerts.repeat_interval);
                     fold.set_masters(Stamp::now(), r.cfg.masters.keys().cloned());
+                    fold.set_cluster(&r.cfg.cluster());
                     speaking = Speaking::new(&r.cfg, &r.links, &http, &shutdown);
                     info!(sinks = speaking.sinks.len(), "alerts reconfigured; open incidents kept");
                 }
@@ -147,6 +160,7 @@ pub(crate) fn spawn(
                         AlertInput::Majority { master, ok, detail } => fold.on_majority(at, master, *ok, detail),
                         AlertInput::Ec2 { ok, detail } => fold.on_ec2(at, !*ok, detail),
                         AlertInput::SentinelRefused { sentinel, ok, detail } => fold.on_sentinel_refused(at, sentinel, !*ok, detail),
+                        AlertInput::Condition { master, condition, bad, detail } => fold.on_failure_condition(at, master, *condition, *bad, detail),
                     }
                 }
             }
@@ -158,6 +172,7 @@ pub(crate) fn spawn(
                         &incident,
                         &speaking.sinks,
                         &speaking.receiver,
+                        &speaking.host,
                         speaking.local.as_ref(),
                         &speaking.sentinels,
                         &live,
@@ -244,11 +259,12 @@ async fn send(
     incident: &Incident,
     sinks: &[Arc<Sink>],
     receiver: &str,
+    host: &str,
     local: Option<&Addr>,
     sentinels: &[Addr],
     live: &Liveness,
 ) {
-    let speak = designated(local, sentinels, incident.leader, live);
+    let speak = designated(local, sentinels, live);
     info!(key = %incident.key, state = incident.state.as_str(), summary = %incident.summary(),
         events = incident.events, designated = speak, "incident");
     // Chat sinks: only the designated watcher. Generic and PagerDuty sinks are
@@ -269,6 +285,7 @@ async fn send(
                 &s.cfg,
                 &firing,
                 receiver,
+                host,
                 SystemTime::now(),
             ))
             .await;
@@ -277,6 +294,7 @@ async fn send(
             &s.cfg,
             incident,
             receiver,
+            host,
             SystemTime::now(),
         ))
         .await;

@@ -9,6 +9,7 @@
 //! `read_running`/`in_flight` are never left set. The loop feeds the systemd
 //! watchdog; when it stalls, the heartbeat stops and systemd restarts us.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use crate::daemon::write_job::{count_write, log_write, WriteJob};
 use crate::decide::fold::AlertInput;
 use crate::decide::steering::{self, Action, ReadOutcome, Steering, WriteOrder, WriteOutcome};
 use crate::ops::metrics::METRICS;
-use crate::ops::status::SharedStatus;
+use crate::ops::status::{SentinelView, SharedStatus};
 use crate::shutdown::Shutdown;
 use crate::watch::{SentinelLink, WatchMsg};
 
@@ -73,6 +74,10 @@ pub(crate) struct Controller {
     warming: Arc<AtomicBool>,
     /// Route writes wait here for `aws.write_rate` before they start.
     pacer: Pacer<WriteOrder>,
+    /// Per master, each sentinel's answer at the last majority read (`/status`).
+    views: HashMap<String, Vec<SentinelView>>,
+    /// The switch journal's feed (`try_send` only; off by default).
+    journal: crate::daemon::journal::JournalFeed,
 }
 
 impl Controller {
@@ -100,7 +105,15 @@ impl Controller {
             status,
             warming: Arc::new(AtomicBool::new(false)),
             pacer,
+            views: HashMap::new(),
+            journal: Default::default(),
         }
+    }
+
+    /// Feeds the switch journal (events, write outcomes, verified changes).
+    pub(crate) fn with_journal(mut self, feed: crate::daemon::journal::JournalFeed) -> Controller {
+        self.journal = feed;
+        self
     }
 
     /// Runs until shutdown; then lets in-flight route writes finish (bounded).
@@ -160,9 +173,12 @@ impl Controller {
         let input = match input {
             Input::Watch(msg) => {
                 if let WatchMsg::Event {
-                    sentinel, event, ..
+                    sentinel,
+                    event,
+                    at,
                 } = &msg
                 {
+                    self.journal.event(event, *at);
                     self.alert(AlertInput::Event {
                         sentinel: *sentinel,
                         event: event.clone(),
@@ -172,7 +188,9 @@ impl Controller {
             }
             Input::Reconcile(why) => steering::Input::ReadRequested(why),
             Input::ReadDone(o) => {
+                self.journal.read(&o);
                 let (took, answering) = (o.took, o.sentinels_answering);
+                self.views = sentinel_views(&self.cfg.sentinels, &o.answers);
                 let actions = self.core.handle(now, steering::Input::ReadDone(o));
                 self.after_read(took, answering);
                 self.act(actions);
@@ -206,6 +224,7 @@ impl Controller {
             Input::WriteDone(w) => {
                 log_write(&w);
                 count_write(&w);
+                self.journal.write(&w);
                 if w.target_gone() && self.targets.evict(&w.addr) {
                     warn!(master = %w.master, addr = %w.addr, "EC2 says the target is gone; looking the address up again");
                 }
@@ -371,7 +390,12 @@ impl Controller {
     }
 
     fn publish_status(&self) {
-        let masters = self.core.status(Instant::now());
+        let mut masters = self.core.status(Instant::now());
+        for m in &mut masters {
+            m.sentinels = self.views.get(&m.name).cloned().unwrap_or_default();
+            m.target = self.expected_target(&m.name, m.majority.as_deref());
+        }
+        self.journal.status(&masters);
         for m in &masters {
             let label = vec![("master", m.name.clone())];
             let right = m.last_error.is_none()
@@ -386,6 +410,47 @@ impl Controller {
         }
         self.status.update(|s| s.masters = masters);
     }
+}
+
+impl Controller {
+    /// The target the majority's master maps to, if known without I/O.
+    fn expected_target(&self, master: &str, majority: Option<&str>) -> Option<String> {
+        let cfg = self.cfg.masters.get(master)?;
+        let addr: crate::config::Addr = majority?.parse().ok()?;
+        match self.targets.cached(master, cfg, &addr)? {
+            Ok(t) => Some(t.to_string()),
+            Err(e) => Some(format!("none: {e}")),
+        }
+    }
+}
+
+/// Each configured sentinel's answer per master, as `/status` shows it.
+fn sentinel_views(
+    sentinels: &[crate::config::Addr],
+    answers: &HashMap<String, Vec<crate::decide::quorum::Answer>>,
+) -> HashMap<String, Vec<SentinelView>> {
+    use crate::decide::quorum::Answer;
+    answers
+        .iter()
+        .map(|(master, list)| {
+            let views = sentinels
+                .iter()
+                .zip(list)
+                .map(|(s, a)| SentinelView {
+                    sentinel: s.to_string(),
+                    says: match a {
+                        Answer::View(v) => {
+                            format!("{} @ epoch {} ({})", v.addr, v.config_epoch, v.flags)
+                        }
+                        Answer::Tilt => "TILT".into(),
+                        Answer::NotMonitored => "does not monitor it".into(),
+                        Answer::Unreachable => "unreachable".into(),
+                    },
+                })
+                .collect();
+            (master.clone(), views)
+        })
+        .collect()
 }
 
 /// Runs `fut` as a task and calls `report` exactly once with its result, or
@@ -416,7 +481,7 @@ where
     });
 }
 
-fn now_unix() -> f64 {
+pub(crate) fn now_unix() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -6,6 +6,7 @@
 
 pub mod facts;
 pub mod fold;
+pub mod journal;
 pub mod plan;
 pub(crate) mod quorum;
 pub(crate) mod speaker;

@@ -10,6 +10,12 @@
 //! after a host crash that sent no FIN) on a majority of the sentinels that
 //! answered is gone, and the next in a fixed order speaks for it.
 //!
+//! The order is the configured sentinels sorted by address: every watcher of
+//! the deployment computes the same one from its config, however its list is
+//! written. It depends on no event: `+elected-leader` is published by the
+//! leader only, so a watcher that missed it would put another watcher first
+//! and each would leave the message to the other (none posts).
+//!
 //! **Architecture Invariant:** when this watcher cannot tell whether the one
 //! ahead of it is alive, it speaks (at-least-once: a rare duplicate beats a lost
 //! page).
@@ -18,7 +24,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::addr::Addr;
-use crate::watch::SentinelId;
 
 /// How often each watcher reads `CLIENT LIST` on every sentinel.
 pub(crate) const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -104,19 +109,14 @@ pub(crate) fn liveness(sentinels: &[Addr], lists: &[Option<String>]) -> Liveness
 /// Whether this watcher speaks for chat sinks about an incident.
 ///
 /// Without `local_sentinel` every watcher speaks. With it, watchers are taken
-/// in a fixed order — the failover leader's watcher first (every watcher saw the
-/// same `+elected-leader`), then by sentinel address — and the first one alive
-/// speaks. Gone watchers are skipped; a watcher whose liveness is unknown counts
-/// as possibly gone, so the ones after it speak too (at-least-once). This
-/// watcher is alive to itself whatever the sentinels say.
-pub(crate) fn designated(
-    local: Option<&Addr>,
-    sentinels: &[Addr],
-    leader: Option<SentinelId>,
-    live: &Liveness,
-) -> bool {
+/// in a fixed order — by sentinel address, the same on every watcher and for
+/// every incident — and the first one alive speaks. Gone watchers are skipped;
+/// a watcher whose liveness is unknown counts as possibly gone, so the ones
+/// after it speak too (at-least-once). This watcher is alive to itself
+/// whatever the sentinels say.
+pub(crate) fn designated(local: Option<&Addr>, sentinels: &[Addr], live: &Liveness) -> bool {
     let Some(local) = local else { return true };
-    for w in speaking_order(sentinels, leader) {
+    for w in speaking_order(sentinels) {
         if w == local {
             return true;
         }
@@ -130,9 +130,10 @@ pub(crate) fn designated(
     true
 }
 
-/// The leader's sentinel first, then the others by address (numeric IPs
-/// first, in numeric order; then hostnames; then port).
-fn speaking_order(sentinels: &[Addr], leader: Option<SentinelId>) -> Vec<&Addr> {
+/// The configured sentinels by address (numeric IPs first, in numeric order;
+/// then hostnames; then port): the same on every watcher whatever order its
+/// list is written in.
+fn speaking_order(sentinels: &[Addr]) -> Vec<&Addr> {
     let mut order: Vec<&Addr> = sentinels.iter().collect();
     order.sort_by_key(|s| {
         (
@@ -142,10 +143,6 @@ fn speaking_order(sentinels: &[Addr], leader: Option<SentinelId>) -> Vec<&Addr> 
             s.port,
         )
     });
-    if let Some(l) = leader.and_then(|l| sentinels.get(l)) {
-        order.retain(|s| *s != l);
-        order.insert(0, l);
-    }
     order
 }
 
@@ -191,14 +188,14 @@ mod tests {
 
     /// Which of the running watchers speak (a watcher that is gone runs no
     /// code: it is left out).
-    fn speakers(leader: Option<usize>, live: &Liveness) -> Vec<usize> {
+    fn speakers(live: &Liveness) -> Vec<usize> {
         let s = addrs();
         (0..s.len())
             .filter(|i| match live {
                 Liveness::Known { alive, .. } => alive.contains(&s[*i].to_string()),
                 Liveness::Unknown => true,
             })
-            .filter(|i| designated(Some(&s[*i]), &s, leader, live))
+            .filter(|i| designated(Some(&s[*i]), &s, live))
             .collect()
     }
 
@@ -217,64 +214,80 @@ mod tests {
 
     #[test]
     fn exactly_one_watcher_speaks_while_all_are_alive() {
-        let live = all_alive();
-        for leader in [None, Some(0), Some(1), Some(2)] {
-            assert_eq!(speakers(leader, &live).len(), 1, "leader {leader:?}");
-        }
-        // The leader's watcher; without a leader the lowest address (numerically).
-        assert_eq!(speakers(Some(2), &live), vec![2]);
-        assert_eq!(speakers(None, &live), vec![1]);
+        // The lowest address (numerically): 10.0.0.2, index 1.
+        assert_eq!(speakers(&all_alive()), vec![1]);
     }
 
     #[test]
-    fn next_in_order_speaks_when_the_leaders_watcher_is_gone() {
+    fn every_watcher_computes_the_same_order_whatever_its_list_order() {
+        // Each watcher's config may list the sentinels in another order; what
+        // each one decides must still give exactly one speaker. (The order used
+        // to put the failover leader's watcher first: only the leader publishes
+        // +elected-leader, so a watcher that missed it put another first, and
+        // with watcher 0 missing it nobody spoke.)
         let s = addrs();
-        // Watcher 2 (leader's) killed: its name vanished from every sentinel.
-        let l = Some(list_with(&[0, 1]));
+        let live = all_alive();
+        let mut reversed = s.clone();
+        reversed.reverse();
+        let lists = [
+            s.clone(),
+            reversed,
+            vec![s[2].clone(), s[0].clone(), s[1].clone()],
+        ];
+        let speaking: Vec<usize> = (0..3)
+            .filter(|i| designated(Some(&s[*i]), &lists[*i], &live))
+            .collect();
+        assert_eq!(speaking, vec![1]);
+    }
+
+    #[test]
+    fn next_in_order_speaks_when_the_first_is_gone() {
+        let s = addrs();
+        // Watcher 1 (10.0.0.2, first) killed: its name vanished from every sentinel.
+        let l = Some(list_with(&[0, 2]));
         let live = liveness(&s, &[l.clone(), l.clone(), l]);
         assert_eq!(
             live,
             Liveness::Known {
-                alive: ["10.0.0.12:26379", "10.0.0.2:26379"]
+                alive: ["10.0.0.12:26379", "10.0.0.11:26379"]
                     .map(String::from)
                     .into(),
                 answered: 3
             }
         );
-        // Leader's watcher gone → next by address: 10.0.0.2 (index 1).
-        assert_eq!(speakers(Some(2), &live), vec![1]);
-        // Lowest-address watcher gone too → 10.0.0.12.
+        // Next by address: 10.0.0.11 (index 2).
+        assert_eq!(speakers(&live), vec![2]);
+        // That one gone too → 10.0.0.12.
         let l = Some(list_with(&[0]));
         let live = liveness(&s, &[l.clone(), l.clone(), l]);
-        assert_eq!(speakers(Some(2), &live), vec![0]);
-        assert_eq!(speakers(None, &live), vec![0]);
+        assert_eq!(speakers(&live), vec![0]);
     }
 
     #[test]
     fn a_watcher_missing_on_a_minority_of_sentinels_is_still_alive() {
         let s = addrs();
-        // Watcher 2 lost its connection to one sentinel only.
+        // Watcher 1 (first) lost its connection to one sentinel only.
         let live = liveness(
             &s,
             &[
-                Some(list_with(&[0, 1])),
+                Some(list_with(&[0, 2])),
                 Some(list_with(&[0, 1, 2])),
                 Some(list_with(&[0, 1, 2])),
             ],
         );
-        assert_eq!(speakers(Some(2), &live), vec![2]);
+        assert_eq!(speakers(&live), vec![1]);
         // Missing on two of two that answered (third unreachable): gone.
         let live = liveness(
             &s,
-            &[Some(list_with(&[0, 1])), None, Some(list_with(&[0, 1]))],
+            &[Some(list_with(&[0, 2])), None, Some(list_with(&[0, 2]))],
         );
-        assert_eq!(speakers(Some(2), &live), vec![1]);
+        assert_eq!(speakers(&live), vec![2]);
         // Missing on one of two that answered: not a majority, still alive.
         let live = liveness(
             &s,
-            &[Some(list_with(&[0, 1])), None, Some(list_with(&[0, 1, 2]))],
+            &[Some(list_with(&[0, 2])), None, Some(list_with(&[0, 1, 2]))],
         );
-        assert_eq!(speakers(Some(2), &live), vec![2]);
+        assert_eq!(speakers(&live), vec![1]);
     }
 
     #[test]
@@ -283,33 +296,33 @@ mod tests {
         let live = liveness(&s, &[None, None, None]);
         assert_eq!(live, Liveness::Unknown);
         // At-least-once: nobody can tell whether the one ahead is alive.
-        assert_eq!(speakers(Some(2), &live), vec![0, 1, 2]);
-        assert_eq!(speakers(None, &live), vec![0, 1, 2]);
+        assert_eq!(speakers(&live), vec![0, 1, 2]);
     }
 
     #[test]
     fn a_watcher_that_sees_itself_missing_still_speaks_when_first() {
         let s = addrs();
-        // This watcher (2, the leader's) is cut off from the sentinels: the
+        // This watcher (1, the first) is cut off from the sentinels: the
         // others take over, and it speaks too (a duplicate, not a loss).
-        let l = Some(list_with(&[0, 1]));
+        let l = Some(list_with(&[0, 2]));
         let live = liveness(&s, &[l.clone(), l.clone(), l]);
-        assert!(designated(Some(&s[2]), &s, Some(2), &live));
-        assert!(designated(Some(&s[1]), &s, Some(2), &live));
+        assert!(designated(Some(&s[1]), &s, &live));
+        assert!(designated(Some(&s[2]), &s, &live));
+        assert!(!designated(Some(&s[0]), &s, &live));
     }
 
     #[test]
     fn without_local_sentinel_every_watcher_speaks() {
-        assert!(designated(None, &addrs(), Some(0), &all_alive()));
+        assert!(designated(None, &addrs(), &all_alive()));
     }
 
     #[test]
     fn a_watcher_not_in_the_list_speaks_only_when_all_listed_are_gone() {
         let s = addrs();
         let stranger: Addr = "10.0.0.99:26379".parse().unwrap();
-        assert!(!designated(Some(&stranger), &s, None, &all_alive()));
+        assert!(!designated(Some(&stranger), &s, &all_alive()));
         let l = Some(list_with(&[]));
         let none_alive = liveness(&s, &[l.clone(), l.clone(), l]);
-        assert!(designated(Some(&stranger), &s, None, &none_alive));
+        assert!(designated(Some(&stranger), &s, &none_alive));
     }
 }

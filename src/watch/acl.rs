@@ -87,20 +87,27 @@ pub fn acl_rule() -> String {
 }
 
 /// Tries `PSUBSCRIBE *` on a short-lived connection (for `check`): `Err` says
-/// which permission is missing, or why the sentinel could not be reached.
-pub async fn probe_subscribe(addr: &Addr, auth: Option<&SentinelAuth>) -> Result<(), String> {
+/// which permission is missing ([`SubscribeError::Refused`]), or that the
+/// sentinel did not answer or could not be reached ([`SubscribeError::NoAnswer`]);
+/// its text is [`SubscribeError::explain`]'s.
+pub async fn probe_subscribe(
+    addr: &Addr,
+    auth: Option<&SentinelAuth>,
+) -> Result<(), (SubscribeError, String)> {
     let c = client(addr, auth);
     drop(c.connect());
+    let user = auth.and_then(|a| a.username.as_deref());
     let result = match tokio::time::timeout(Duration::from_secs(3), c.wait_for_connect()).await {
-        Ok(Ok(())) => psubscribe_confirmed(&c).await.map_err(|e| {
-            format!(
-                "{}: {e}",
-                refused_subscribe_hint(&e, auth.and_then(|a| a.username.as_deref()))
-            )
-        }),
-        Ok(Err(e)) => Err(format!("cannot connect: {e}")),
-        Err(_) => Err("cannot connect within 3 s".to_owned()),
-    };
+        Ok(Ok(())) => psubscribe_confirmed(&c).await,
+        Ok(Err(e)) => Err(SubscribeError::NoAnswer(format!("cannot connect: {e}"))),
+        Err(_) => Err(SubscribeError::NoAnswer(
+            "cannot connect within 3 s".to_owned(),
+        )),
+    }
+    .map_err(|e| {
+        let said = e.explain(user);
+        (e, said)
+    });
     let _ = c.quit().await;
     result
 }

@@ -7,12 +7,14 @@
 
 mod acl;
 pub mod event;
+mod operator;
 mod report;
 mod subscriber;
 
 use subscriber::Watcher;
 
 pub use acl::{acl_rule, probe_subscribe, NeededCommand, NEEDED_COMMANDS};
+pub use operator::OPERATOR_ACL_RULE;
 pub use report::{MasterView, SentinelError, SentinelReport};
 
 use std::time::{Duration, Instant};
@@ -324,6 +326,62 @@ fn connect_named(
     (task.abort_handle(), problem_rx)
 }
 
+/// Why `PSUBSCRIBE *` did not take: the sentinel said no, or it did not
+/// answer at all. Only the first is an ACL matter (an operator must change the
+/// user); the second is a link problem (a stopped or overloaded sentinel,
+/// packets dropped) and is reported as such.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// The sentinel answered with a refusal (`NOPERM`, or a PING answered
+    /// outside subscribed mode: the `NOPERM` frame was lost).
+    Refused(String),
+    /// No answer within the command timeout, or the connection failed.
+    NoAnswer(String),
+}
+
+impl SubscribeError {
+    /// From the error of the PSUBSCRIBE or of the PING behind it: timeouts,
+    /// I/O errors and cancelled commands are a link problem, any reply a refusal.
+    fn from_fred(e: &fred::error::Error) -> SubscribeError {
+        use fred::error::ErrorKind as K;
+        match e.kind() {
+            K::Timeout | K::IO | K::Canceled | K::Backpressure => {
+                SubscribeError::NoAnswer(e.to_string())
+            }
+            _ => SubscribeError::Refused(e.to_string()),
+        }
+    }
+
+    /// A label for the `subscribe_failures` metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SubscribeError::Refused(_) => "refused",
+            SubscribeError::NoAnswer(_) => "no_answer",
+        }
+    }
+
+    /// What an operator reads: for a refusal the permission to grant (see
+    /// [`refused_subscribe_hint`]), for no answer that it is a link problem.
+    pub fn explain(&self, user: Option<&str>) -> String {
+        match self {
+            SubscribeError::Refused(e) => format!("{}: {e}", refused_subscribe_hint(e, user)),
+            SubscribeError::NoAnswer(e) => format!(
+                "no answer to PSUBSCRIBE * within {} ms: a link problem (a stopped or overloaded sentinel, or packets dropped on the way), not an ACL refusal [{e}]",
+                COMMAND_TIMEOUT.as_millis()
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubscribeError::Refused(e) => write!(f, "refused: {e}"),
+            SubscribeError::NoAnswer(e) => write!(f, "no answer: {e}"),
+        }
+    }
+}
+
 /// `PSUBSCRIBE *`, then proof that it took.
 ///
 /// fred 10 resolves `psubscribe()` as soon as the command is written (its reply
@@ -332,17 +390,22 @@ fn connect_named(
 /// instead. A `PING` right behind it therefore tells all three cases apart:
 /// `["pong", ""]` (RESP2 subscribed mode) = subscribed; the `NOPERM` error =
 /// refused, with Redis's reason; a plain `PONG` = not subscribed for another reason.
-async fn psubscribe_confirmed(c: &SentinelClient) -> Result<(), String> {
-    c.psubscribe("*").await.map_err(|e| e.to_string())?;
+///
+/// A PING that times out is not a refusal: the sentinel did not answer
+/// ([`SubscribeError::NoAnswer`]).
+async fn psubscribe_confirmed(c: &SentinelClient) -> Result<(), SubscribeError> {
+    c.psubscribe("*")
+        .await
+        .map_err(|e| SubscribeError::from_fred(&e))?;
     match c.ping::<Value>(None).await {
         Ok(Value::Array(a)) if a.first().and_then(|v| v.as_string()).as_deref() == Some("pong") => {
             Ok(())
         }
-        Ok(other) => Err(format!(
+        Ok(other) => Err(SubscribeError::Refused(format!(
             "PSUBSCRIBE * did not take (PING answered {:?} outside subscribed mode)",
             other.as_string().unwrap_or_default()
-        )),
-        Err(e) => Err(e.to_string()),
+        ))),
+        Err(e) => Err(SubscribeError::from_fred(&e)),
     }
 }
 
@@ -459,6 +522,30 @@ mod tests {
         for c in NEEDED_COMMANDS {
             assert!(rule.contains(c.rule), "{}", c.rule);
         }
+    }
+
+    #[test]
+    fn a_psubscribe_timeout_is_a_link_problem_not_an_acl_refusal() {
+        use fred::error::{Error, ErrorKind};
+        let timeout =
+            SubscribeError::from_fred(&Error::new(ErrorKind::Timeout, "Request timed out."));
+        assert_eq!(timeout.reason(), "no_answer");
+        let said = timeout.explain(Some("watcher"));
+        assert!(
+            said.contains("no answer") && said.contains("not an ACL refusal"),
+            "{said}"
+        );
+        assert!(!said.contains("ACL SETUSER"), "{said}");
+        let io = SubscribeError::from_fred(&Error::new(ErrorKind::IO, "Broken pipe"));
+        assert_eq!(io.reason(), "no_answer");
+        let noperm = SubscribeError::from_fred(&Error::new(
+            ErrorKind::Unknown,
+            "NOPERM No permissions to access a channel",
+        ));
+        assert_eq!(noperm.reason(), "refused");
+        assert!(noperm
+            .explain(Some("watcher"))
+            .contains("ACL SETUSER watcher &*"));
     }
 
     #[test]

@@ -31,7 +31,8 @@ enum LinkState {
     Down,
     /// Connected, PSUBSCRIBE refused (and said so at error level); retried at
     /// `retry_at`.
-    Unsubscribed { retry_at: Instant },
+    /// `refused`: the last attempt was refused (ACL), not unanswered.
+    Unsubscribed { retry_at: Instant, refused: bool },
     /// Subscribed: events flow, silence is watched.
     Subscribed,
 }
@@ -65,7 +66,7 @@ impl Watcher {
                     let _ = self.sub.client_setname(self.name.clone()).await;
                     last_heard = Instant::now();
                     ping = None;
-                    state = self.subscribe(&mut told_up, false).await;
+                    state = self.subscribe(&mut told_up, None).await;
                 }
                 e = errors.recv() => {
                     let err = match e {
@@ -115,9 +116,9 @@ impl Watcher {
                 }
                 _ = tick.tick() => match &state {
                     LinkState::Down => {}
-                    LinkState::Unsubscribed { retry_at } => {
+                    LinkState::Unsubscribed { retry_at, refused } => {
                         if Instant::now() >= *retry_at {
-                            state = self.subscribe(&mut told_up, true).await;
+                            state = self.subscribe(&mut told_up, Some(*refused)).await;
                         }
                     }
                     LinkState::Subscribed => {
@@ -152,7 +153,11 @@ impl Watcher {
     /// (`retry`) log at debug, whatever their wording: one ACL refusal reads
     /// either as the NOPERM reply or, when that reply is lost, as a PING
     /// answered outside subscribed mode, and the two alternate.
-    async fn subscribe(&self, told_up: &mut Option<bool>, retry: bool) -> LinkState {
+    ///
+    /// `retry`: whether the previous attempt on this connection was refused
+    /// (`None`: first attempt). A refusal after unanswered attempts is told
+    /// to the controller even though it already heard "not connected".
+    async fn subscribe(&self, told_up: &mut Option<bool>, retry: Option<bool>) -> LinkState {
         match psubscribe_confirmed(&self.sub).await {
             Ok(()) => {
                 info!(sentinel = %self.addr, "subscribed to sentinel events");
@@ -164,9 +169,14 @@ impl Watcher {
                 let _ = self.tx.send(WatchMsg::Connected(self.id)).await;
                 LinkState::Subscribed
             }
-            Err(err) => {
+            Err(SubscribeError::Refused(err)) => {
+                self.count_failure("refused");
                 let hint = refused_subscribe_hint(&err, self.user.as_deref());
-                if retry {
+                if retry == Some(false) {
+                    // It was only unanswered so far: tell the refusal.
+                    *told_up = None;
+                }
+                if retry == Some(true) {
                     debug!(sentinel = %self.addr, error = %err, "PSUBSCRIBE * still refused");
                 } else {
                     error!(sentinel = %self.addr, error = %err, retry_in_s = SUBSCRIBE_RETRY.as_secs(),
@@ -177,9 +187,40 @@ impl Watcher {
                     .await;
                 LinkState::Unsubscribed {
                     retry_at: Instant::now() + SUBSCRIBE_RETRY,
+                    refused: true,
+                }
+            }
+            Err(e @ SubscribeError::NoAnswer(_)) => {
+                // Not an ACL matter: nothing was refused, nothing answered.
+                // Told as a plain disconnect (no REFUSED_PREFIX: no refusal
+                // incident, no "refused" in /status); retried like a refusal,
+                // and fred drops a connection that stays silent.
+                self.count_failure("no_answer");
+                let said = e.explain(self.user.as_deref());
+                if retry.is_some() {
+                    debug!(sentinel = %self.addr, error = %said, "PSUBSCRIBE * still unanswered");
+                } else {
+                    warn!(sentinel = %self.addr, error = %said, retry_in_s = SUBSCRIBE_RETRY.as_secs(),
+                        "PSUBSCRIBE * unanswered (link problem); this sentinel counts as not connected until it answers");
+                }
+                let _ = self.tell_down(told_up, said).await;
+                LinkState::Unsubscribed {
+                    retry_at: Instant::now() + SUBSCRIBE_RETRY,
+                    refused: false,
                 }
             }
         }
+    }
+
+    /// Counts a PSUBSCRIBE that did not take, by `reason` (`refused`, `no_answer`).
+    fn count_failure(&self, reason: &'static str) {
+        METRICS
+            .subscribe_failures
+            .get_or_create(&vec![
+                ("sentinel", self.addr.to_string()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
     }
 
     /// Tells the controller this sentinel is not connected (once per drop, and

@@ -126,6 +126,15 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(dir: &Path, yaml: &str) -> Daemon {
         let config = dir.join(format!("sentinel-vip-{}.yaml", free_port()));
+        // A test daemon journals under its own temp dir, never in the default
+        // /var/lib/sentinel-vip (an installed daemon's), unless the test says where.
+        let yaml = if yaml.lines().any(|l| l.starts_with("state_dir:")) {
+            yaml.to_owned()
+        } else {
+            let state = config.with_extension("state");
+            std::fs::create_dir_all(&state).expect("state dir");
+            format!("{yaml}\nstate_dir: {}\n", state.display())
+        };
         std::fs::write(&config, yaml).expect("write config");
         let log = config.with_extension("log");
         let mut d = Daemon {

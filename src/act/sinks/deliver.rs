@@ -85,9 +85,10 @@ pub async fn send_test_alert(
     cfg: &WebhookConfig,
     http: &reqwest::Client,
     i: &Incident,
+    host: &str,
     within: Duration,
 ) -> Delivery {
-    let req = render_test_alert(cfg, i, SystemTime::now());
+    let req = render_test_alert(cfg, i, host, SystemTime::now());
     deliver(cfg, http, &req, within).await
 }
 

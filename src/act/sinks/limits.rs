@@ -23,6 +23,8 @@ pub const DISCORD_CONTENT: usize = 2000;
 pub const DISCORD_EMBED_TITLE: usize = 256;
 /// Discord: embed `description`.
 pub const DISCORD_EMBED_DESCRIPTION: usize = 4096;
+/// Discord: embed `footer.text`.
+pub const DISCORD_EMBED_FOOTER: usize = 2048;
 /// Microsoft Teams (Workflows): the whole request body, in bytes (~28 KB).
 pub const TEAMS_BODY_BYTES: usize = 28_000;
 /// Teams: the headline (ours, so that it can never crowd out the body:

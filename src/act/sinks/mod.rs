@@ -136,14 +136,15 @@ mod fixtures {
     pub(super) fn failover(master: &str) -> Incident {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut i = Incident::new(
-            crate::decide::fold::incident_key(master, 7, None),
+            crate::decide::fold::incident_key("prod-cache", master, 7, None),
             master,
             Kind::Failover,
             Severity::Critical,
             Instant::now(),
             t0,
             Some("10.0.1.11:6379".into()),
-        );
+        )
+        .in_cluster("prod-cache");
         i.down = true;
         i.to = Some("10.0.1.12:6379".into());
         i.state = State::Resolved;

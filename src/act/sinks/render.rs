@@ -60,14 +60,26 @@ fn as_told(i: &Incident) -> Incident {
     t
 }
 
-/// `t`'s headline with the master name replaced by `master` (possibly elided).
+/// `t`'s headline, led by its deployment (`[prod-cache] mymaster failed over
+/// …`), with the master name replaced by `master` (possibly elided).
 fn headline(t: &Incident, master: &str) -> String {
-    if master == t.master {
-        return t.summary();
+    let summary = if master == t.master {
+        t.summary()
+    } else {
+        let mut c = t.clone();
+        c.master = master.to_owned();
+        c.summary()
+    };
+    if t.cluster.is_empty() {
+        summary
+    } else {
+        format!("[{}] {summary}", t.cluster)
     }
-    let mut c = t.clone();
-    c.master = master.to_owned();
-    c.summary()
+}
+
+/// The line that names the watcher that sent a message.
+fn sent_by(host: &str) -> String {
+    format!("sent by sentinel-vip on {host}")
 }
 
 /// The Standard Webhooks id of a message: the incident key and state, and for
@@ -85,10 +97,18 @@ pub fn webhook_id(i: &Incident) -> String {
     }
 }
 
-/// Renders `i` for `sink`. Signing happens at send time (see
+/// Renders `i` for `sink`, as sent by the watcher on `host` (every message
+/// names it; the deployment, `i.cluster`, is in every headline, label and
+/// PagerDuty `source`/`group`). Signing happens at send time (see
 /// [`signed`](super::signed)); `_now` is unused, kept for the callers in
 /// `daemon/alerts.rs` and [`render_test_alert`].
-pub fn render(sink: &WebhookConfig, i: &Incident, receiver: &str, _now: SystemTime) -> Request {
+pub fn render(
+    sink: &WebhookConfig,
+    i: &Incident,
+    receiver: &str,
+    host: &str,
+    _now: SystemTime,
+) -> Request {
     let t = as_told(i);
     let description = t.description();
     let state = i.state.as_str();
@@ -97,7 +117,7 @@ pub fn render(sink: &WebhookConfig, i: &Incident, receiver: &str, _now: SystemTi
     let body = match sink.kind {
         SinkKind::Generic => {
             webhook_id_ = Some(webhook_id(i));
-            generic(&t, i.state, receiver, &description)
+            generic(&t, i.state, receiver, host, &description)
         }
         SinkKind::Slack => {
             let icon = if resolved {
@@ -123,8 +143,12 @@ pub fn render(sink: &WebhookConfig, i: &Incident, receiver: &str, _now: SystemTi
                 "text": text,
                 "blocks": [
                     {"type": "section", "text": {"type": "mrkdwn", "text": section}},
-                    {"type": "context", "elements": [{"type": "mrkdwn",
-                        "text": cut_slack(&slack_escape(&description), limits::SLACK_TEXT)}]}
+                    {"type": "context", "elements": [
+                        {"type": "mrkdwn",
+                         "text": cut_slack(&slack_escape(&description), limits::SLACK_TEXT)},
+                        {"type": "mrkdwn",
+                         "text": cut_slack(&slack_escape(&sent_by(host)), limits::SLACK_TEXT)}
+                    ]}
                 ]
             })
         }
@@ -141,20 +165,25 @@ pub fn render(sink: &WebhookConfig, i: &Incident, receiver: &str, _now: SystemTi
                 "title": cut(&format!("{} [{state}]", t.kind.alertname()), limits::DISCORD_EMBED_TITLE),
                 "description": cut_discord(&discord_escape(&description), limits::DISCORD_EMBED_DESCRIPTION),
                 "color": if resolved { 0x2eb67d } else { 0xe01e5a },
+                "footer": {"text": cut(&sent_by(host), limits::DISCORD_EMBED_FOOTER)},
             }]
         }),
-        SinkKind::Teams => teams(&t, description),
+        SinkKind::Teams => teams(&t, description, host),
         SinkKind::Pagerduty => json!({
             "routing_key": sink.routing_key.as_ref().map(|k| k.expose()).unwrap_or_default(),
             "event_action": if i.state == State::Resolved { "resolve" } else { "trigger" },
             "dedup_key": i.key,
             "payload": {
                 "summary": fit(&t.master, limits::PAGERDUTY_SUMMARY, |m| headline(&t, m), cut),
-                "source": format!("sentinel-vip/{}", t.master),
+                // The affected system, the same from every watcher (PagerDuty
+                // groups by it); the sender is in custom_details.
+                "source": format!("sentinel-vip/{}/{}", t.cluster, t.master),
                 "severity": severity(&t),
                 "component": t.master,
+                "group": t.cluster,
                 "class": t.kind.alertname(),
-                "custom_details": {"description": description, "from": t.from, "to": t.to},
+                "custom_details": {"description": description, "from": t.from, "to": t.to,
+                    "cluster": t.cluster, "sent_by": host},
             }
         }),
     };
@@ -173,10 +202,12 @@ pub fn render(sink: &WebhookConfig, i: &Incident, receiver: &str, _now: SystemTi
 
 /// Alertmanager webhook v4 (`notify/webhook.Message` = `template.Data` +
 /// version, groupKey, truncatedAlerts); labels and annotations are string maps.
-fn generic(t: &Incident, state: State, receiver: &str, description: &str) -> Value {
+fn generic(t: &Incident, state: State, receiver: &str, host: &str, description: &str) -> Value {
     let state = state.as_str();
+    // Labels identify the alert: the same from every watcher (no host here).
     let mut labels = json!({
         "alertname": t.kind.alertname(),
+        "cluster": t.cluster,
         "master": t.master,
         "severity": severity(t),
     });
@@ -188,14 +219,15 @@ fn generic(t: &Incident, state: State, receiver: &str, description: &str) -> Val
         .resolved_at
         .map(rfc3339)
         .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
-    let annotations = json!({"summary": t.summary(), "description": description});
+    let annotations = json!({"summary": t.summary(), "description": description,
+        "sent_by": host});
     json!({
         "version": "4",
         "groupKey": t.key,
         "truncatedAlerts": 0,
         "status": state,
         "receiver": receiver,
-        "groupLabels": {"alertname": t.kind.alertname(), "master": t.master},
+        "groupLabels": {"alertname": t.kind.alertname(), "cluster": t.cluster, "master": t.master},
         "commonLabels": labels,
         "commonAnnotations": annotations,
         "externalURL": "",
@@ -209,6 +241,7 @@ fn generic(t: &Incident, state: State, receiver: &str, description: &str) -> Val
             "fingerprint": t.key.get(..16).unwrap_or(&t.key),
         }],
         "sentinelVip": {
+            "cluster": t.cluster, "sentBy": host,
             "from": t.from, "to": t.to,
             "failoverSeconds": t.failover_time.map(|d| d.as_secs_f64()),
             "route": t.route.as_ref().map(|r| json!({
@@ -220,7 +253,7 @@ fn generic(t: &Incident, state: State, receiver: &str, description: &str) -> Val
     })
 }
 
-fn teams_card(headline: &str, description: &str, resolved: bool) -> Value {
+fn teams_card(headline: &str, description: &str, host: &str, resolved: bool) -> Value {
     json!({
         "type": "message",
         "attachments": [{
@@ -232,7 +265,9 @@ fn teams_card(headline: &str, description: &str, resolved: bool) -> Value {
                 "body": [
                     {"type": "TextBlock", "text": headline, "weight": "Bolder", "wrap": true,
                      "color": if resolved { "Good" } else { "Attention" }},
-                    {"type": "TextBlock", "text": description, "wrap": true, "isSubtle": true}
+                    {"type": "TextBlock", "text": description, "wrap": true, "isSubtle": true},
+                    {"type": "TextBlock", "text": sent_by(host), "wrap": true, "isSubtle": true,
+                     "size": "Small"}
                 ]
             }
         }]
@@ -242,13 +277,13 @@ fn teams_card(headline: &str, description: &str, resolved: bool) -> Value {
 /// A Teams card within [`limits::TEAMS_BODY_BYTES`]: the headline within
 /// [`limits::TEAMS_HEADLINE`] characters (master name elided first), then the
 /// description cut to what is left of the body.
-fn teams(t: &Incident, description: String) -> Value {
+fn teams(t: &Incident, description: String, host: &str) -> Value {
     let resolved = t.state == State::Resolved;
     let head = fit(&t.master, limits::TEAMS_HEADLINE, |m| headline(t, m), cut);
     let mut desc = description;
     // JSON escaping makes the size only roughly predictable: converge.
     for _ in 0..16 {
-        let card = teams_card(&head, &desc, resolved);
+        let card = teams_card(&head, &desc, host, resolved);
         let size = serde_json::to_string(&card).map(|s| s.len()).unwrap_or(0);
         if size <= limits::TEAMS_BODY_BYTES {
             return card;
@@ -256,18 +291,23 @@ fn teams(t: &Incident, description: String) -> Value {
         let over = size - limits::TEAMS_BODY_BYTES;
         desc = limits::cut_bytes(&desc, desc.len().saturating_sub(over));
     }
-    teams_card(&head, "", resolved)
+    teams_card(&head, "", host, resolved)
 }
 
 /// `test-alert`'s message for `cfg`: for PagerDuty a trigger followed by its
 /// resolve, so a test never leaves an open incident behind.
-pub fn render_test_alert(cfg: &WebhookConfig, i: &Incident, now: SystemTime) -> Request {
-    let mut req = render(cfg, i, TEST_RECEIVER, now);
+pub fn render_test_alert(
+    cfg: &WebhookConfig,
+    i: &Incident,
+    host: &str,
+    now: SystemTime,
+) -> Request {
+    let mut req = render(cfg, i, TEST_RECEIVER, host, now);
     if cfg.kind == SinkKind::Pagerduty {
         let mut done = i.clone();
         done.state = State::Resolved;
         done.resolved_at = Some(now);
-        req.then = Some(Box::new(render(cfg, &done, TEST_RECEIVER, now)));
+        req.then = Some(Box::new(render(cfg, &done, TEST_RECEIVER, host, now)));
     }
     req
 }
@@ -301,8 +341,8 @@ mod tests {
         let done = failover("mymaster");
         let mut firing = done.clone();
         firing.state = State::Firing;
-        let trigger = render(&cfg, &firing, "r", SystemTime::now()).body;
-        let resolve = render(&cfg, &done, "r", SystemTime::now()).body;
+        let trigger = render(&cfg, &firing, "r", "w1", SystemTime::now()).body;
+        let resolve = render(&cfg, &done, "r", "w1", SystemTime::now()).body;
         assert_eq!(trigger["event_action"], "trigger");
         assert_eq!(resolve["event_action"], "resolve");
         let s = trigger["payload"]["summary"].as_str().unwrap();
@@ -320,7 +360,7 @@ mod tests {
         let mut i = failover("TEST");
         i.state = State::Firing;
         i.resolved_at = None;
-        let req = render_test_alert(&cfg, &i, SystemTime::now());
+        let req = render_test_alert(&cfg, &i, "w1", SystemTime::now());
         assert_eq!(req.body["event_action"], "trigger");
         let then = req.then.as_ref().expect("a resolve follows");
         assert_eq!(then.body["event_action"], "resolve");
@@ -328,7 +368,7 @@ mod tests {
         assert!(then.then.is_none());
         // Other sinks: one message.
         assert!(
-            render_test_alert(&sink(SinkKind::Slack), &i, SystemTime::now())
+            render_test_alert(&sink(SinkKind::Slack), &i, "w1", SystemTime::now())
                 .then
                 .is_none()
         );
@@ -349,14 +389,21 @@ mod tests {
     fn check_limit(kind: SinkKind, limit: usize, field: impl Fn(&Value) -> String) {
         let cfg = sink(kind);
         let len_for = |n: usize| {
-            let body = render(&cfg, &failover(&hostile_master(n)), "r", SystemTime::now()).body;
+            let body = render(
+                &cfg,
+                &failover(&hostile_master(n)),
+                "r",
+                "w1",
+                SystemTime::now(),
+            )
+            .body;
             field(&body).chars().count()
         };
         // Escaping is 1:1 for 'ñ', so the field grows by one per extra char.
         let overhead = len_for(100) - 100;
         for target in [limit - 1, limit, limit + 1] {
             let master = hostile_master(target - overhead);
-            let body = render(&cfg, &failover(&master), "r", SystemTime::now()).body;
+            let body = render(&cfg, &failover(&master), "r", "w1", SystemTime::now()).body;
             let text = field(&body);
             let n = text.chars().count();
             if target <= limit {
@@ -393,7 +440,14 @@ mod tests {
         });
         // The reported case: a 975-character master name.
         let cfg = sink(SinkKind::Pagerduty);
-        let b = render(&cfg, &failover(&"m".repeat(975)), "r", SystemTime::now()).body;
+        let b = render(
+            &cfg,
+            &failover(&"m".repeat(975)),
+            "r",
+            "w1",
+            SystemTime::now(),
+        )
+        .body;
         assert!(b["payload"]["summary"].as_str().unwrap().chars().count() <= 1024);
     }
 
@@ -409,6 +463,7 @@ mod tests {
             &sink(SinkKind::Slack),
             &failover("a*b <!channel> & c"),
             "r",
+            "w1",
             SystemTime::now(),
         )
         .body;
@@ -418,8 +473,12 @@ mod tests {
             "{section}"
         );
         assert!(
-            section.contains("a*b &lt;!channel&gt; &amp; c failed over"),
+            section.contains("[prod-cache] a*b &lt;!channel&gt; &amp; c failed over"),
             "{section}"
+        );
+        assert_eq!(
+            b["blocks"][1]["elements"][1]["text"],
+            "sent by sentinel-vip on w1"
         );
         for t in [section, b["text"].as_str().unwrap()] {
             assert!(!t.contains('<') && !t.contains('>'), "{t}");
@@ -435,6 +494,7 @@ mod tests {
             &sink(SinkKind::Discord),
             &failover("@everyone **x**"),
             "r",
+            "w1",
             SystemTime::now(),
         )
         .body;
@@ -442,7 +502,7 @@ mod tests {
         assert!(b["content"]
             .as_str()
             .unwrap()
-            .starts_with("@everyone \\*\\*x\\*\\*"));
+            .starts_with("\\[prod-cache\\] @everyone \\*\\*x\\*\\*"));
     }
 
     #[test]
@@ -454,7 +514,7 @@ mod tests {
             let fixed = i.description().chars().count() + "progress: ; ".len();
             i.annotations = vec!["ß".repeat(n - fixed)];
             assert_eq!(i.description().chars().count(), n);
-            let b = render(&cfg, &i, "r", SystemTime::now()).body;
+            let b = render(&cfg, &i, "r", "w1", SystemTime::now()).body;
             let d = b["embeds"][0]["description"].as_str().unwrap();
             assert_eq!(d.chars().count(), n.min(4096), "{n}");
             assert_eq!(d.ends_with(ELLIPSIS), cut_expected, "{n}");
@@ -468,7 +528,7 @@ mod tests {
         for n in [100, 13_000, 27_000, 40_000] {
             let mut i = failover(&hostile_master(n));
             i.annotations = vec!["注意".repeat(n / 2)];
-            let b = render(&cfg, &i, "r", SystemTime::now()).body;
+            let b = render(&cfg, &i, "r", "w1", SystemTime::now()).body;
             let size = serde_json::to_string(&b).unwrap().len();
             assert!(size <= limits::TEAMS_BODY_BYTES, "{n}: {size} bytes");
             let head = b["attachments"][0]["content"]["body"][0]["text"]

@@ -127,7 +127,7 @@ mod tests {
         assert!(!err.contains("TOPSECRET"), "{err}");
         assert!(validate(&[good]).is_ok());
         // Never silently a raw key at send time either.
-        let req = render(&bad, &failover("m"), "r", SystemTime::now());
+        let req = render(&bad, &failover("m"), "r", "w1", SystemTime::now());
         let e = signed(&bad, &req, SystemTime::now()).unwrap_err();
         assert!(!e.contains("TOPSECRET"), "{e}");
         // A plain (non-whsec) value is the key's bytes.
@@ -139,7 +139,7 @@ mod tests {
     fn signature_is_made_at_send_time_with_the_same_id_on_every_attempt() {
         let cfg = sink(SinkKind::Generic);
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let req = render(&cfg, &failover("m"), "r", t0);
+        let req = render(&cfg, &failover("m"), "r", "w1", t0);
         let header = |h: &[(&str, String)], k: &str| {
             h.iter()
                 .find(|(n, _)| *n == k)

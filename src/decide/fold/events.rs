@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{incident_key, Ended, Fold, Kind, Severity, Stamp, State};
+use super::{Ended, Fold, Kind, Severity, Stamp, State};
 use crate::watch::event::{Event, InstanceEvent as IE, Role};
 use crate::watch::SentinelId;
 
@@ -101,7 +101,7 @@ impl Fold {
                             i.annotate(note);
                             return;
                         }
-                        let key = incident_key(master, self.epoch, None);
+                        let key = self.key(master, self.epoch, None);
                         if let Some(i) = self.open(
                             at,
                             key,
@@ -182,7 +182,7 @@ impl Fold {
                             // Manual failovers publish no +odown: remember the leader
                             // for the switch incident that follows (when its
                             // +try-failover was missed).
-                            let key = incident_key(master, self.epoch, None);
+                            let key = self.key(master, self.epoch, None);
                             let down = self.odown.contains(master);
                             if let Some(i) = self.open(
                                 at,

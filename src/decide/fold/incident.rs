@@ -49,6 +49,13 @@ pub enum Kind {
     /// A sentinel refuses what the watcher needs (ACL `NOPERM` on PSUBSCRIBE):
     /// its events are not seen until an operator fixes the user.
     SentinelRefused,
+    /// A configured route table cannot be read (deleted, another account or
+    /// region, a typo): its VIP route can be neither checked nor repaired.
+    RouteTableUnreadable,
+    /// The sentinels' majority came back at a lower config-epoch than the one
+    /// last applied (re-monitored, or restarted without their config) and the
+    /// watcher followed it: a warning that resolves once the majority has held.
+    EpochWentBack,
 }
 
 impl Kind {
@@ -60,8 +67,20 @@ impl Kind {
             Kind::NoMajority => "SentinelNoMajority",
             Kind::Ec2Unreachable => "Ec2Unreachable",
             Kind::SentinelRefused => "SentinelSubscriptionRefused",
+            Kind::RouteTableUnreadable => "VipRouteTableUnreadable",
+            Kind::EpochWentBack => "SentinelConfigEpochWentBack",
         }
     }
+}
+
+/// A failure the steering core finds that no event announces: each is an
+/// incident while `bad` (see [`AlertInput::Condition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// A route table of the master cannot be read.
+    TableUnreadable,
+    /// An accepted config-epoch regression (`bad`); `!bad` once it has held.
+    EpochWentBack,
 }
 
 /// Why an incident ended without its condition clearing.
@@ -77,6 +96,10 @@ pub enum Ended {
 #[derive(Debug, Clone)]
 pub struct Incident {
     pub key: String,
+    /// The deployment (`cluster`) it belongs to, fixed when it opened: its key
+    /// was made with it, so a reload that renames the deployment does not
+    /// change what an open incident is called.
+    pub cluster: String,
     pub master: String,
     pub kind: Kind,
     pub severity: Severity,
@@ -134,6 +157,7 @@ impl Incident {
     ) -> Incident {
         Incident {
             key,
+            cluster: String::new(),
             master: master.to_owned(),
             kind,
             severity,
@@ -162,6 +186,12 @@ impl Incident {
         }
     }
 
+    /// The same incident, of deployment `cluster`.
+    pub fn in_cluster(mut self, cluster: &str) -> Incident {
+        self.cluster = cluster.to_owned();
+        self
+    }
+
     pub(super) fn resolve(&mut self, at: Stamp) {
         self.state = State::Resolved;
         self.resolved_at = Some(at.wall);
@@ -176,12 +206,23 @@ impl Incident {
     }
 }
 
-/// Hex sha256 of `sentinel:<master>:<epoch>[:<what>]`.
-pub fn incident_key(master: &str, epoch: u64, what: Option<&str>) -> String {
+/// An incident's key: hex sha256 of its identity, the deployment
+/// (`cluster`), the master, the config-epoch when it opened and, for the
+/// conditions counted within an epoch, `what` (`replica:10.0.1.12:6379#2`).
+/// Every watcher of one deployment computes the same key for the same incident,
+/// before and after a restart; two deployments never do. Each field is
+/// length-prefixed, so no characters in a name can make two identities hash
+/// the same input.
+pub fn incident_key(cluster: &str, master: &str, epoch: u64, what: Option<&str>) -> String {
     let mut h = Sha256::new();
-    h.update(format!("sentinel:{master}:{epoch}"));
-    if let Some(w) = what {
-        h.update(format!(":{w}"));
+    h.update(b"sentinel-vip incident");
+    let epoch = epoch.to_string();
+    for field in [Some(cluster), Some(master), Some(epoch.as_str()), what]
+        .into_iter()
+        .flatten()
+    {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
     }
     hex::encode(h.finalize())
 }
@@ -217,6 +258,14 @@ pub enum AlertInput {
     /// EC2 reads failing (`ok == false`) or working again.
     Ec2 {
         ok: bool,
+        detail: String,
+    },
+    /// A failure of `master` that would otherwise only be logged, while `bad`,
+    /// and its end.
+    Condition {
+        master: String,
+        condition: Condition,
+        bad: bool,
         detail: String,
     },
 }

@@ -20,8 +20,9 @@
 //! - Failed route writes and loss of the sentinel majority are incidents too. A
 //!   failed write resolves on a good write or a read that finds the route right;
 //!   resolved before it was ever told, it is dropped.
-//! - Keys: hex sha256 of `sentinel:<master>:<epoch>` (+ `:<what>` for
-//!   warnings), the same on every watcher.
+//! - Keys: [`incident_key`], hex sha256 of the deployment (`cluster`), the
+//!   master, the config-epoch at open (+ `what` for counted conditions): the
+//!   same on every watcher of one deployment, different across deployments.
 //! - Memory is bounded: events of masters not configured are not folded, and
 //!   per-master state is pruned (see [`Fold::state_size`]).
 //!
@@ -43,7 +44,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::watch::event::InstanceEvent;
-pub use incident::{incident_key, AlertInput, Ended, Incident, Kind, RouteReport, Severity, State};
+pub use incident::{
+    incident_key, AlertInput, Condition, Ended, Incident, Kind, RouteReport, Severity, State,
+};
 
 /// When something happened, on both clocks: `mono` for the fold's timing
 /// (grouping, repeats), `wall` for the times told to people.
@@ -75,6 +78,8 @@ struct Occurrences {
 /// The fold's state.
 #[derive(Debug)]
 pub struct Fold {
+    /// The deployment's name (`cluster`): part of every key made from now on.
+    cluster: String,
     group_wait: Duration,
     repeat_interval: Duration,
     /// Configured master names (`None`: every master is folded).
@@ -107,6 +112,7 @@ impl Fold {
     /// A fold that folds every master's events (see [`Fold::for_masters`]).
     pub fn new(group_wait: Duration, repeat_interval: Duration) -> Fold {
         Fold {
+            cluster: String::new(),
             group_wait,
             repeat_interval,
             masters: None,
@@ -127,6 +133,23 @@ impl Fold {
     pub fn for_masters(mut self, names: impl IntoIterator<Item = String>) -> Fold {
         self.masters = Some(names.into_iter().collect());
         self
+    }
+
+    /// Keys made by this fold name deployment `cluster` (see [`incident_key`]).
+    pub fn for_cluster(mut self, cluster: &str) -> Fold {
+        self.cluster = cluster.to_owned();
+        self
+    }
+
+    /// A renamed deployment (reload): incidents opened from now on carry the
+    /// new name; open ones keep the key and name they were told with.
+    pub fn set_cluster(&mut self, cluster: &str) {
+        self.cluster = cluster.to_owned();
+    }
+
+    /// The key of `master`'s incident at `epoch` (`what`: a counted condition).
+    fn key(&self, master: &str, epoch: u64, what: Option<&str>) -> String {
+        incident_key(&self.cluster, master, epoch, what)
     }
 
     /// New `group_wait` / `repeat_interval` (reload): open incidents keep
@@ -194,7 +217,8 @@ impl Fold {
         }
         o.count += 1;
         o.last = now;
-        incident_key(master, epoch, Some(&format!("{what}#{}", o.count)))
+        let what = format!("{what}#{}", o.count);
+        self.key(master, epoch, Some(&what))
     }
 
     /// Tells the fold the latest config-epoch known from a majority read.
@@ -234,10 +258,10 @@ impl Fold {
             self.absorbed += 1;
             return None;
         }
-        let inc = self
-            .incidents
-            .entry(key.clone())
-            .or_insert_with(|| Incident::new(key, master, kind, severity, at.mono, at.wall, from));
+        let inc = self.incidents.entry(key.clone()).or_insert_with(|| {
+            Incident::new(key, master, kind, severity, at.mono, at.wall, from)
+                .in_cluster(&self.cluster)
+        });
         Some(inc)
     }
 
@@ -254,7 +278,7 @@ impl Fold {
     /// is taken (an aborted attempt of the same epoch, `+new-epoch` missed):
     /// then the epoch's next occurrence, which every watcher computes alike.
     fn open_new_failover(&mut self, at: Stamp, master: &str, from: String) -> &mut Incident {
-        let mut key = incident_key(master, self.epoch, None);
+        let mut key = self.key(master, self.epoch, None);
         if self.recently_closed(&key, at.mono) || self.incidents.contains_key(&key) {
             key = self.occurrence_key(at.mono, master, "failover");
         }
@@ -269,6 +293,7 @@ impl Fold {
                 at.wall,
                 Some(from),
             )
+            .in_cluster(&self.cluster)
         });
         i.down |= down;
         i

@@ -1,8 +1,8 @@
 //! Route outcomes and the other conditions (sentinel majority, EC2, a
-//! refused subscription): each opens an incident while bad and resolves it
-//! when good again.
+//! refused subscription, an unreadable route table, a config-epoch that went
+//! back): each opens an incident while bad and resolves it when good again.
 
-use super::{Fold, Kind, RouteReport, Severity, Stamp, State};
+use super::{Condition, Fold, Kind, RouteReport, Severity, Stamp, State};
 
 impl Fold {
     /// Attaches a route outcome; a failed write opens a RouteFailure incident,
@@ -29,10 +29,9 @@ impl Fold {
             self.route_right(at, r.clone());
             return;
         }
-        match self
-            .open_master_incident(&r.master, false)
-            .filter(|i| i.kind == Kind::RouteFailure)
-        {
+        match self.incidents.values_mut().find(|i| {
+            i.master == r.master && i.kind == Kind::RouteFailure && i.state == State::Firing
+        }) {
             Some(i) => i.detail = r.error.clone(),
             None => {
                 let key = self.occurrence_key(at.mono, &r.master, "route");
@@ -84,6 +83,11 @@ impl Fold {
     }
 
     fn route_right(&mut self, at: Stamp, r: RouteReport) {
+        if self.firing(&r.master, &Kind::RouteTableUnreadable) {
+            // A table that cannot be read cannot be right: the route is not
+            // verified while any table of the master is unreadable.
+            return;
+        }
         let Some(i) = self.incidents.values_mut().find(|i| {
             i.master == r.master && i.kind == Kind::RouteFailure && i.state == State::Firing
         }) else {
@@ -127,6 +131,45 @@ impl Fold {
         );
     }
 
+    /// Whether an incident of `kind` is firing for `master`.
+    fn firing(&self, master: &str, kind: &Kind) -> bool {
+        self.incidents
+            .values()
+            .any(|i| i.master == master && i.kind == *kind && i.state == State::Firing)
+    }
+
+    /// A failure the steering core found that no event announces (see
+    /// [`Condition`]), while `bad`, and its end. An unreadable route table is
+    /// critical and, like the other conditions, dropped when it ends before
+    /// it was told; an accepted config-epoch regression is a warning that is
+    /// always told, resolved-only when it ended before its first message.
+    pub fn on_failure_condition(
+        &mut self,
+        at: Stamp,
+        master: &str,
+        condition: Condition,
+        bad: bool,
+        detail: &str,
+    ) {
+        if !self.configured(master) {
+            self.ignored += 1;
+            return;
+        }
+        match condition {
+            Condition::TableUnreadable => self.on_condition(
+                at,
+                master,
+                Kind::RouteTableUnreadable,
+                "tables",
+                bad,
+                detail,
+            ),
+            Condition::EpochWentBack => {
+                self.on_condition(at, master, Kind::EpochWentBack, "epoch-back", bad, detail)
+            }
+        }
+    }
+
     fn on_condition(
         &mut self,
         at: Stamp,
@@ -144,14 +187,18 @@ impl Fold {
             (true, Some(i)) => i.detail = Some(detail.to_owned()),
             (true, None) => {
                 let key = self.occurrence_key(at.mono, master, what);
-                if let Some(i) = self.open(at, key, master, kind, Severity::Critical, None) {
+                let severity = match kind {
+                    Kind::EpochWentBack => Severity::Warning,
+                    _ => Severity::Critical,
+                };
+                if let Some(i) = self.open(at, key, master, kind, severity, None) {
                     i.detail = Some(detail.to_owned());
                     i.occurrence = Some(what.to_owned());
                 }
             }
             (false, Some(i)) => {
                 i.resolved = Some(at.mono);
-                if i.sent.is_none() {
+                if i.sent.is_none() && i.kind != Kind::EpochWentBack {
                     let k = i.key.clone();
                     self.incidents.remove(&k);
                 } else {

@@ -360,9 +360,73 @@ fn same_replica_down_twice_in_one_epoch_is_two_incidents() {
 
 #[test]
 fn keys_are_the_same_on_every_watcher() {
-    assert_eq!(incident_key("m", 3, None), incident_key("m", 3, None));
-    assert_ne!(incident_key("m", 3, None), incident_key("m", 4, None));
-    assert_eq!(incident_key("m", 3, None).len(), 64);
+    let k = |c: &str, m: &str, e: u64, w: Option<&str>| incident_key(c, m, e, w);
+    assert_eq!(k("prod", "m", 3, None), k("prod", "m", 3, None));
+    assert_ne!(k("prod", "m", 3, None), k("prod", "m", 4, None));
+    assert_ne!(k("prod", "m", 3, None), k("prod", "m", 3, Some("route#1")));
+    assert_eq!(k("prod", "m", 3, None).len(), 64);
+    // No two identities hash alike whatever the names hold.
+    assert_ne!(k("a", "b", 3, None), k("ab", "", 3, None));
+    assert_ne!(k("a", "m", 3, Some("")), k("a", "m", 3, None));
+}
+
+/// What two watchers of `cluster` tell about the same SIGKILL failover.
+fn told_by_watcher(cluster: &str) -> Vec<Incident> {
+    let t0 = Instant::now();
+    let mut f = Fold::new(GW, Duration::from_secs(4 * 3600)).for_cluster(cluster);
+    f.observe_epoch(7);
+    sigkill_burst(&mut f, t0);
+    let p = "slave 127.0.0.4:6379 127.0.0.4 6379 @ mymaster 127.0.0.3 6379";
+    feed(&mut f, t0, 20_000, 1, "+sdown", p);
+    let mut told = f.due(t0 + Duration::from_secs(60));
+    told.sort_by_key(|i| i.kind.alertname());
+    told
+}
+
+#[test]
+fn two_deployments_with_the_same_master_and_epoch_never_share_a_key() {
+    let prod = told_by_watcher("prod-cache");
+    let staging = told_by_watcher("staging-cache");
+    assert_eq!(prod.len(), 2, "{prod:?}");
+    assert_eq!(prod.len(), staging.len());
+    for (p, s) in prod.iter().zip(&staging) {
+        assert_eq!((p.master.as_str(), &p.kind), (s.master.as_str(), &s.kind));
+        assert_ne!(p.key, s.key, "{:?}", p.kind);
+        assert_eq!(p.cluster, "prod-cache");
+        assert_eq!(s.cluster, "staging-cache");
+    }
+}
+
+#[test]
+fn one_deployment_gives_the_same_keys_on_every_watcher_and_after_a_restart() {
+    // Two watchers (or one before and after a restart) fed the same events.
+    let a = told_by_watcher("prod-cache");
+    let b = told_by_watcher("prod-cache");
+    let keys = |v: &[Incident]| v.iter().map(|i| i.key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&a), keys(&b));
+    // The failover's key is the deployment's, the master's and the epoch's.
+    let failover = a.iter().find(|i| i.kind == Kind::Failover).unwrap();
+    assert_eq!(
+        failover.key,
+        incident_key("prod-cache", "mymaster", 7, None)
+    );
+}
+
+#[test]
+fn a_renamed_deployment_keeps_the_keys_of_open_incidents() {
+    let t0 = Instant::now();
+    let mut f = fold().for_cluster("old-name");
+    let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
+    feed(&mut f, t0, 0, 0, "+sdown", p);
+    let fired = f.due(t0 + GW);
+    f.set_cluster("new-name");
+    feed(&mut f, t0, 20_000, 0, "-sdown", p);
+    let resolved = f.due(t0 + Duration::from_secs(21));
+    assert_eq!(fired[0].key, resolved[0].key);
+    assert_eq!(resolved[0].cluster, "old-name");
+    feed(&mut f, t0, 30_000, 0, "+sdown", p);
+    let next = f.due(t0 + Duration::from_secs(41));
+    assert_eq!(next[0].cluster, "new-name");
 }
 
 #[test]

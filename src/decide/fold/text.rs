@@ -95,6 +95,24 @@ impl Incident {
             (Kind::SentinelRefused, State::Resolved) => {
                 "sentinel accepts the watcher's subscription again".to_owned()
             }
+            (Kind::RouteTableUnreadable, State::Firing) => format!(
+                "{}: route table cannot be read, so the VIP route there can be neither checked nor repaired: {}",
+                self.master,
+                self.detail.as_deref().unwrap_or("")
+            ),
+            (Kind::RouteTableUnreadable, State::Resolved) => {
+                format!("{}: every route table can be read again", self.master)
+            }
+            (Kind::EpochWentBack, State::Firing) => format!(
+                "{}: {}",
+                self.master,
+                self.detail.as_deref().unwrap_or("config-epoch went back")
+            ),
+            (Kind::EpochWentBack, State::Resolved) => format!(
+                "{}: the sentinel majority has held since its config-epoch went back ({})",
+                self.master,
+                self.detail.as_deref().unwrap_or("")
+            ),
         }
     }
 

@@ -68,6 +68,9 @@ pub(crate) const CONFIRM_EVERY: Duration = Duration::from_millis(1500);
 pub(crate) const UNCONFIRMED_ALERT_AFTER: Duration = Duration::from_secs(10);
 /// A majority at a lower config-epoch is read again this soon to see it twice.
 pub(crate) const EPOCH_BACK_RECHECK: Duration = Duration::from_secs(1);
+/// An accepted config-epoch regression is alerted (a warning) and resolved
+/// at the first read this long after, when the majority has held.
+pub(crate) const EPOCH_BACK_HOLD: Duration = Duration::from_secs(600);
 /// Longest wait between retries of a failed route write or EC2 read.
 pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -108,6 +111,12 @@ struct MasterState {
     last_error: Option<String>,
     /// A route table listed in the config that EC2 does not have.
     missing_tables: Vec<RouteTableId>,
+    /// What was last alerted about unreadable tables (`None`: all readable, or
+    /// nothing alerted).
+    tables_alerted: Option<String>,
+    /// When a config-epoch regression was accepted and alerted (resolved
+    /// [`EPOCH_BACK_HOLD`] later).
+    epoch_back_since: Option<Instant>,
 }
 
 impl MasterState {
@@ -128,6 +137,8 @@ impl MasterState {
             retry_at: None,
             last_error: None,
             missing_tables: Vec::new(),
+            tables_alerted: None,
+            epoch_back_since: None,
         }
     }
 
@@ -393,6 +404,9 @@ impl Steering {
                         },
                     })
                     .collect(),
+                // `sentinels` and `target` are the driver's (it holds the
+                // answers and the target cache).
+                ..MasterStatus::default()
             })
             .collect()
     }

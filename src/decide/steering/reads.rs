@@ -8,10 +8,12 @@ use std::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::writes::retry_delay;
-use super::{Action, Cause, MasterState, ReadOutcome, Steering, EPOCH_BACK_RECHECK};
+use super::{
+    Action, Cause, MasterState, ReadOutcome, Steering, EPOCH_BACK_HOLD, EPOCH_BACK_RECHECK,
+};
 use crate::config::{RouteTableId, Target};
 use crate::decide::facts::TableReads;
-use crate::decide::fold::AlertInput;
+use crate::decide::fold::{AlertInput, Condition, RouteReport};
 use crate::decide::plan::{plan, RouteAction};
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Addr;
@@ -112,9 +114,11 @@ impl Steering {
         let mut result = Judged::Ok;
         // Route tables as read.
         if let Ok(tables) = &o.tables {
-            if !st.take_tables(name, tables) {
+            let unreadable = st.take_tables(name, tables);
+            if unreadable.is_some() {
                 result = Judged::Failed;
             }
+            st.alert_unreadable(name, unreadable, out);
         }
         let empty = Vec::new();
         let answers = o.answers.get(name).unwrap_or(&empty);
@@ -126,16 +130,12 @@ impl Steering {
                 votes,
                 ..
             } => {
-                if st.lower_epoch_seen_once(
-                    name,
-                    &self.sentinels,
-                    answers,
-                    &addr,
-                    config_epoch,
-                    out,
-                ) {
-                    return Judged::RecheckAt(now + EPOCH_BACK_RECHECK);
+                match st.epoch_rule(name, &self.sentinels, answers, &addr, config_epoch, out) {
+                    EpochRule::SeenOnce => return Judged::RecheckAt(now + EPOCH_BACK_RECHECK),
+                    EpochRule::Accepted => st.epoch_back_since = Some(now),
+                    EpochRule::NotLower => {}
                 }
+                st.epoch_back_held(now, name, config_epoch, out);
                 st.majority_back(name, &addr, votes, out);
                 st.majority = Some((addr.clone(), config_epoch));
                 st.settle_unconfirmed(now, name, &addr, config_epoch, votes, out);
@@ -189,10 +189,13 @@ impl Steering {
                     if st.applied.as_ref() != Some(&addr) {
                         info!(master = %name, %addr, %target, "VIP route already right in every table");
                     }
-                    if st.failures > 0 || st.last_error.is_some() {
+                    if (st.failures > 0 || st.last_error.is_some()) && st.missing_tables.is_empty()
+                    {
                         // A failed write is open: the route is right
                         // after all (another watcher fixed it, or the
-                        // read-back was slow), so the failure resolves.
+                        // read-back was slow), so the failure resolves —
+                        // unless a table could not be read: then it is
+                        // not known to be right.
                         out.push(Action::Alert(AlertInput::RouteVerified {
                             master: name.to_owned(),
                             addr: addr.to_string(),
@@ -215,6 +218,21 @@ impl Steering {
             Some(Err(e)) => {
                 error!(master = %name, %addr, error = %e, "cannot map the master to an EC2 target");
                 st.last_error = Some(e.to_string());
+                // Not only a log line: the VIP cannot follow the majority's
+                // master, which is a failed route update until a target is
+                // found (resolved by a good write or a read finding it right).
+                out.push(Action::Alert(AlertInput::Route(RouteReport {
+                    master: name.to_owned(),
+                    addr: addr.to_string(),
+                    ok: false,
+                    target: String::new(),
+                    tables_written: 0,
+                    tables_total: st.cfg.route_tables.len(),
+                    latency_ms: 0.0,
+                    error: Some(format!(
+                        "no EC2 target for the sentinel majority's master {addr}: {e}; the VIP route stays where it is"
+                    )),
+                })));
                 false
             }
             None => {
@@ -228,9 +246,9 @@ impl Steering {
 /// The steps of `Steering::judge_master` that touch one master only.
 impl MasterState {
     /// Takes the route tables as read. A table that cannot be read is dropped
-    /// from the cache and listed in `missing_tables`; returns false (and says
-    /// why) when any is.
-    fn take_tables(&mut self, name: &str, tables: &TableReads) -> bool {
+    /// from the cache and listed in `missing_tables`; returns why (and logs it)
+    /// when any is.
+    fn take_tables(&mut self, name: &str, tables: &TableReads) -> Option<String> {
         self.missing_tables.clear();
         let mut why = Vec::new();
         for t in &self.cfg.route_tables {
@@ -254,9 +272,59 @@ impl MasterState {
         if !self.missing_tables.is_empty() {
             error!(master = %name, tables = %missing_text(&self.missing_tables), error = %why.join("; "),
                 "route table cannot be read (deleted, another account or region, or a typo in masters.{name}.route_tables)");
-            return false;
+            return Some(format!(
+                "{} ({}); deleted, in another account or region, or a typo in masters.{name}.route_tables?",
+                missing_text(&self.missing_tables),
+                why.join("; ")
+            ));
         }
-        true
+        None
+    }
+
+    /// An unreadable table is an incident, firing until every table reads
+    /// again. Said at every read while it lasts (the fold folds repeats into
+    /// the open incident, so an input lost on the way, or a fold that never
+    /// heard it, is healed by the next read); its end is said once.
+    fn alert_unreadable(&mut self, name: &str, why: Option<String>, out: &mut Vec<Action>) {
+        let alert = |bad: bool, detail: String| {
+            Action::Alert(AlertInput::Condition {
+                master: name.to_owned(),
+                condition: Condition::TableUnreadable,
+                bad,
+                detail,
+            })
+        };
+        match why {
+            Some(why) => {
+                out.push(alert(true, why.clone()));
+                self.tables_alerted = Some(why);
+            }
+            None => {
+                if self.tables_alerted.take().is_some() {
+                    info!(master = %name, "every route table can be read again");
+                    out.push(alert(false, "every route table reads again".into()));
+                }
+            }
+        }
+    }
+
+    /// Resolves the alert of an accepted config-epoch regression once the
+    /// majority has held for [`EPOCH_BACK_HOLD`] (any epoch not lower again:
+    /// a lower one is a new regression, alerted by the epoch rule).
+    fn epoch_back_held(&mut self, now: Instant, name: &str, epoch: u64, out: &mut Vec<Action>) {
+        let Some(since) = self.epoch_back_since else {
+            return;
+        };
+        if now.saturating_duration_since(since) < EPOCH_BACK_HOLD {
+            return;
+        }
+        self.epoch_back_since = None;
+        out.push(Action::Alert(AlertInput::Condition {
+            master: name.to_owned(),
+            condition: Condition::EpochWentBack,
+            bad: false,
+            detail: format!("the majority has held at config-epoch {epoch} or later"),
+        }));
     }
 
     /// Replicas every answering sentinel knows: plausible fast-path targets
@@ -276,10 +344,9 @@ impl MasterState {
     }
 
     /// The epoch rule: a majority at a lower config-epoch than the last one
-    /// applied is followed only when seen twice in a row. Returns true when it
-    /// is seen the first time (read again to be sure); the second time it is
-    /// alerted and followed.
-    fn lower_epoch_seen_once(
+    /// applied is followed only when seen twice in a row. Seen the first time,
+    /// it is read again to be sure; the second time it is alerted and followed.
+    fn epoch_rule(
         &mut self,
         name: &str,
         sentinels: &[String],
@@ -287,7 +354,7 @@ impl MasterState {
         addr: &Addr,
         config_epoch: u64,
         out: &mut Vec<Action>,
-    ) -> bool {
+    ) -> EpochRule {
         if let Some((last_addr, last_epoch)) = self.majority.clone() {
             if config_epoch < last_epoch {
                 let lower: Vec<&str> = answers
@@ -300,22 +367,27 @@ impl MasterState {
                     warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
                         "majority at a lower config-epoch than the last one applied; reading again to be sure");
                     self.epoch_back = Some((addr.clone(), config_epoch));
-                    return true;
+                    return EpochRule::SeenOnce;
                 }
                 let detail = format!(
                     "config-epoch went back from {last_epoch} to {config_epoch} on {} (sentinels re-monitored or restarted without their config?); following the majority: {addr} (was {last_addr})",
                     lower.join(", ")
                 );
                 error!(master = %name, "{detail}");
-                out.push(Action::Alert(AlertInput::Majority {
+                // Told as an alert of its own (it used to ride on a majority
+                // "ok", which only resolves a lost majority: told nowhere).
+                out.push(Action::Alert(AlertInput::Condition {
                     master: name.to_owned(),
-                    ok: true,
+                    condition: Condition::EpochWentBack,
+                    bad: true,
                     detail,
                 }));
+                self.epoch_back = None;
+                return EpochRule::Accepted;
             }
         }
         self.epoch_back = None;
-        false
+        EpochRule::NotLower
     }
 
     /// A majority again after none: said and alerted.
@@ -402,6 +474,16 @@ impl MasterState {
             }));
         }
     }
+}
+
+/// What the epoch rule made of a majority's config-epoch.
+enum EpochRule {
+    /// Not lower than the last one applied.
+    NotLower,
+    /// Lower, seen the first time: read again before following it.
+    SeenOnce,
+    /// Lower, seen twice in a row: alerted and followed.
+    Accepted,
 }
 
 /// How one master came out of a read.
