@@ -20,7 +20,10 @@ if [ "$profile" = release ]; then
   cargo build --release --locked --bin sentinel-vip
   compress=(-Zxz)
 else
-  cargo build --locked --bin sentinel-vip
+  # The test command's own build (dev-dependencies take part in feature
+  # unification): a bin-only `cargo build` would compile most dependencies,
+  # aws-sdk-ec2 included, a second time; after `scripts/test.sh` this is a no-op.
+  cargo test --locked --no-run
   compress=(-Zgzip -z1)
 fi
 bin=$target/$profile/sentinel-vip

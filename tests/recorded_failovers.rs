@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use sentinel_vip::decide::fold::{Fold, Stamp, State};
+use sentinel_vip::decide::fold::{Fold, MasterRead, Severity, Stamp, State};
 use sentinel_vip::watch::event::parse;
 
 /// Replays a fixture; returns what the fold sends and how many events it absorbed.
@@ -12,8 +12,47 @@ fn replay(
     fixture: &str,
     group_wait: Duration,
 ) -> (Vec<sentinel_vip::decide::fold::Incident>, usize, usize) {
-    let mut fold = Fold::new(group_wait, Duration::from_secs(4 * 3600));
+    replay_with(fixture, group_wait, false)
+}
+
+/// The master's address as the fixture's first master event names it.
+fn first_master(fixture: &str) -> String {
+    let w: Vec<&str> = fixture
+        .split_whitespace()
+        .skip_while(|w| *w != "mymaster")
+        .take(3)
+        .collect();
+    format!("{}:{}", w[1], w[2])
+}
+
+/// [`replay`], with a majority read first (`read_first`: the master up at
+/// config-epoch 0, as a watcher running before the failover knows it) and
+/// flap damping at its default (5 min).
+fn replay_with(
+    fixture: &str,
+    group_wait: Duration,
+    read_first: bool,
+) -> (Vec<sentinel_vip::decide::fold::Incident>, usize, usize) {
+    let mut fold = Fold::new(group_wait, Duration::from_secs(4 * 3600))
+        .with_group_interval(Duration::from_secs(300));
     let t0 = Instant::now();
+    if read_first {
+        fold.on_master_read(
+            Stamp {
+                mono: t0,
+                wall: SystemTime::now(),
+            },
+            &MasterRead {
+                master: "mymaster".into(),
+                addr: first_master(fixture),
+                config_epoch: 0,
+                odown: false,
+                failover_in_progress: false,
+                replicas_down: Vec::new(),
+                started: t0,
+            },
+        );
+    }
     let mut sent = Vec::new();
     let mut events = 0;
     let mut last = 0;
@@ -87,6 +126,78 @@ fn sigkill_failover_recorded_from_three_sentinels_sends_one_alert() {
         "{:?}",
         failovers[0].annotations
     );
+}
+
+#[test]
+fn sigkill_failover_with_the_old_master_back_as_a_replica_is_one_incident() {
+    // SIGKILL of the master, restarted 5 s later: it comes back as a replica
+    // (-sdown, -role-change, +convert-to-slave from every sentinel).
+    // group_wait 1 s (as the rig tests run): the old master's 2 s as a down
+    // replica would be told on its own if it were an incident of its own.
+    let fixture = include_str!("fixtures/sigkill_return.events");
+    let (sent, events, absorbed) = replay(fixture, Duration::from_secs(1));
+    eprintln!(
+        "SIGKILL failover, old master back: {events} events, {absorbed} absorbed, {} message(s): {:?}",
+        sent.len(),
+        sent.iter().map(|i| i.summary()).collect::<Vec<_>>()
+    );
+    assert!(events >= 30, "fixture too small: {events}");
+    // One incident: told firing (the failover took longer than group_wait)
+    // and resolved, nothing else (no "replica down" / "back up" of its own).
+    let keys: std::collections::BTreeSet<&str> = sent.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys.len(), 1, "{sent:#?}");
+    let last = sent.last().expect("a message");
+    assert!(last.summary().contains("failed over"), "{}", last.summary());
+    assert!(
+        last.annotations.iter().any(|a| a.contains("old master")),
+        "{:?}",
+        sent[0].annotations
+    );
+}
+
+/// Every recorded failover, as a watcher that read the master up before it:
+/// one incident each, planned only where Sentinel was asked to fail over.
+#[test]
+fn recorded_failovers_are_one_incident_each_and_planned_only_when_asked() {
+    for (name, fixture, planned) in [
+        (
+            "SENTINEL FAILOVER",
+            include_str!("fixtures/sentinel_failover.events"),
+            true,
+        ),
+        (
+            "SIGKILL",
+            include_str!("fixtures/sigkill_failover.events"),
+            false,
+        ),
+        (
+            "SIGKILL, old master back",
+            include_str!("fixtures/sigkill_return.events"),
+            false,
+        ),
+    ] {
+        let (sent, _, _) = replay_with(fixture, Duration::from_secs(1), true);
+        let keys: std::collections::BTreeSet<&str> = sent.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys.len(), 1, "{name}: {sent:#?}");
+        let i = sent.last().expect("a message");
+        assert_eq!(i.state, State::Resolved, "{name}");
+        assert_eq!(i.planned, planned, "{name}: {}", i.summary());
+        assert_eq!(
+            i.severity,
+            if planned {
+                Severity::Info
+            } else {
+                Severity::Critical
+            },
+            "{name}"
+        );
+        assert_eq!(
+            i.summary().starts_with("planned switchover of mymaster:"),
+            planned,
+            "{name}: {}",
+            i.summary()
+        );
+    }
 }
 
 /// Months of failovers, compressed: both recorded fixtures replayed again and

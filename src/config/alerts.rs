@@ -19,6 +19,10 @@ pub struct AlertsConfig {
     /// How often a still-open incident is repeated.
     #[serde(default = "default_repeat_interval", with = "duration")]
     pub repeat_interval: Duration,
+    /// After a group's first notice, how long further changes to it wait, told
+    /// as one message (flap damping; Alertmanager's `group_interval`).
+    #[serde(default = "default_group_interval", with = "duration")]
+    pub group_interval: Duration,
     /// The sentinel this watcher runs beside (several watchers: one speaks).
     #[serde(default)]
     pub local_sentinel: Option<Addr>,
@@ -31,6 +35,7 @@ impl Default for AlertsConfig {
         AlertsConfig {
             group_wait: default_group_wait(),
             repeat_interval: default_repeat_interval(),
+            group_interval: default_group_interval(),
             local_sentinel: None,
             webhooks: Vec::new(),
         }
@@ -39,6 +44,10 @@ impl Default for AlertsConfig {
 
 fn default_group_wait() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_group_interval() -> Duration {
+    Duration::from_secs(5 * 60)
 }
 
 fn default_repeat_interval() -> Duration {

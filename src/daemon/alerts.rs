@@ -125,6 +125,7 @@ pub(crate) fn spawn(
         }
     };
     let mut fold = Fold::new(cfg.alerts.group_wait, cfg.alerts.repeat_interval)
+        .with_group_interval(cfg.alerts.group_interval)
         .for_masters(cfg.masters.keys().cloned())
         .for_cluster(&cfg.cluster());
     let mut speaking = Speaking::new(cfg, links, &http, &shutdown);
@@ -142,6 +143,7 @@ pub(crate) fn spawn(
                 r = reconf_rx.recv() => {
                     let Some(r) = r else { continue };
                     fold.set_timing(r.cfg.alerts.group_wait, r.cfg.alerts.repeat_interval);
+                    fold.set_group_interval(r.cfg.alerts.group_interval);
                     fold.set_masters(Stamp::now(), r.cfg.masters.keys().cloned());
                     fold.set_cluster(&r.cfg.cluster());
                     speaking = Speaking::new(&r.cfg, &r.links, &http, &shutdown);
@@ -150,9 +152,6 @@ pub(crate) fn spawn(
                 m = rx.recv() => {
                     let Some(m) = m else { break };
                     let at = Stamp::now();
-                    if let Some(e) = status.read(|s| s.max_config_epoch) {
-                        fold.observe_epoch(e);
-                    }
                     match &m {
                         AlertInput::Event { sentinel, event } => fold.on_event(at, *sentinel, event),
                         AlertInput::Route(r) => fold.on_route(at, r),
@@ -160,6 +159,7 @@ pub(crate) fn spawn(
                         AlertInput::Majority { master, ok, detail } => fold.on_majority(at, master, *ok, detail),
                         AlertInput::Ec2 { ok, detail } => fold.on_ec2(at, !*ok, detail),
                         AlertInput::SentinelRefused { sentinel, ok, detail } => fold.on_sentinel_refused(at, sentinel, !*ok, detail),
+                        AlertInput::MasterRead(r) => fold.on_master_read(at, r),
                         AlertInput::Condition { master, condition, bad, detail } => fold.on_failure_condition(at, master, *condition, *bad, detail),
                     }
                 }
@@ -182,7 +182,11 @@ pub(crate) fn spawn(
             }
             METRICS.incidents_open.set(fold.open_count() as i64);
             let open = fold.open_count();
-            status.update(|s| s.incidents_open = open);
+            let down = fold.masters_down();
+            status.update(|s| {
+                s.incidents_open = open;
+                s.masters_down = down;
+            });
         }
     });
     Alerter {
@@ -266,11 +270,14 @@ async fn send(
 ) {
     let speak = designated(local, sentinels, live);
     info!(key = %incident.key, state = incident.state.as_str(), summary = %incident.summary(),
-        events = incident.events, designated = speak, "incident");
+        events = incident.events, planned = incident.planned, designated = speak, "incident");
     // Chat sinks: only the designated watcher. Generic and PagerDuty sinks are
     // idempotent by key (`webhook-id`, `dedup_key`): every watcher sends.
     for s in sinks {
         if s.cfg.kind.is_chat() && !speak {
+            continue;
+        }
+        if s.cfg.kind == crate::config::SinkKind::Pagerduty && !pages(incident) {
             continue;
         }
         if s.cfg.kind == crate::config::SinkKind::Pagerduty
@@ -298,5 +305,62 @@ async fn send(
             SystemTime::now(),
         ))
         .await;
+    }
+}
+
+/// Whether PagerDuty hears of `incident`'s message: never of a planned
+/// switchover (Events v2 has no event that informs without opening an
+/// incident), and not of a damped update that leaves a told page firing (its
+/// trigger is already open; the resolve will come).
+fn pages(incident: &Incident) -> bool {
+    use crate::decide::fold::State;
+    if incident.planned || incident.severity == crate::decide::fold::Severity::Info {
+        return false;
+    }
+    !(incident.state == State::Firing
+        && incident.told_firing
+        && matches!(incident.sent, Some((State::Firing, _)))
+        && incident.flapped())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pages;
+    use crate::decide::fold::{Incident, Kind, Severity, State};
+    use std::time::{Instant, SystemTime};
+
+    fn incident(kind: Kind, severity: Severity) -> Incident {
+        Incident::new(
+            "k".into(),
+            "mymaster",
+            kind,
+            severity,
+            Instant::now(),
+            SystemTime::now(),
+            None,
+        )
+    }
+
+    #[test]
+    fn a_planned_switchover_and_a_damped_update_of_an_open_page_do_not_page() {
+        let mut planned = incident(Kind::Failover, Severity::Info);
+        planned.planned = true;
+        planned.state = State::Resolved;
+        assert!(!pages(&planned));
+        let replica = Kind::InstanceDown {
+            role: "replica",
+            instance: "127.0.0.3:6379".into(),
+        };
+        let first = incident(replica.clone(), Severity::Warning);
+        assert!(pages(&first), "a first trigger pages");
+        // Told firing, flapped, still down: PagerDuty's trigger is open already.
+        let mut update = incident(replica, Severity::Warning);
+        update.sent = Some((State::Firing, Instant::now()));
+        update.told_firing = true;
+        update.notices = 1;
+        update.downs = 2;
+        assert!(!pages(&update));
+        update.state = State::Resolved;
+        assert!(pages(&update), "its resolve does");
     }
 }

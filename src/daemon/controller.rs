@@ -470,11 +470,9 @@ impl Controller {
         }
         let connected = self.core.connected_count();
         let refused = self.core.refused();
-        let max_epoch = masters.iter().filter_map(|m| m.config_epoch).max();
         self.status.update(|s| {
             s.sentinels_connected = connected;
             s.sentinels_refused = refused;
-            s.max_config_epoch = s.max_config_epoch.max(max_epoch.unwrap_or(0));
             s.masters = masters;
         });
     }

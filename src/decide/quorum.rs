@@ -22,6 +22,14 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
+    /// The view, when the sentinel gave one.
+    pub(crate) fn view(&self) -> Option<&MasterView> {
+        match self {
+            Answer::View(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// One sentinel's read turned into its vote on `master`.
     pub(crate) fn from_report(
         report: &Result<SentinelReport, SentinelError>,
@@ -131,6 +139,7 @@ mod tests {
             flags: "master".into(),
             failover_timeout: None,
             replicas: vec![],
+            down_replicas: vec![],
         })
     }
 
@@ -219,6 +228,7 @@ mod tests {
                 flags: "master,s_down,o_down".into(),
                 failover_timeout: None,
                 replicas: vec![],
+                down_replicas: vec![],
             })
         };
         assert!(matches!(

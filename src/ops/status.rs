@@ -67,11 +67,10 @@ pub(crate) struct Status {
     pub last_reconcile_ms: f64,
     pub last_reconcile_unix: f64,
     pub masters: Vec<MasterStatus>,
+    /// Masters the sentinels say are objectively down (`o_down` in a majority
+    /// read, or `+odown` since): set by the alert task from its fold.
+    pub masters_down: Vec<String>,
     pub incidents_open: usize,
-    /// The highest config-epoch any master's majority was seen at (the alert
-    /// fold keys incidents with it), so readers need not walk `masters`.
-    #[serde(skip)]
-    pub max_config_epoch: u64,
     /// Last time the controller loop went round (for the watchdog and /healthz).
     #[serde(skip)]
     pub heartbeat: Option<Instant>,
@@ -79,11 +78,13 @@ pub(crate) struct Status {
 
 impl Status {
     /// Ready: a majority of sentinels connected, the last reconcile succeeded,
-    /// and every VIP route is right (or has been on its way for less than the
+    /// no master is objectively down (the VIP leads to a dead master), and
+    /// every VIP route is right (or has been on its way for less than the
     /// bound): a write that keeps failing is not ready, however often it is sent.
     pub(crate) fn ready(&self) -> bool {
         self.sentinels_connected >= crate::config::majority_of(self.sentinels_configured)
             && self.last_reconcile_ok
+            && self.masters_down.is_empty()
             && !self
                 .masters
                 .iter()
@@ -96,10 +97,20 @@ impl Status {
         let ok = self
             .masters
             .iter()
-            .filter(|m| m.last_error.is_none() && !m.no_majority)
+            .filter(|m| {
+                m.last_error.is_none() && !m.no_majority && !self.masters_down.contains(&m.name)
+            })
             .count();
+        let down = if self.masters_down.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; DOWN (objectively down per the sentinels): {}",
+                self.masters_down.join(", ")
+            )
+        };
         format!(
-            "{} masters ({} healthy), sentinels {}/{} connected, last reconcile {}",
+            "{} masters ({} healthy{down}), sentinels {}/{} connected, last reconcile {}",
             self.masters.len(),
             ok,
             self.sentinels_connected,
@@ -132,12 +143,6 @@ impl SharedStatus {
         if let Ok(mut s) = self.0.write() {
             f(&mut s);
         }
-    }
-
-    /// One field, read under the lock without copying the snapshot (the
-    /// alert task reads per input; `get` clones every master).
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Status) -> T) -> Option<T> {
-        self.0.read().ok().map(|s| f(&s))
     }
 
     pub(crate) fn get(&self) -> Status {

@@ -29,6 +29,10 @@ pub struct MasterView {
     /// Replicas this sentinel knows for the master (`SENTINEL REPLICAS`), for
     /// guarding the fast path: a `+switch-master` to a known replica is plausible.
     pub replicas: Vec<Addr>,
+    /// Replicas this sentinel flags down (`s_down`/`o_down`), from the same
+    /// `SENTINEL REPLICAS` answer: the incident fold's level-triggered view
+    /// of them (a lost `-sdown` still resolves).
+    pub down_replicas: Vec<Addr>,
 }
 
 /// One sentinel's answer to a majority read.
@@ -80,6 +84,22 @@ pub(super) fn addr_reply(v: &Value) -> Option<Addr> {
         [ip, port] => Some(Addr::new(ip.as_string()?, port.as_string()?.parse().ok()?)),
         _ => None,
     }
+}
+
+/// Replica addresses from `SENTINEL REPLICAS` flagged `s_down` or `o_down`.
+pub(super) fn down_replicas(rs: &[HashMap<String, String>]) -> Vec<Addr> {
+    rs.iter()
+        .filter(|r| {
+            let flags = r.get("flags").map(String::as_str).unwrap_or("");
+            flags.split(',').any(|f| matches!(f, "s_down" | "o_down"))
+        })
+        .filter_map(|r| {
+            Some(Addr::new(
+                r.get("ip")?.clone(),
+                r.get("port")?.parse().ok()?,
+            ))
+        })
+        .collect()
 }
 
 /// Replica addresses from `SENTINEL REPLICAS`, without those Sentinel itself
@@ -177,7 +197,7 @@ impl SentinelLink {
         };
         for (e, read) in entries.into_iter().zip(reads) {
             // None: removed between the two reads; it is not monitored any more.
-            let Some((addr, replicas)) = read? else {
+            let Some((addr, replicas, down_replicas)) = read? else {
                 continue;
             };
             if let Some(listed) = e.listed.filter(|l| *l != addr) {
@@ -191,6 +211,7 @@ impl SentinelLink {
                     flags: e.flags,
                     failover_timeout: e.failover_timeout,
                     replicas,
+                    down_replicas,
                 },
             );
         }
@@ -202,7 +223,7 @@ impl SentinelLink {
     async fn addr_and_replicas(
         &self,
         name: &str,
-    ) -> Result<Option<(Addr, Vec<Addr>)>, SentinelError> {
+    ) -> Result<Option<(Addr, Vec<Addr>, Vec<Addr>)>, SentinelError> {
         let (addr, replicas) = tokio::join!(
             self.cmd.get_master_addr_by_name::<Value, _>(name),
             self.cmd.replicas::<Vec<HashMap<String, String>>, _>(name)
@@ -217,8 +238,8 @@ impl SentinelLink {
                 ))
             }
         };
-        let replicas = match replicas {
-            Ok(rs) => promotable_replicas(&rs),
+        let (replicas, down) = match replicas {
+            Ok(rs) => (promotable_replicas(&rs), down_replicas(&rs)),
             Err(e) if no_such_master(&e) => return Ok(None),
             Err(e) => {
                 return Err(SentinelError::failed(
@@ -227,7 +248,7 @@ impl SentinelLink {
                 ))
             }
         };
-        Ok(addr.map(|a| (a, replicas)))
+        Ok(addr.map(|a| (a, replicas, down)))
     }
 
     /// One master as [`report`](Self::report) sees it (for `check`), plus the
@@ -245,7 +266,7 @@ impl SentinelLink {
             Err(e) if no_such_master(&e) => return Ok(None),
             Err(e) => return Err(SentinelError::failed(format!("SENTINEL MASTER {name}"), &e)),
         };
-        let (Some(e), Some((addr, replicas))) = (masters_entry(&m), read?) else {
+        let (Some(e), Some((addr, replicas, down_replicas))) = (masters_entry(&m), read?) else {
             return Ok(None);
         };
         let stale = e.listed.filter(|l| *l != addr);
@@ -256,6 +277,7 @@ impl SentinelLink {
                 flags: e.flags,
                 failover_timeout: e.failover_timeout,
                 replicas,
+                down_replicas,
             },
             stale,
         )))

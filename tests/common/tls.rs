@@ -146,6 +146,21 @@ impl Redis {
         sentinel_cert: &str,
         auth_clients: bool,
     ) -> Redis {
+        Redis::start_tls_also_plain(nodes, sentinels, certs, sentinel_cert, auth_clients, None)
+    }
+
+    /// [`Redis::start_tls`], with the sentinels also listening in plaintext on
+    /// `sentinel_plain_port` (Some): the same TLS rig (replication, sentinel to
+    /// sentinel and sentinel to redis all TLS) for a watcher that dials
+    /// plaintext. `sentinel_addrs()` stays the TLS ports.
+    pub fn start_tls_also_plain(
+        nodes: usize,
+        sentinels: usize,
+        certs: &Certs,
+        sentinel_cert: &str,
+        auth_clients: bool,
+        sentinel_plain_port: Option<u16>,
+    ) -> Redis {
         let mut r = Redis::unstarted(nodes, sentinels);
         let cli = TlsCli::new(certs);
         for i in 0..nodes {
@@ -168,6 +183,10 @@ impl Redis {
                     sentinel_cert,
                     auth_clients,
                 ));
+            if let Some(p) = sentinel_plain_port {
+                // After `tls_args`' `--port 0`: the last one wins.
+                cmd.args(["--port", &p.to_string()]);
+            }
             r.sentinels
                 .push(Some(Proc::spawn(cmd, &format!("sentinel-{i}"))));
         }

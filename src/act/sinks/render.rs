@@ -31,6 +31,7 @@ fn severity(i: &Incident) -> &'static str {
     match i.severity {
         Severity::Critical => "critical",
         Severity::Warning => "warning",
+        Severity::Info => "info",
     }
 }
 
@@ -93,6 +94,11 @@ pub fn webhook_id(i: &Incident) -> String {
             i.key,
             at.saturating_duration_since(i.opened).as_secs()
         ),
+        // A group's later notices (a flap summary, a reopened group): ids
+        // of their own, numbered by the notices before them.
+        _ if i.notices >= 2 || i.flapped() && i.notices >= 1 => {
+            format!("{}-{state}-n{}", i.key, i.notices)
+        }
         _ => format!("{}-{state}", i.key),
     }
 }

@@ -25,49 +25,8 @@ impl Fold {
         match event {
             Event::NewEpoch(e) => self.epoch = self.epoch.max(*e),
             Event::SwitchMaster { master, old, new } => {
-                let (old, new) = (old.to_string(), new.to_string());
-                self.odown.remove(master);
-                self.last_abort.remove(master);
-                // Resolve the open failover incident, or absorb a duplicate, or
-                // open-and-resolve one for a switch with nothing before it.
-                let dup = self.incidents.values_mut().find(|i| {
-                    i.master == *master
-                        && i.kind == Kind::Failover
-                        && i.to.as_deref() == Some(new.as_str())
-                });
-                if let Some(i) = dup {
-                    i.events += 1;
-                    self.absorbed += 1;
-                    return;
-                }
-                if let Some(i) = self.open_master_incident(master, true) {
-                    if i.from.as_deref() == Some(new.as_str()) {
-                        // A switch *to* the master this incident is about is the
-                        // previous failover's switch arriving late (a lagging
-                        // sentinel): it cannot end this one.
-                        i.events += 1;
-                        self.absorbed += 1;
-                        return;
-                    }
-                }
-                let open = self.open_master_incident(master, true).is_some();
-                if !open && self.last_switch.get(master) == Some(&new) {
-                    // The same switch, late (a healed sentinel) or duplicated.
-                    self.absorbed += 1;
-                    return;
-                }
-                self.last_switch.insert(master.clone(), new.clone());
-                let i = match self.open_master_incident(master, true) {
-                    Some(i) => i,
-                    None => self.open_new_failover(at, master, old.clone()),
-                };
-                i.events += 1;
-                i.resolve(at);
-                i.to = Some(new);
-                i.failover_time = Some(at.mono.saturating_duration_since(i.attempt_started));
-                if i.from.is_none() {
-                    i.from = Some(old);
-                }
+                self.level(master).event_at = Some(at.mono);
+                self.switched(at, master, old.to_string(), new.to_string(), false);
             }
             Event::Instance {
                 kind,
@@ -84,10 +43,14 @@ impl Fold {
                         let fresh = current && !self.odown.contains(master);
                         if current {
                             self.odown.insert(master.to_owned());
+                            let lv = self.level(master);
+                            lv.up = Some(false);
+                            lv.event_at = Some(at.mono);
                         }
                         if let Some(i) = self.open_master_incident(master, true) {
                             i.events += 1;
                             i.down = true;
+                            i.up_before = false;
                             self.absorbed += 1;
                             return;
                         }
@@ -101,7 +64,7 @@ impl Fold {
                             i.annotate(note);
                             return;
                         }
-                        let key = self.key(master, self.epoch, None);
+                        let key = self.failover_key(master);
                         if let Some(i) = self.open(
                             at,
                             key,
@@ -112,6 +75,7 @@ impl Fold {
                         ) {
                             i.events += 1;
                             i.down = true;
+                            i.up_before = false;
                             i.annotate(note);
                         }
                     }
@@ -120,13 +84,34 @@ impl Fold {
                         if self.last_switch.get(master).is_none_or(|to| *to == addr) {
                             self.odown.remove(master);
                             self.last_abort.remove(master);
+                            let lv = self.level(master);
+                            lv.up = Some(true);
+                            lv.event_at = Some(at.mono);
                         }
                         if let Some(i) = self.open_master_incident(master, true) {
                             i.events += 1;
                             i.resolve(at);
                         }
                     }
+                    (IE::Sdown | IE::SdownCleared, Role::Master) => {
+                        // Not an incident on its own; evidence that the master
+                        // was down (so a failover that follows is not planned).
+                        let addr = instance.addr.to_string();
+                        if self.last_switch.get(master).is_none_or(|to| *to == addr) {
+                            let down = *kind == IE::Sdown;
+                            let lv = self.level(master);
+                            lv.sdown = down;
+                            lv.event_at = Some(at.mono);
+                            if down {
+                                if let Some(i) = self.open_master_incident(master, true) {
+                                    i.up_before = false;
+                                }
+                            }
+                        }
+                        self.absorbed += 1;
+                    }
                     (IE::TryFailover, Role::Master) => {
+                        self.level(master).event_at = Some(at.mono);
                         if let Some(i) = self.open_master_incident(master, true) {
                             i.events += 1;
                             i.tries += 1;
@@ -182,7 +167,7 @@ impl Fold {
                             // Manual failovers publish no +odown: remember the leader
                             // for the switch incident that follows (when its
                             // +try-failover was missed).
-                            let key = self.key(master, self.epoch, None);
+                            let key = self.failover_key(master);
                             let down = self.odown.contains(master);
                             if let Some(i) = self.open(
                                 at,
@@ -201,56 +186,20 @@ impl Fold {
                             self.absorbed += 1;
                         }
                     }
-                    (IE::Sdown, Role::Replica | Role::Sentinel) => {
+                    (IE::Sdown | IE::SdownCleared, Role::Replica | Role::Sentinel) => {
                         let role = if instance.role == Role::Sentinel {
                             "sentinel"
                         } else {
                             "replica"
                         };
+                        if instance.role == Role::Replica {
+                            self.level(master).replica_event_at = Some(at.mono);
+                        }
                         let addr = instance.addr.to_string();
-                        let existing = self.incidents.values_mut().find(|i| {
-                            i.master == master && i.state == State::Firing
-                                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
-                        });
-                        if let Some(i) = existing {
-                            i.events += 1;
-                            self.absorbed += 1;
-                            return;
-                        }
-                        let what = format!("{role}:{addr}");
-                        let key = self.occurrence_key(at.mono, master, &what);
-                        if let Some(i) = self.open(
-                            at,
-                            key,
-                            master,
-                            Kind::InstanceDown {
-                                role,
-                                instance: addr,
-                            },
-                            Severity::Warning,
-                            None,
-                        ) {
-                            i.events += 1;
-                            i.occurrence = Some(what);
-                        }
-                    }
-                    (IE::SdownCleared, Role::Replica | Role::Sentinel) => {
-                        let addr = instance.addr.to_string();
-                        let mut drop_key = None;
-                        if let Some(i) = self.incidents.values_mut().find(|i| {
-                            i.master == master && i.state == State::Firing
-                                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
-                        }) {
-                            i.events += 1;
-                            if i.sent.is_none() {
-                                // Down for less than group_wait: never told, forget it.
-                                drop_key = Some(i.key.clone());
-                            } else {
-                                i.resolve(at);
-                            }
-                        }
-                        if let Some(k) = drop_key {
-                            self.incidents.remove(&k);
+                        if *kind == IE::Sdown {
+                            self.instance_down(at, master, role, addr);
+                        } else {
+                            self.instance_up(at, master, role, addr);
                         }
                     }
                     _ => self.absorbed += 1,
@@ -300,13 +249,246 @@ impl Fold {
         i.resolve(at);
         i.ended = Some(Ended::Aborted(event));
         i.down |= down;
+        // A `SENTINEL FAILOVER` that failed: planned, like its success would be.
+        i.planned = !i.down && i.up_before && !i.told_firing;
+        if i.planned {
+            i.severity = Severity::Info;
+        }
         if repeat && i.sent.is_none() {
             let k = i.key.clone();
             self.incidents.remove(&k);
-            self.closed.insert(k, at.mono);
+            self.closed.insert(k, (at.mono, 0));
             self.absorbed += 1;
         } else if down {
             self.last_abort.insert(master.to_owned(), event);
+        }
+    }
+}
+
+impl Fold {
+    /// A switch of `master` from `old` to `new`, from its `+switch-master` or
+    /// (`by_read`) from a majority read that found the master moved. Resolves
+    /// the failover incident it ends (open, or resolved by the leader's
+    /// `-odown` a moment before and not yet told), absorbs a duplicate, or
+    /// opens-and-resolves one for a switch with nothing before it.
+    pub(super) fn switched(
+        &mut self,
+        at: Stamp,
+        master: &str,
+        old: String,
+        new: String,
+        by_read: bool,
+    ) {
+        self.odown.remove(master);
+        self.last_abort.remove(master);
+        let dup = self.incidents.values_mut().find(|i| {
+            i.master == master && i.kind == Kind::Failover && i.to.as_deref() == Some(new.as_str())
+        });
+        if let Some(i) = dup {
+            i.events += 1;
+            self.absorbed += 1;
+            return;
+        }
+        if let Some(i) = self.open_master_incident(master, true) {
+            if i.from.as_deref() == Some(new.as_str()) {
+                // A switch *to* the master this incident is about is the
+                // previous failover's switch arriving late (a lagging
+                // sentinel): it cannot end this one.
+                i.events += 1;
+                self.absorbed += 1;
+                return;
+            }
+        }
+        let attach = self
+            .incidents
+            .values()
+            .filter(|i| i.master == master && i.kind == Kind::Failover && i.to.is_none())
+            .find(|i| {
+                i.state == State::Firing
+                    || (i.ended.is_none() && !matches!(i.sent, Some((State::Resolved, _))))
+            })
+            .map(|i| i.key.clone());
+        if attach.is_none() && self.last_switch.get(master) == Some(&new) {
+            // The same switch, late (a healed sentinel) or duplicated.
+            self.absorbed += 1;
+            return;
+        }
+        self.last_switch.insert(master.to_owned(), new.clone());
+        let key = match attach {
+            Some(k) => k,
+            None => self.open_new_failover(at, master, old.clone()).key.clone(),
+        };
+        let mut former = old;
+        if let Some(i) = self.incidents.get_mut(&key) {
+            // The master that went down (a lagging sentinel's switch may name
+            // an older one as `old`).
+            former = i.from.clone().unwrap_or(former);
+            i.events += 1;
+            i.resolve(at);
+            i.to = Some(new.clone());
+            i.failover_time = Some(at.mono.saturating_duration_since(i.attempt_started));
+            if i.from.is_none() {
+                i.from = Some(former.clone());
+            }
+            // Planned: this watcher saw the failover start (`+try-failover`,
+            // `+elected-leader`) with the master known up and never down.
+            i.planned = !by_read
+                && !i.down
+                && i.up_before
+                && !i.told_firing
+                && (i.tries > 0 || i.leader.is_some());
+            if i.planned {
+                i.severity = Severity::Info;
+            }
+            if by_read {
+                i.annotate(
+                    "switch found by a majority read (its +switch-master was not seen)".into(),
+                );
+            }
+        }
+        // The switch's config-epoch: the failover's (`+new-epoch` before its
+        // switch), and always above the one before; the next read says it.
+        let epoch = self.epoch;
+        let lv = self.level(master);
+        lv.addr = Some(new);
+        lv.config_epoch = Some(epoch.max(lv.config_epoch.unwrap_or(0) + 1));
+        lv.up = Some(true);
+        lv.sdown = false;
+        self.former.insert(master.to_owned(), (former, None));
+    }
+
+    /// Whether `addr` is where `master` is now (its last switch, or read).
+    fn is_current_master(&self, master: &str, addr: &str) -> bool {
+        self.last_switch
+            .get(master)
+            .or_else(|| self.levels.get(master).and_then(|l| l.addr.as_ref()))
+            .is_some_and(|m| m == addr)
+    }
+
+    /// Whether `addr` is `master`'s old master of its last failover, not yet
+    /// settled back as a replica (forgotten once it is).
+    fn is_former(&mut self, at: Stamp, master: &str, addr: &str) -> bool {
+        match self.former.get(master) {
+            Some((a, back)) if a == addr => {
+                if back
+                    .is_some_and(|b| at.mono.saturating_duration_since(b) >= super::FORMER_SETTLES)
+                {
+                    self.former.remove(master);
+                    false
+                } else {
+                    true
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// The old master `addr` of `master`'s last failover went down or came
+    /// back as a replica: a note on that failover's incident while it is not
+    /// yet told, else nothing.
+    fn note_former(&mut self, master: &str, addr: &str, event: &str, what: &str) {
+        self.absorbed += 1;
+        if let Some(i) = self.incidents.values_mut().find(|i| {
+            i.master == master && i.kind == Kind::Failover && i.from.as_deref() == Some(addr)
+        }) {
+            i.events += 1;
+            if i.sent.map(|(told, _)| told) != Some(i.state) {
+                // Its next message is still to come: it says so.
+                i.annotate(format!("{event} of the old master {addr}: {what}"));
+            }
+        }
+    }
+}
+
+impl Fold {
+    /// A replica or sentinel of `master` seen down (`+sdown`, or a read).
+    pub(super) fn instance_down(
+        &mut self,
+        at: Stamp,
+        master: &str,
+        role: &'static str,
+        addr: String,
+    ) {
+        if role == "replica" && self.is_current_master(master, &addr) {
+            // A lagging sentinel's view (its replica is the master now): the
+            // master's incident covers it.
+            self.absorbed += 1;
+            return;
+        }
+        if role == "replica" && self.is_former(at, master, &addr) {
+            // The old master of the last failover, still down: that
+            // failover's news, not an incident of its own.
+            self.note_former(master, &addr, "+sdown", "still down, now a replica");
+            return;
+        }
+        let existing = self.incidents.values_mut().find(|i| {
+            i.master == master
+                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
+        });
+        if let Some(i) = existing {
+            i.events += 1;
+            if i.state == State::Resolved {
+                // Back down within the group's window: a flap.
+                i.reopen(at);
+            } else {
+                self.absorbed += 1;
+            }
+            return;
+        }
+        let what = format!("{role}:{addr}");
+        let key = self.occurrence_key(at.mono, master, &what);
+        if let Some(i) = self.open(
+            at,
+            key,
+            master,
+            Kind::InstanceDown {
+                role,
+                instance: addr,
+            },
+            Severity::Warning,
+            None,
+        ) {
+            i.events += 1;
+            i.occurrence = Some(what);
+        }
+    }
+
+    /// A replica or sentinel of `master` seen up again (`-sdown`, or a read).
+    pub(super) fn instance_up(
+        &mut self,
+        at: Stamp,
+        master: &str,
+        role: &'static str,
+        addr: String,
+    ) {
+        if role == "replica" && self.is_current_master(master, &addr) {
+            self.absorbed += 1;
+            return;
+        }
+        if role == "replica" && self.is_former(at, master, &addr) {
+            if let Some((_, back)) = self.former.get_mut(master) {
+                back.get_or_insert(at.mono);
+            }
+            self.note_former(master, &addr, "-sdown", "back as a replica");
+            return;
+        }
+        let damped = !self.group_interval.is_zero();
+        let mut drop_key = None;
+        if let Some(i) = self.incidents.values_mut().find(|i| {
+            i.master == master
+                && i.state == State::Firing
+                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
+        }) {
+            i.events += 1;
+            if i.sent.is_none() && !damped {
+                // Down for less than group_wait: never told, forget it.
+                drop_key = Some(i.key.clone());
+            } else {
+                i.resolve(at);
+            }
+        }
+        if let Some(k) = drop_key {
+            self.incidents.remove(&k);
         }
     }
 }

@@ -14,6 +14,8 @@ use crate::watch::SentinelId;
 pub enum Severity {
     Critical,
     Warning,
+    /// Nothing is wrong: a planned switchover. Never pages.
+    Info,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +144,24 @@ pub struct Incident {
     /// The condition this incident counts occurrences of (see
     /// `Fold::occurrence_key`), to keep that counter while it is open.
     pub occurrence: Option<String>,
+    /// A failover Sentinel ran without the master being objectively down
+    /// (`SENTINEL FAILOVER`): a planned switchover, told at `Info` and never
+    /// paged. Decided from the events this watcher folded (no `+sdown`/`+odown`
+    /// of the master, no majority read saying `o_down`) and the knowledge that
+    /// the master was up: a watcher that does not know (started mid-switchover,
+    /// no read yet) says unplanned. Never true once a firing was told.
+    pub planned: bool,
+    /// The fold knew the master was up when this opened (a read without
+    /// `o_down`, no `+sdown` of it since) and has seen nothing down since.
+    pub up_before: bool,
+    /// Messages sent for this incident so far (its group's notices).
+    pub notices: u32,
+    /// Times the condition came back (went down again) since the last notice,
+    /// counting the opening while nothing was told: flap damping's summary.
+    pub downs: u32,
+    /// When the first of those `downs` began, and when the state last changed.
+    pub flap_from: Option<Instant>,
+    pub flap_last: Option<Instant>,
 }
 
 impl Incident {
@@ -183,7 +203,38 @@ impl Incident {
             ended: None,
             aborted: None,
             occurrence: None,
+            planned: false,
+            up_before: false,
+            notices: 0,
+            downs: 1,
+            flap_from: Some(opened),
+            flap_last: Some(opened),
         }
+    }
+
+    /// Whether what happened since the last notice is a flap series worth
+    /// summarising ("went down 5 times in 35 s"): the condition came back
+    /// after a notice, or came and went more than once before the first.
+    pub fn flapped(&self) -> bool {
+        if self.notices == 0 {
+            self.downs >= 2
+        } else {
+            self.downs >= 1
+        }
+    }
+
+    /// The condition came back (went down again): the same incident, firing
+    /// again, one more down in its flap count.
+    pub(super) fn reopen(&mut self, at: Stamp) {
+        if self.downs == 0 {
+            self.flap_from = Some(at.mono);
+        }
+        self.downs += 1;
+        self.flap_last = Some(at.mono);
+        self.state = State::Firing;
+        self.resolved = None;
+        self.resolved_at = None;
+        self.ended = None;
     }
 
     /// The same incident, of deployment `cluster`.
@@ -193,6 +244,9 @@ impl Incident {
     }
 
     pub(super) fn resolve(&mut self, at: Stamp) {
+        if self.state == State::Firing {
+            self.flap_last = Some(at.mono);
+        }
         self.state = State::Resolved;
         self.resolved_at = Some(at.wall);
         self.resolved = Some(at.mono);
@@ -268,6 +322,62 @@ pub enum AlertInput {
         bad: bool,
         detail: String,
     },
+    /// What a majority read found for one master: its state, not an event.
+    MasterRead(MasterRead),
+}
+
+/// A master's state as the sentinels' majority reported it in one read
+/// (`SENTINEL MASTER(S)` flags and config-epoch, `GET-MASTER-ADDR-BY-NAME`):
+/// the fold's level-triggered input. Events make the fold fast; this makes it
+/// right when events were missed (a watcher started mid-incident, a closing
+/// event lost): it opens, keeps and resolves master incidents.
+#[derive(Debug, Clone)]
+pub struct MasterRead {
+    pub master: String,
+    /// Where the majority says the master is.
+    pub addr: String,
+    pub config_epoch: u64,
+    /// A majority flags the master `o_down`.
+    pub odown: bool,
+    /// Some sentinel of the majority flags `failover_in_progress`.
+    pub failover_in_progress: bool,
+    /// Replicas some sentinel of the majority flags down (`s_down`), as
+    /// `ip:port`: as the events open one on any sentinel's `+sdown`.
+    pub replicas_down: Vec<String>,
+    /// When the read started: events folded after it are newer than it.
+    pub started: Instant,
+}
+
+impl MasterRead {
+    /// The read of `master` from the views that name the majority's `addr`
+    /// (`needed` of them make a majority).
+    pub fn from_views<'a>(
+        master: &str,
+        addr: &crate::addr::Addr,
+        config_epoch: u64,
+        views: impl IntoIterator<Item = &'a crate::watch::MasterView>,
+        needed: usize,
+        started: Instant,
+    ) -> MasterRead {
+        let flagged =
+            |v: &crate::watch::MasterView, flag: &str| v.flags.split(',').any(|f| f == flag);
+        let same: Vec<&crate::watch::MasterView> =
+            views.into_iter().filter(|v| v.addr == *addr).collect();
+        MasterRead {
+            master: master.to_owned(),
+            addr: addr.to_string(),
+            config_epoch,
+            odown: same.iter().filter(|v| flagged(v, "o_down")).count() >= needed,
+            failover_in_progress: same.iter().any(|v| flagged(v, "failover_in_progress")),
+            replicas_down: same
+                .iter()
+                .flat_map(|v| v.down_replicas.iter().map(|a| a.to_string()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            started,
+        }
+    }
 }
 
 /// A route write's outcome, as alerts quote it.

@@ -20,19 +20,46 @@
 //! - Failed route writes and loss of the sentinel majority are incidents too. A
 //!   failed write resolves on a good write or a read that finds the route right;
 //!   resolved before it was ever told, it is dropped.
+//! - **Level-triggered** (`level`): every majority read hands the fold the
+//!   master's state ([`MasterRead`]: address, config-epoch, `o_down`,
+//!   `failover_in_progress`). It opens the master's incident when its events
+//!   were missed (a watcher started mid-incident), keeps it firing while the
+//!   sentinels say `o_down`, resolves it when they say the master is up (its
+//!   `-odown` lost), and tells a failover whose `+switch-master` was missed. A
+//!   read older than the master's last event is ignored.
+//! - **One failover, one incident**: the leader's `-odown` just before its
+//!   switch, the old master's `+sdown`/`-sdown` as a replica and its
+//!   `+convert-to-slave`, the replicas' reconfiguration: all attach to that
+//!   failover's incident (as notes while it is not told) or are dropped.
+//! - **Planned**: a failover this watcher saw start (`+try-failover`,
+//!   `+elected-leader`) with the master known up (a read without `o_down`) and
+//!   never seen down (`+sdown`/`+odown`) is a planned switchover: `Info`, never
+//!   paged. Without that knowledge (started mid-switchover, switch seen only by
+//!   a read) it is unplanned.
+//! - **Flap damping** (`group_interval`): after a replica's or sentinel's
+//!   down incident is first told, its further changes (its resolve included)
+//!   are told at most once per `group_interval`, as one summary ("went down 5
+//!   times in 35 s; up now"); blips shorter than `group_wait` count as flaps.
+//!   Other incidents are told on every change.
 //! - Keys: [`incident_key`], hex sha256 of the deployment (`cluster`), the
 //!   master, the config-epoch at open (+ `what` for counted conditions): the
 //!   same on every watcher of one deployment, different across deployments.
+//!   A master's failover incident uses
+//!   the master's **config-epoch** when it opens (from the reads), which a
+//!   restarted watcher reads back: the same incident has the same key across a
+//!   restart. A failover moves the config-epoch, so each failover is a new key;
+//!   the master going down again without one is the same group again.
 //! - Memory is bounded: events of masters not configured are not folded, and
 //!   per-master state is pruned (see [`Fold::state_size`]).
 //!
 //! Files: `incident` (the incident and the fold's inputs), `text` (all message
 //! text), this file (the fold's state, opening incidents), `events` (sentinel
-//! event intake), `outcomes` (route outcomes and other conditions), `timers`
-//! (what is due when).
+//! event intake, switches), `level` (majority reads), `outcomes` (route
+//! outcomes and other conditions), `timers` (what is due when, damping).
 
 mod events;
 mod incident;
+mod level;
 mod outcomes;
 mod text;
 mod timers;
@@ -45,7 +72,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::watch::event::InstanceEvent;
 pub use incident::{
-    incident_key, AlertInput, Condition, Ended, Incident, Kind, RouteReport, Severity, State,
+    incident_key, AlertInput, Condition, Ended, Incident, Kind, MasterRead, RouteReport, Severity,
+    State,
 };
 
 /// When something happened, on both clocks: `mono` for the fold's timing
@@ -75,6 +103,27 @@ struct Occurrences {
     last: Instant,
 }
 
+/// What the fold knows of one master's state, from majority reads and events.
+#[derive(Debug, Default)]
+struct Level {
+    /// Where the master is (last read, or last switch).
+    addr: Option<String>,
+    /// Its config-epoch (last read, or the epoch of the last switch): the
+    /// failover incident's key is made of it, so a watcher restarted while
+    /// the incident is open computes the same key from its first read.
+    config_epoch: Option<u64>,
+    /// Known up (`Some(true)`: a read without `o_down`, a `-odown`, a switch)
+    /// or down; `None` until the first read or event.
+    up: Option<bool>,
+    /// A sentinel said `+sdown` of the master (not cleared since).
+    sdown: bool,
+    /// The last event about the master's state: a read that started
+    /// before it is older news and does not override it.
+    event_at: Option<Instant>,
+    /// The same for its replicas' `+sdown`/`-sdown`.
+    replica_event_at: Option<Instant>,
+}
+
 /// The fold's state.
 #[derive(Debug)]
 pub struct Fold {
@@ -82,14 +131,25 @@ pub struct Fold {
     cluster: String,
     group_wait: Duration,
     repeat_interval: Duration,
+    /// After a group's first notice, further changes to it are told at most
+    /// once per `group_interval` (flap damping, as Alertmanager does).
+    group_interval: Duration,
+    /// Per configured master: what is known of its state.
+    levels: BTreeMap<String, Level>,
+    /// Per master: the old master of its last switch, and when a sentinel
+    /// first saw it back (`-sdown`). Its `+sdown`/`-sdown` as a replica belong
+    /// to that failover until [`FORMER_SETTLES`] after it is back (sentinels
+    /// see it go and come at slightly different times).
+    former: BTreeMap<String, (String, Option<Instant>)>,
     /// Configured master names (`None`: every master is folded).
     masters: Option<BTreeSet<String>>,
     /// Open (or resolved but not yet sent) incidents by key.
     incidents: BTreeMap<String, Incident>,
     /// Highest epoch seen (from `+new-epoch` and majority reads).
     epoch: u64,
-    /// Keys recently closed, to absorb late duplicates (key → when closed).
-    closed: BTreeMap<String, Instant>,
+    /// Keys recently closed, to absorb late duplicates (key → when closed,
+    /// and how many notices it had: a reopened group continues the count).
+    closed: BTreeMap<String, (Instant, u32)>,
     /// Last switch per configured master (its destination), to absorb late
     /// duplicates after the incident was told and closed.
     last_switch: BTreeMap<String, String>,
@@ -105,6 +165,10 @@ pub struct Fold {
     pub ignored: usize,
 }
 
+/// How long after a sentinel saw a failover's old master back as a replica
+/// the others' `+sdown`/`-sdown` of it still belong to that failover.
+const FORMER_SETTLES: Duration = Duration::from_secs(60);
+
 /// How long a closed incident's key is remembered to absorb late duplicates.
 const REMEMBER_CLOSED: Duration = Duration::from_secs(600);
 
@@ -115,6 +179,9 @@ impl Fold {
             cluster: String::new(),
             group_wait,
             repeat_interval,
+            group_interval: Duration::ZERO,
+            levels: BTreeMap::new(),
+            former: BTreeMap::new(),
             masters: None,
             incidents: BTreeMap::new(),
             epoch: 0,
@@ -133,6 +200,18 @@ impl Fold {
     pub fn for_masters(mut self, names: impl IntoIterator<Item = String>) -> Fold {
         self.masters = Some(names.into_iter().collect());
         self
+    }
+
+    /// Flap damping: after a group's first notice, its further changes are
+    /// told at most once per `interval` (zero: every change is told).
+    pub fn with_group_interval(mut self, interval: Duration) -> Fold {
+        self.group_interval = interval;
+        self
+    }
+
+    /// New `group_interval` (reload).
+    pub fn set_group_interval(&mut self, interval: Duration) {
+        self.group_interval = interval;
     }
 
     /// Keys made by this fold name deployment `cluster` (see [`incident_key`]).
@@ -167,6 +246,8 @@ impl Fold {
         let names: BTreeSet<String> = names.into_iter().collect();
         let keep = |m: &String| m == "*" || names.contains(m);
         self.last_switch.retain(|m, _| keep(m));
+        self.levels.retain(|m, _| keep(m));
+        self.former.retain(|m, _| keep(m));
         self.odown.retain(keep);
         self.last_abort.retain(|m, _| keep(m));
         self.occurrences.retain(|(m, _), _| keep(m));
@@ -184,7 +265,9 @@ impl Fold {
     }
 
     /// How many entries the fold holds (incidents, remembered keys, per-master
-    /// state, counters): flat over months of events.
+    /// state, counters): flat over months of events. The per-master level and
+    /// old-master entries are not counted: one each per configured master at
+    /// most, dropped with the master on a reload.
     pub fn state_size(&self) -> usize {
         self.incidents.len()
             + self.closed.len()
@@ -224,6 +307,29 @@ impl Fold {
     /// Tells the fold the latest config-epoch known from a majority read.
     pub fn observe_epoch(&mut self, epoch: u64) {
         self.epoch = self.epoch.max(epoch);
+    }
+
+    /// Whether a majority read (or the events since) says `master` is
+    /// objectively down.
+    pub fn master_down(&self, master: &str) -> bool {
+        self.levels.get(master).and_then(|l| l.up) == Some(false)
+    }
+
+    /// The key of `master`'s failover incident: its config-epoch when it
+    /// opens (from the reads; the events' epoch until a read came), which a
+    /// restarted watcher reads back. One group per master and config-epoch:
+    /// the master going down again without a failover is the same group.
+    fn failover_key(&self, master: &str) -> String {
+        let epoch = self
+            .levels
+            .get(master)
+            .and_then(|l| l.config_epoch)
+            .unwrap_or(self.epoch);
+        self.key(master, epoch, None)
+    }
+
+    fn level(&mut self, master: &str) -> &mut Level {
+        self.levels.entry(master.to_owned()).or_default()
     }
 
     pub fn open_count(&self) -> usize {
@@ -270,31 +376,59 @@ impl Fold {
     fn recently_closed(&self, key: &str, now: Instant) -> bool {
         self.closed
             .get(key)
-            .is_some_and(|at| now.saturating_duration_since(*at) < REMEMBER_CLOSED)
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) < REMEMBER_CLOSED)
     }
 
-    /// Opens a failover incident for a new attempt or switch (not a late
-    /// duplicate: the caller checked). Its key is the epoch's, unless that one
-    /// is taken (an aborted attempt of the same epoch, `+new-epoch` missed):
-    /// then the epoch's next occurrence, which every watcher computes alike.
+    /// Opens a failover incident for a new attempt, down or switch (not a
+    /// late duplicate: the caller checked). Its key is the master's
+    /// config-epoch's ([`Fold::failover_key`]): when that group was already
+    /// told and closed, the master went down again without a failover, and
+    /// the group is opened again under its key (its notices go on counting,
+    /// so each message keeps its own `webhook-id`). One not yet told (resolved
+    /// within `group_wait`) is reopened: a flap, summarised when told.
     fn open_new_failover(&mut self, at: Stamp, master: &str, from: String) -> &mut Incident {
-        let mut key = self.key(master, self.epoch, None);
-        if self.recently_closed(&key, at.mono) || self.incidents.contains_key(&key) {
-            key = self.occurrence_key(at.mono, master, "failover");
-        }
+        let key = self.failover_key(master);
         let down = self.odown.contains(master);
+        let up_before = self
+            .levels
+            .get(master)
+            .is_some_and(|l| l.up == Some(true) && !l.sdown);
+        let notices = self.closed.remove(&key).map(|(_, n)| n).unwrap_or(0);
         let i = self.incidents.entry(key.clone()).or_insert_with(|| {
-            Incident::new(
+            let mut i = Incident::new(
                 key,
                 master,
                 Kind::Failover,
                 Severity::Critical,
                 at.mono,
                 at.wall,
-                Some(from),
+                Some(from.clone()),
             )
-            .in_cluster(&self.cluster)
+            .in_cluster(&self.cluster);
+            i.notices = notices;
+            i.up_before = up_before;
+            i
         });
+        if i.state == State::Resolved {
+            // The same group again: down again after a blip.
+            i.reopen(at);
+            if i.sent.is_some() {
+                i.opened = at.mono;
+                i.opened_at = at.wall;
+            }
+            i.kind = Kind::Failover;
+            i.severity = Severity::Critical;
+            i.from = Some(from);
+            i.to = None;
+            i.failover_time = None;
+            i.aborted = None;
+            i.attempt_started = at.mono;
+            i.tries = 0;
+            i.last_try = None;
+            i.route = None;
+            i.planned = false;
+            i.up_before = up_before && i.up_before;
+        }
         i.down |= down;
         i
     }

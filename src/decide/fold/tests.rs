@@ -917,3 +917,361 @@ fn a_late_switch_to_the_failing_master_does_not_end_its_incident() {
     let s = sent[0].summary();
     assert!(s.contains("127.0.0.2:6379 → 127.0.0.3:6379"), "{s}");
 }
+
+// --- level-triggered state: the majority read ---
+
+/// A majority read of mymaster at `addr` (config-epoch `epoch`) that started
+/// at `started_ms` and reached the fold at `at_ms`.
+fn read(
+    f: &mut Fold,
+    t0: Instant,
+    at_ms: u64,
+    started_ms: u64,
+    addr: &str,
+    epoch: u64,
+    odown: bool,
+) {
+    read_with(f, t0, (at_ms, started_ms), addr, epoch, odown, &[]);
+}
+
+/// [`read`], with replicas flagged down.
+fn read_with(
+    f: &mut Fold,
+    t0: Instant,
+    (at_ms, started_ms): (u64, u64),
+    addr: &str,
+    epoch: u64,
+    odown: bool,
+    replicas_down: &[&str],
+) {
+    f.on_master_read(
+        stamp(at(t0, at_ms)),
+        &MasterRead {
+            master: "mymaster".into(),
+            addr: addr.into(),
+            config_epoch: epoch,
+            odown,
+            failover_in_progress: false,
+            replicas_down: replicas_down.iter().map(|r| r.to_string()).collect(),
+            started: at(t0, started_ms),
+        },
+    );
+}
+
+const M2: &str = "127.0.0.2:6379";
+const M3: &str = "127.0.0.3:6379";
+
+/// The first watcher: a read at config-epoch 4, then the master down, no
+/// replica to promote (Sentinel retries, bumping only the *current* epoch).
+fn down_no_good_replica(f: &mut Fold, t0: Instant) {
+    read(f, t0, 0, 0, M2, 4, false);
+    feed(f, t0, 1000, 0, "+sdown", MASTER);
+    feed(f, t0, 1100, 0, "+odown", ODOWN);
+    down_and_elected(f, t0, 1100, 9, 0);
+    feed(f, t0, 1400, 0, "-failover-abort-no-good-slave", MASTER);
+}
+
+#[test]
+fn a_watcher_restarted_mid_incident_opens_the_same_key_from_the_read_and_resolves_it() {
+    let t0 = Instant::now();
+    let mut first = fold();
+    down_no_good_replica(&mut first, t0);
+    let fired = first.due(at(t0, 1100) + GW);
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].state, State::Firing);
+    // Restarted: nothing folded, the first read says o_down at config-epoch 4
+    // (Sentinel's retries bumped the current epoch to 9+, not the config-epoch).
+    let mut second = fold();
+    feed(&mut second, t0, 30_000, 0, "+new-epoch", "11");
+    read(&mut second, t0, 30_100, 30_000, M2, 4, true);
+    assert!(second.master_down("mymaster"), "/status says down");
+    assert_eq!(second.masters_down(), vec!["mymaster".to_owned()]);
+    // Sentinel's next retry aborts again: the same incident, still firing.
+    down_and_elected(&mut second, t0, 32_000, 12, 1);
+    feed(
+        &mut second,
+        t0,
+        32_300,
+        1,
+        "-failover-abort-no-good-slave",
+        MASTER,
+    );
+    let again = second.due(at(t0, 32_300) + GW);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].state, State::Firing);
+    assert_eq!(again[0].key, fired[0].key, "same incident, same key");
+    assert!(
+        again[0].summary().contains("ABORTED"),
+        "{}",
+        again[0].summary()
+    );
+    // The master returns: -odown resolves that key.
+    feed(&mut second, t0, 60_000, 0, "-odown", MASTER);
+    let resolved = second.due(at(t0, 60_000) + GW);
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].state, State::Resolved);
+    assert_eq!(resolved[0].key, fired[0].key);
+    assert!(!second.master_down("mymaster"));
+    assert!(second.due(at(t0, 600_000)).is_empty(), "nothing else");
+}
+
+#[test]
+fn an_incident_whose_closing_event_was_lost_resolves_from_the_read() {
+    let t0 = Instant::now();
+    let mut f = fold();
+    down_no_good_replica(&mut f, t0);
+    let fired = f.due(at(t0, 1100) + GW);
+    assert_eq!(fired.len(), 1);
+    // A read that started before the +odown says "up": older news, ignored.
+    read(&mut f, t0, 20_000, 500, M2, 4, false);
+    assert_eq!(f.open_count(), 1);
+    // The master came back and every -odown was lost: the next read says up.
+    read(&mut f, t0, 40_000, 39_900, M2, 4, false);
+    let r = f.due(at(t0, 40_000) + GW);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].state, State::Resolved);
+    assert_eq!(r[0].key, fired[0].key);
+    assert!(r[0].summary().contains("back up"), "{}", r[0].summary());
+    assert_eq!(f.open_count(), 0, "not re-sent every repeat_interval");
+}
+
+#[test]
+fn a_failover_whose_events_were_all_missed_is_told_from_the_read() {
+    let t0 = Instant::now();
+    let mut f = fold();
+    read(&mut f, t0, 0, 0, M2, 4, false);
+    read(&mut f, t0, 30_000, 29_900, M3, 5, false);
+    let sent = f.due(at(t0, 30_000) + GW + Duration::from_secs(5));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0]
+            .summary()
+            .starts_with("mymaster failed over 127.0.0.2:6379 → 127.0.0.3:6379"),
+        "{}",
+        sent[0].summary()
+    );
+    assert!(!sent[0].planned, "not known to be planned");
+    // Its +switch-master arriving late is absorbed.
+    feed(&mut f, t0, 31_000, 1, "+switch-master", SWITCH);
+    assert!(f.due(at(t0, 100_000)).is_empty());
+}
+
+#[test]
+fn a_replica_down_is_opened_and_resolved_from_the_read_when_its_events_are_missed() {
+    let t0 = Instant::now();
+    let mut f = fold();
+    // A watcher started while a replica is down: the read opens its warning.
+    read_with(&mut f, t0, (0, 0), M2, 4, false, &[M3]);
+    let w = f.due(at(t0, 0) + GW);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].summary(), "mymaster replica 127.0.0.3:6379 is down");
+    // Its -sdown is lost; a read that started before the last event is
+    // older news; a later one that no sentinel flags it resolves it.
+    let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
+    feed(&mut f, t0, 20_000, 1, "+sdown", p);
+    read_with(&mut f, t0, (21_000, 19_000), M2, 4, false, &[]);
+    assert_eq!(f.open_count(), 1);
+    read_with(&mut f, t0, (40_000, 39_000), M2, 4, false, &[]);
+    let r = f.due(at(t0, 40_000));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].state, State::Resolved);
+    assert_eq!(r[0].key, w[0].key);
+    // The failover's old master, down as a replica, is not a replica incident.
+    feed(&mut f, t0, 50_000, 0, "+switch-master", SWITCH);
+    read_with(&mut f, t0, (51_000, 50_500), M3, 5, false, &[M2]);
+    let sent = f.due(at(t0, 80_000));
+    assert!(
+        sent.iter().all(|i| i.kind == Kind::Failover),
+        "{:?}",
+        sent.iter().map(|i| i.summary()).collect::<Vec<_>>()
+    );
+}
+
+// --- one failover, one incident ---
+
+#[test]
+fn the_leaders_minus_odown_before_the_switch_is_the_same_failover() {
+    let t0 = Instant::now();
+    let mut f = fold();
+    feed(&mut f, t0, 0, 0, "+odown", ODOWN);
+    down_and_elected(&mut f, t0, 0, 1, 0);
+    // The leader clears o_down a moment before its switch; the others'
+    // +switch-master come after it.
+    feed(&mut f, t0, 1500, 0, "-odown", MASTER);
+    feed(&mut f, t0, 1501, 0, "+failover-end", MASTER);
+    feed(&mut f, t0, 1502, 0, "+switch-master", SWITCH);
+    feed(&mut f, t0, 1600, 1, "+switch-master", SWITCH);
+    let sent = f.due(at(t0, 1600) + GW);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].summary().contains("failed over"),
+        "{}",
+        sent[0].summary()
+    );
+}
+
+#[test]
+fn the_old_master_back_as_a_replica_is_not_an_incident_of_its_own() {
+    let t0 = Instant::now();
+    let mut f = fold();
+    sigkill_burst(&mut f, t0);
+    let old = "slave 127.0.0.2:6379 127.0.0.2 6379 @ mymaster 127.0.0.3 6379";
+    for s in 0..3 {
+        feed(&mut f, t0, 3300 + s as u64, s, "+sdown", old);
+    }
+    let sent = f.due(at(t0, 3400) + GW);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0]
+            .annotations
+            .iter()
+            .any(|a| a.contains("old master 127.0.0.2:6379")),
+        "{:?}",
+        sent[0].annotations
+    );
+    // Restarted a minute later: -sdown, +convert-to-slave, role changes.
+    for s in 0..3 {
+        feed(&mut f, t0, 60_000 + s as u64, s, "-sdown", old);
+        feed(&mut f, t0, 70_000 + s as u64, s, "+convert-to-slave", old);
+    }
+    assert!(f.due(at(t0, 200_000)).is_empty(), "nothing resolved-only");
+    // Later, the same node down as an ordinary replica is one warning.
+    feed(&mut f, t0, 300_000, 0, "+sdown", old);
+    assert_eq!(f.due(at(t0, 300_000) + GW).len(), 1);
+}
+
+// --- planned switchovers ---
+
+#[test]
+fn a_sentinel_failover_of_a_master_known_up_is_a_planned_switchover() {
+    let t0 = Instant::now();
+    let mut f = fold();
+    read(&mut f, t0, 0, 0, M2, 0, false);
+    feed(&mut f, t0, 1000, 0, "+new-epoch", "1");
+    feed(&mut f, t0, 1000, 0, "+try-failover", MASTER);
+    feed(&mut f, t0, 1010, 0, "+elected-leader", MASTER);
+    feed(&mut f, t0, 2000, 1, "+switch-master", SWITCH);
+    f.on_route(stamp(at(t0, 2010)), &report(true));
+    let sent = f.due(at(t0, 2010) + GW);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].planned);
+    assert_eq!(sent[0].severity, Severity::Info);
+    assert_eq!(
+        sent[0].summary(),
+        "planned switchover of mymaster: 127.0.0.2:6379 → 127.0.0.3:6379, VIP moved in 7 ms"
+    );
+    // The same switch with the master seen down first pages.
+    let mut g = fold();
+    read(&mut g, t0, 0, 0, M2, 0, false);
+    sigkill_burst(&mut g, t0);
+    let sent = g.due(t0 + GW * 2);
+    assert!(!sent[0].planned);
+    assert_eq!(sent[0].severity, Severity::Critical);
+    // A watcher that never read the master (started mid-switchover) says unplanned.
+    let mut h = fold();
+    feed(&mut h, t0, 1000, 0, "+try-failover", MASTER);
+    feed(&mut h, t0, 2000, 1, "+switch-master", SWITCH);
+    assert!(!h.due(t0 + GW * 2)[0].planned);
+}
+
+// --- flap damping ---
+
+/// A replica down 4 s, up 3 s, five times, through `f`; `due` polled every
+/// 100 ms for ten minutes.
+fn flap_five_times(f: &mut Fold, t0: Instant) -> Vec<Incident> {
+    let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
+    let mut sent = Vec::new();
+    for ms in (0..700_000).step_by(100) {
+        if ms < 35_000 {
+            match ms % 7000 {
+                0 => feed(f, t0, ms, 0, "+sdown", p),
+                4000 => feed(f, t0, ms, 0, "-sdown", p),
+                _ => {}
+            }
+        }
+        sent.extend(f.due(at(t0, ms)));
+    }
+    sent
+}
+
+#[test]
+fn a_replica_flapping_five_times_in_a_minute_is_two_messages() {
+    let t0 = Instant::now();
+    // Without damping (group_interval 0: every change told, as before) and
+    // group_wait 1 s, each down and each up is a message: ten.
+    let mut undamped = Fold::new(Duration::from_secs(1), Duration::from_secs(4 * 3600));
+    assert_eq!(flap_five_times(&mut undamped, t0).len(), 10);
+    let mut f = fold().with_group_interval(Duration::from_secs(300));
+    let sent = flap_five_times(&mut f, t0);
+    let states: Vec<(State, String)> = sent.iter().map(|i| (i.state, i.summary())).collect();
+    assert_eq!(sent.len(), 2, "{states:#?}");
+    assert_eq!(sent[0].state, State::Firing);
+    assert_eq!(sent[1].state, State::Resolved);
+    assert_eq!(sent[0].key, sent[1].key, "one incident");
+    assert_eq!(
+        sent[1].summary(),
+        "mymaster replica 127.0.0.3:6379 went down again 3 times in 18 s; up now"
+    );
+    assert_eq!(
+        f.state_size(),
+        2,
+        "the occurrence counter and the closed key"
+    );
+}
+
+#[test]
+fn replica_blips_shorter_than_group_wait_are_silent_alone_and_a_flap_together() {
+    let t0 = Instant::now();
+    let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
+    let mut f = fold().with_group_interval(Duration::from_secs(60));
+    feed(&mut f, t0, 0, 0, "+sdown", p);
+    feed(&mut f, t0, 500, 0, "-sdown", p);
+    assert!(f.due(at(t0, 30_000)).is_empty(), "one blip: silent");
+    feed(&mut f, t0, 30_000, 0, "+sdown", p);
+    let told = f.due(at(t0, 30_000));
+    assert_eq!(told.len(), 1, "a second blip within the window: a flap");
+    assert_eq!(
+        told[0].summary(),
+        "mymaster replica 127.0.0.3:6379 went down 2 times in 30 s; down now"
+    );
+    feed(&mut f, t0, 30_500, 0, "-sdown", p);
+    assert!(f.due(at(t0, 89_000)).is_empty(), "held for group_interval");
+    let r = f.due(at(t0, 90_000));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].state, State::Resolved);
+    // Alone, after the window: forgotten, silent.
+    let mut g = fold().with_group_interval(Duration::from_secs(60));
+    feed(&mut g, t0, 0, 0, "+sdown", p);
+    feed(&mut g, t0, 500, 0, "-sdown", p);
+    assert!(g.due(at(t0, 80_000)).is_empty());
+    assert_eq!(g.state_size(), 1, "the occurrence counter only");
+}
+
+#[test]
+fn a_damped_group_down_again_after_its_resolve_was_told_is_summarised_once_per_interval() {
+    let t0 = Instant::now();
+    let gi = Duration::from_secs(60);
+    let mut f = fold().with_group_interval(gi);
+    let p = "slave 127.0.0.3:6379 127.0.0.3 6379 @ mymaster 127.0.0.2 6379";
+    feed(&mut f, t0, 0, 0, "+sdown", p);
+    assert_eq!(f.due(at(t0, 10_000)).len(), 1, "told at group_wait");
+    feed(&mut f, t0, 20_000, 0, "-sdown", p);
+    assert!(
+        f.due(at(t0, 69_000)).is_empty(),
+        "the resolve waits for group_interval"
+    );
+    let r = f.due(at(t0, 70_000));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].state, State::Resolved);
+    // Down again within the window: the same group, held until the interval.
+    feed(&mut f, t0, 80_000, 0, "+sdown", p);
+    assert!(f.due(at(t0, 129_000)).is_empty());
+    let d = f.due(at(t0, 130_000));
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].state, State::Firing);
+    assert_eq!(d[0].key, r[0].key);
+    assert_eq!(
+        d[0].summary(),
+        "mymaster replica 127.0.0.3:6379 went down again once in 0 s; down now"
+    );
+}

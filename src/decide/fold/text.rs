@@ -7,6 +7,13 @@ use crate::watch::event::InstanceEvent;
 impl Incident {
     /// One-line summary, the message's headline.
     pub fn summary(&self) -> String {
+        // A master's flaps are summarised once it is up again without a
+        // failover; while down, or failed over, its own headline says more.
+        let failover_news =
+            self.kind == Kind::Failover && (self.to.is_some() || self.state == State::Firing);
+        if self.flapped() && !failover_news {
+            return self.flap_summary();
+        }
         let route = self.route.as_ref().map(route_text).unwrap_or_default();
         let from = self.from.as_deref().unwrap_or("?");
         let aborted_by = match self.ended {
@@ -33,6 +40,20 @@ impl Incident {
                 )
             }
             (Kind::Failover, State::Resolved) => match (&self.from, &self.to) {
+                (Some(f), Some(t)) if self.planned => {
+                    let vip = match &self.route {
+                        Some(r) if r.ok && r.tables_written > 0 => {
+                            format!("VIP moved in {:.0} ms", r.latency_ms)
+                        }
+                        Some(r) if r.ok => "VIP route already right".to_owned(),
+                        Some(r) => format!(
+                            "VIP route update FAILED: {}",
+                            r.error.as_deref().unwrap_or("?")
+                        ),
+                        None => "VIP move not confirmed yet".to_owned(),
+                    };
+                    format!("planned switchover of {}: {f} → {t}, {vip}", self.master)
+                }
                 (Some(f), Some(t)) => {
                     let took = self
                         .failover_time
@@ -112,6 +133,52 @@ impl Incident {
                 "{}: the sentinel majority has held since its config-epoch went back ({})",
                 self.master,
                 self.detail.as_deref().unwrap_or("")
+            ),
+        }
+    }
+
+    /// The headline of a flap series: what happened since the last notice
+    /// and how it is now ("replica X went down 5 times in 35 s; up now").
+    fn flap_summary(&self) -> String {
+        let span = match (self.flap_from, self.flap_last) {
+            (Some(a), Some(b)) => format!(" in {} s", b.saturating_duration_since(a).as_secs()),
+            _ => String::new(),
+        };
+        let times = |n: u32| {
+            if n == 1 {
+                "once".to_owned()
+            } else {
+                format!("{n} times")
+            }
+        };
+        let now = if self.state == State::Firing {
+            "down now"
+        } else {
+            "up now"
+        };
+        let again = if self.notices > 0 { " again" } else { "" };
+        match &self.kind {
+            Kind::InstanceDown { role, instance } => format!(
+                "{} {role} {instance} went down{again} {}{span}; {now}",
+                self.master,
+                times(self.downs)
+            ),
+            Kind::Failover => format!(
+                "{} went down{again} at {} {}{span} (objectively down, no failover); {now}",
+                self.master,
+                self.from.as_deref().unwrap_or("?"),
+                times(self.downs)
+            ),
+            other => format!(
+                "{}: {} fired{again} {}{span}; {}",
+                self.master,
+                other.alertname(),
+                times(self.downs),
+                if self.state == State::Firing {
+                    "firing now"
+                } else {
+                    "resolved now"
+                }
             ),
         }
     }

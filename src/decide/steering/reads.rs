@@ -14,7 +14,7 @@ use super::{
 };
 use crate::config::{RouteTableId, Target};
 use crate::decide::facts::TableReads;
-use crate::decide::fold::{AlertInput, Condition, RouteReport};
+use crate::decide::fold::{AlertInput, Condition, MasterRead, RouteReport};
 use crate::decide::plan::{plan, RouteAction};
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Addr;
@@ -176,6 +176,17 @@ impl Steering {
                 st.epoch_back_held(now, name, config_epoch, out);
                 st.majority_back(name, &addr, votes, out);
                 st.majority = Some((addr.clone(), config_epoch));
+                // The master's state, for the incident fold (level-triggered).
+                out.push(Action::Alert(AlertInput::MasterRead(
+                    MasterRead::from_views(
+                        name,
+                        &addr,
+                        config_epoch,
+                        answers.iter().filter_map(Answer::view),
+                        crate::config::majority_of(configured),
+                        now.checked_sub(o.took).unwrap_or(now),
+                    ),
+                )));
                 st.settle_unconfirmed(now, name, &addr, config_epoch, votes, out);
                 if o.tables.is_err() {
                     // A revert needs no table read: the VIP is where our own

@@ -57,6 +57,7 @@ fn view(h: &str, epoch: u64) -> Answer {
             .filter(|r| **r != h)
             .map(|r| addr(r))
             .collect(),
+        down_replicas: vec![],
     })
 }
 
