@@ -1,6 +1,7 @@
 //! The decision rules as scenarios: inputs at injected times, expected actions.
 use super::*;
-use crate::config::Target;
+use crate::config::{RouteTableId, Target};
+use crate::decide::plan::CurrentRoute;
 use crate::decide::facts::{Ec2Error, TableRead, TableReads, TargetError};
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Event;
@@ -71,7 +72,7 @@ fn table_reads(on: Option<&str>) -> TableReads {
 
 fn plain_tables(on: Option<&str>) -> HashMap<RouteTableId, TableRead> {
     let cfg = cfg();
-    let vip = cfg.masters["m"].vip.0;
+    let vip = cfg.masters["m"].vip.expect("vip").0;
     cfg.masters["m"]
         .route_tables
         .iter()
@@ -120,6 +121,7 @@ fn read(seq: u64, answers: Vec<Answer>, vip_on: Option<&str>) -> Input {
         seq,
         answers: [("m".to_owned(), answers)].into_iter().collect(),
         tables: Ok(table_reads(vip_on)),
+        carriers: HashMap::new(),
         targets: [("m".to_owned(), targets)].into_iter().collect(),
         sentinels_answering: 3,
         took: Duration::from_millis(5),
@@ -190,13 +192,18 @@ impl Sim {
         let target = Target::Eni(
             crate::config::EniId::try_from(eni(&order.addr.host).to_owned()).expect("id"),
         );
-        let vip = order.cfg.vip.0;
+        let vip = order.cfg.vip.expect("vip").0;
         let verified = ok.then(|| {
             order
                 .cfg
                 .route_tables
                 .iter()
-                .map(|t| (t.clone(), tables(Some(&order.addr.host))[t].route(&vip)))
+                .map(|t| {
+                    (
+                        t.clone().into(),
+                        tables(Some(&order.addr.host))[t].route(&vip).into(),
+                    )
+                })
                 .collect()
         });
         let tables = order
@@ -215,7 +222,7 @@ impl Sim {
                         message: "throttled".into(),
                     })
                 };
-                (t.clone(), r)
+                (t.clone().into(), r)
             })
             .collect();
         self.feed(

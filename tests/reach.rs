@@ -1,0 +1,199 @@
+//! Reach: a master's address carried by a secondary private IP, an Elastic IP
+//! and a Route 53 record besides route tables — each kind alone and all four
+//! together, repaired at start, moved on failover, repaired after drift by
+//! hand, on real redis/sentinels and moto (EC2 and Route 53).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const WITHIN: Duration = Duration::from_secs(45);
+
+/// The rig's config with the master carried by `carriers` (YAML lines under
+/// the master) and, unless `tables`, no VIP route.
+fn config(rig: &Rig, tables: bool, carriers: &str) -> String {
+    let mut c = rig.config_yaml("2s");
+    c.no_route = !tables;
+    c.master_extra = carriers.to_owned();
+    c.yaml()
+}
+
+/// Prints the daemon's log when the test fails.
+struct LogOnPanic<'a>(&'a Daemon);
+
+impl Drop for LogOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- daemon log ----\n{}", self.0.logs());
+        }
+    }
+}
+
+async fn wait_holders(rig: &Rig, want: &[&str]) {
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    eventually(
+        &format!("{SECONDARY_IP} to be on {want:?} only"),
+        WITHIN,
+        || async { (rig.vpc.holders_of(SECONDARY_IP).await == want).then_some(()) },
+    )
+    .await
+}
+
+async fn wait_eip(rig: &Rig, alloc: &str, eni: &str) {
+    eventually(
+        &format!("{alloc} to be associated with {eni}"),
+        WITHIN,
+        || async { (rig.vpc.eip_eni(alloc).await.as_deref() == Some(eni)).then_some(()) },
+    )
+    .await
+}
+
+async fn wait_record(zone: &Zone, ip: &str) {
+    eventually(&format!("{RECORD} to hold {ip} only"), WITHIN, || async {
+        (zone.values(RECORD).await == [ip.to_owned()]).then_some(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_ip_alone_is_repaired_at_start_follows_failover_and_drift() {
+    let rig = Rig::start(0).await;
+    let enis = rig.vpc.enis.clone();
+    // Wrong at start: on a replica's ENI.
+    rig.vpc.assign_ip(&enis[2], SECONDARY_IP).await;
+    let daemon = Daemon::start(
+        rig.redis.dir.path(),
+        &config(&rig, false, &format!("    secondary_ip: {SECONDARY_IP}\n")),
+    );
+    let _log = LogOnPanic(&daemon);
+    // Assigned to the master's ENI, and the emulator's copy on the old one removed.
+    wait_holders(&rig, &[&enis[0]]).await;
+    rig.redis.wait_ready_for_failover(2).await;
+    let m = rig.redis.failover().await;
+    wait_holders(&rig, &[&enis[m]]).await;
+    // Drift by hand: moved to another node (the emulator keeps it on both).
+    let other = (m + 1) % 3;
+    rig.vpc.assign_ip(&enis[other], SECONDARY_IP).await;
+    wait_holders(&rig, &[&enis[m]]).await;
+    daemon
+        .wait_log("VIP route updated and verified", Duration::from_secs(5))
+        .await;
+    rig.dump(&daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elastic_ip_alone_is_repaired_at_start_follows_failover_and_drift() {
+    let rig = Rig::start(0).await;
+    let enis = rig.vpc.enis.clone();
+    let alloc = rig.vpc.allocate_eip().await;
+    rig.vpc.associate_eip(&alloc, &enis[1]).await;
+    let daemon = Daemon::start(
+        rig.redis.dir.path(),
+        &config(&rig, false, &format!("    elastic_ip: {alloc}\n")),
+    );
+    let _log = LogOnPanic(&daemon);
+    wait_eip(&rig, &alloc, &enis[0]).await;
+    rig.redis.wait_ready_for_failover(2).await;
+    let m = rig.redis.failover().await;
+    wait_eip(&rig, &alloc, &enis[m]).await;
+    let other = (m + 1) % 3;
+    rig.vpc.associate_eip(&alloc, &enis[other]).await;
+    wait_eip(&rig, &alloc, &enis[m]).await;
+    rig.dump(&daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_record_alone_holds_the_eni_private_ip_at_start_failover_and_drift() {
+    let rig = Rig::start(0).await;
+    let (vpc_id, _) = rig.vpc.vpc_and_subnet().await;
+    let zone = Zone::create(&rig.moto.url, &vpc_id).await;
+    let ips = rig.vpc.eni_ips().await;
+    // Wrong at start: a replica's address.
+    zone.set(RECORD, &ips[2]).await;
+    let daemon = Daemon::start(
+        rig.redis.dir.path(),
+        &config(
+            &rig,
+            false,
+            &format!("    dns: {{ zone_id: {}, name: {RECORD}, ttl: 10 }}\n", zone.id),
+        ),
+    );
+    let _log = LogOnPanic(&daemon);
+    // The ENI's private IP (10.0.1.x), not the address Sentinel names (127.0.0.x).
+    wait_record(&zone, &ips[0]).await;
+    rig.redis.wait_ready_for_failover(2).await;
+    let m = rig.redis.failover().await;
+    wait_record(&zone, &ips[m]).await;
+    zone.set(RECORD, &ips[(m + 1) % 3]).await;
+    wait_record(&zone, &ips[m]).await;
+    rig.dump(&daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_four_kinds_move_together_and_show_in_status() {
+    let rig = Rig::start(2).await;
+    let enis = rig.vpc.enis.clone();
+    let (vpc_id, _) = rig.vpc.vpc_and_subnet().await;
+    let zone = Zone::create(&rig.moto.url, &vpc_id).await;
+    let ips = rig.vpc.eni_ips().await;
+    let alloc = rig.vpc.allocate_eip().await;
+    // Every kind wrong at start.
+    rig.vpc.set_route(0, &enis[2]).await;
+    rig.vpc.assign_ip(&enis[1], SECONDARY_IP).await;
+    rig.vpc.associate_eip(&alloc, &enis[2]).await;
+    zone.set(RECORD, &ips[1]).await;
+    let http = free_port();
+    let mut c = rig.config_yaml("2s");
+    c.master_extra = format!(
+        "    secondary_ip: {SECONDARY_IP}\n    elastic_ip: {alloc}\n    dns: {{ zone_id: {}, name: {RECORD} }}\n",
+        zone.id
+    );
+    c.extra = format!("http:\n  listen: 127.0.0.1:{http}\n");
+    let daemon = Daemon::start(rig.redis.dir.path(), &c.yaml());
+    let _log = LogOnPanic(&daemon);
+    let _log = LogOnPanic(&daemon);
+    let all_on = |i: usize| {
+        let (rig, zone, alloc, enis, ips) = (&rig, &zone, &alloc, &enis, &ips);
+        async move {
+            rig.vpc.wait_all_point_at(&enis[i], WITHIN).await;
+            wait_holders(rig, &[&enis[i]]).await;
+            wait_eip(rig, alloc, &enis[i]).await;
+            wait_record(zone, &ips[i]).await;
+        }
+    };
+    all_on(0).await;
+    // /status shows each carrier with its kind.
+    let kinds = eventually("/status to show four kinds", WITHIN, || async {
+        let s = status(http).await?;
+        let tables = s["masters"][0]["tables"].as_array()?.clone();
+        let kinds: Vec<String> = tables
+            .iter()
+            .filter_map(|t| Some(t["kind"].as_str()?.to_owned()))
+            .collect();
+        let right = tables
+            .iter()
+            .all(|t| t["route"].as_str().is_some_and(|r| r.contains(&enis[0])));
+        (right && kinds.len() == 5).then_some(kinds)
+    })
+    .await;
+    assert_eq!(
+        kinds,
+        ["route_table", "route_table", "secondary_ip", "elastic_ip", "dns"]
+    );
+    rig.redis.wait_ready_for_failover(2).await;
+    let m = rig.redis.failover().await;
+    all_on(m).await;
+    // Drift by hand, every kind at once.
+    let o = (m + 1) % 3;
+    rig.vpc.set_route(1, &enis[o]).await;
+    rig.vpc.assign_ip(&enis[o], SECONDARY_IP).await;
+    rig.vpc.associate_eip(&alloc, &enis[o]).await;
+    zone.set(RECORD, &ips[o]).await;
+    all_on(m).await;
+    let logs = daemon.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    rig.dump(&daemon);
+}
