@@ -365,6 +365,76 @@ mod tests {
         assert!(!CurrentRoute::Missing.is_blackhole());
     }
 
+    fn on(eni: &str) -> Holder {
+        Holder {
+            eni_id: Some(eni.into()),
+            instance_id: Some(format!("i-{}", eni.trim_start_matches("eni-"))),
+        }
+    }
+
+    #[test]
+    fn every_kind_is_kept_only_when_it_reaches_the_target_alone() {
+        let t = eni("eni-1");
+        let ip: IpAddr = "10.0.1.11".parse().unwrap();
+        let cases = [
+            (Held::Route(points(None, Some("eni-1"), false)), RouteAction::Keep),
+            (Held::Route(CurrentRoute::Missing), RouteAction::Create),
+            (Held::SecondaryIp(vec![on("eni-1")]), RouteAction::Keep),
+            // The emulator's copy left on the old ENI: not right until it is gone.
+            (Held::SecondaryIp(vec![on("eni-1"), on("eni-2")]), RouteAction::Replace),
+            (Held::SecondaryIp(vec![]), RouteAction::Replace),
+            (Held::SecondaryIp(vec![on("eni-2")]), RouteAction::Replace),
+            (Held::ElasticIp(Some(on("eni-1"))), RouteAction::Keep),
+            (Held::ElasticIp(Some(on("eni-2"))), RouteAction::Replace),
+            (Held::ElasticIp(None), RouteAction::Replace),
+            (Held::Dns(vec![(ip, Some(on("eni-1")))]), RouteAction::Keep),
+            (Held::Dns(vec![]), RouteAction::Replace),
+            (Held::Dns(vec![(ip, None)]), RouteAction::Replace),
+            (
+                Held::Dns(vec![(ip, Some(on("eni-1"))), (ip, Some(on("eni-2")))]),
+                RouteAction::Replace,
+            ),
+        ];
+        for (held, want) in cases {
+            assert_eq!(held.plan(&t), want, "{held:?}");
+        }
+        // An instance target is matched by the holder's instance.
+        assert!(Held::ElasticIp(Some(on("eni-1"))).points_at(&inst("i-1")));
+    }
+
+    #[test]
+    fn a_secondary_ip_write_unassigns_every_other_holder() {
+        let held = Held::SecondaryIp(vec![on("eni-1"), on("eni-2"), on("eni-3")]);
+        assert_eq!(held.other_holders(&eni("eni-2")), ["eni-1", "eni-3"]);
+        assert!(Held::ElasticIp(Some(on("eni-1")))
+            .other_holders(&eni("eni-2"))
+            .is_empty());
+    }
+
+    #[test]
+    fn carriers_name_their_kind_route_tables_keep_their_id() {
+        let c = crate::config::Config::parse(
+            "sentinels: [\"127.0.0.2:26379\"]\nmasters:\n  m:\n    vip: 172.16.0.10/32\n    route_tables: [rtb-1]\n    secondary_ip: 10.0.1.100\n    elastic_ip: eipalloc-1\n    dns: { zone_id: Z1, name: r.internal }\n",
+        )
+        .unwrap();
+        let names: Vec<(String, &str)> = carriers(&c.masters["m"])
+            .iter()
+            .map(|c| (c.to_string(), c.kind()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("rtb-1".to_owned(), "route_table"),
+                ("secondary-ip:10.0.1.100".to_owned(), "secondary_ip"),
+                ("eipalloc-1".to_owned(), "elastic_ip"),
+                ("dns:r.internal".to_owned(), "dns"),
+            ]
+        );
+        assert_eq!(Held::SecondaryIp(vec![]).describe(), "unassigned");
+        assert_eq!(Held::ElasticIp(None).describe(), "not-associated");
+        assert_eq!(Held::Dns(vec![]).describe(), "missing");
+    }
+
     #[test]
     fn exact_node_key_wins_over_bare_ip() {
         let mut nodes = BTreeMap::new();
