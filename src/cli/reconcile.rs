@@ -206,6 +206,7 @@ pub(super) async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<M
             readable.elastic_ip = m.elastic_ip.clone().filter(|a| read_ok(Carrier::ElasticIp(a.clone())));
             readable.dns = m.dns.clone().filter(|d| read_ok(Carrier::Dns(d.clone())));
             let order = WriteOrder {
+                id: 0,
                 master: name.clone(),
                 cfg: readable,
                 addr,

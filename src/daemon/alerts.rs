@@ -137,8 +137,8 @@ pub(crate) fn spawn(
                 m = rx.recv() => {
                     let Some(m) = m else { break };
                     let at = Stamp::now();
-                    for s in status.get().masters.iter().filter_map(|m| m.config_epoch) {
-                        fold.observe_epoch(s);
+                    if let Some(e) = status.read(|s| s.max_config_epoch) {
+                        fold.observe_epoch(e);
                     }
                     match &m {
                         AlertInput::Event { sentinel, event } => fold.on_event(at, *sentinel, event),

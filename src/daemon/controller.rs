@@ -5,9 +5,18 @@
 //!
 //! **Architecture Invariant:** the loop never awaits the network. Reads and
 //! writes run as spawned tasks, each supervised: a task that panics or outlives
-//! its deadline still reports back (as a failure), so the core's
-//! `read_running`/`in_flight` are never left set. The loop feeds the systemd
-//! watchdog; when it stalls, the heartbeat stops and systemd restarts us.
+//! its bound still reports back (as a failure). Their results travel on a
+//! channel of their own that never drops (unbounded, and bounded in fact: one
+//! read and at most one write per master run at once), served before the
+//! sentinels' inbox, so a storm of events can neither drop nor delay them. The
+//! core does not rely on it either: it bounds `read_running` and every
+//! in-flight write with its own deadline (`decide::steering`). The loop feeds
+//! the systemd watchdog; when it stalls, the heartbeat stops and systemd
+//! restarts us.
+//!
+//! The cost of one input does not grow with the number of masters: `/status`
+//! and the per-master gauges are rebuilt from the core at most every
+//! [`PUBLISH_EVERY`] while something changed, not after every input.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +39,11 @@ use crate::ops::status::SharedStatus;
 use crate::shutdown::Shutdown;
 use crate::watch::{SentinelLink, WatchMsg};
 
-/// Everything the controller's inbox carries.
+/// Longest `/status`, `/readyz` and the per-master gauges lag behind the core.
+pub(crate) const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// Everything the controller's inbox carries (job results come on their own
+/// channel, as the same variants).
 #[derive(Debug)]
 pub(crate) enum Input {
     Watch(WatchMsg),
@@ -66,13 +79,20 @@ pub(crate) struct Controller {
     targets: Targets,
     core: Steering,
     inbox: mpsc::Receiver<Input>,
-    tx: mpsc::Sender<Input>,
+    /// Job results (`ReadDone`, `WriteDone`): never dropped, served first.
+    results: mpsc::UnboundedReceiver<Input>,
+    results_tx: mpsc::UnboundedSender<Input>,
     alerts: Option<mpsc::Sender<AlertInput>>,
     status: SharedStatus,
     /// One discovery warm-up at a time.
     warming: Arc<AtomicBool>,
     /// Route writes wait here for `aws.write_rate` before they start.
     pacer: Pacer<WriteOrder>,
+    /// Something changed since `/status` was last published.
+    dirty: bool,
+    published: Instant,
+    /// The core's lost-result counts already added to the metric.
+    lost_counted: (u64, u64),
 }
 
 impl Controller {
@@ -81,10 +101,11 @@ impl Controller {
         ec2: Ec2,
         links: Vec<SentinelLink>,
         inbox: mpsc::Receiver<Input>,
-        tx: mpsc::Sender<Input>,
+        _tx: mpsc::Sender<Input>,
         alerts: Option<mpsc::Sender<AlertInput>>,
         status: SharedStatus,
     ) -> Controller {
+        let (results_tx, results) = mpsc::unbounded_channel();
         let core = Steering::new(&cfg, Instant::now(), rand::random());
         let rate = cfg.aws.write_rate;
         let pacer = Pacer::new(rate.per_second, rate.burst, Instant::now());
@@ -95,11 +116,15 @@ impl Controller {
             targets: Targets::default(),
             core,
             inbox,
-            tx,
+            results,
+            results_tx,
             alerts,
             status,
             warming: Arc::new(AtomicBool::new(false)),
             pacer,
+            dirty: true,
+            published: Instant::now(),
+            lost_counted: (0, 0),
         }
     }
 
@@ -110,9 +135,12 @@ impl Controller {
             let wake = tokio::time::Instant::from_std(self.core.poll_timeout());
             let paced = self.pacer.next_release();
             let pace_wake = tokio::time::Instant::from_std(paced.unwrap_or_else(Instant::now));
+            let publish_at = tokio::time::Instant::from_std(self.published + PUBLISH_EVERY);
             tokio::select! {
                 biased;
                 _ = shutdown.recv() => break,
+                // Results first: a storm in the inbox never delays them.
+                Some(done) = self.results.recv() => self.handle(done),
                 input = self.inbox.recv() => match input {
                     Some(i) => self.handle(i),
                     None => break,
@@ -120,13 +148,21 @@ impl Controller {
                 _ = tokio::time::sleep_until(wake) => {
                     let actions = self.core.handle_timeout(Instant::now());
                     self.act(actions);
+                    self.count_lost();
+                    self.dirty = true;
                 }
+                _ = tokio::time::sleep_until(publish_at), if self.dirty => self.publish_status(),
                 _ = tokio::time::sleep_until(pace_wake), if paced.is_some() => {
                     for order in self.pacer.poll(Instant::now()) {
                         self.start_write(order);
                     }
                 }
-                _ = heartbeat.tick() => crate::ops::notify::heartbeat(&self.status),
+                _ = heartbeat.tick() => {
+                    // Time alone changes some of `/status` (an unconfirmed
+                    // switch grows old): publish at least this often.
+                    self.dirty = true;
+                    crate::ops::notify::heartbeat(&self.status);
+                }
             }
         }
         self.drain_writes().await;
@@ -141,7 +177,7 @@ impl Controller {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.core.writes_in_flight() {
             info!("waiting for in-flight route writes before exit");
-            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+            match tokio::time::timeout_at(deadline, self.results.recv()).await {
                 Ok(Some(Input::WriteDone(w))) => {
                     log_write(&w);
                     self.core.forget_write(&w.master);
@@ -160,9 +196,14 @@ impl Controller {
         let input = match input {
             Input::Watch(msg) => {
                 if let WatchMsg::Event {
-                    sentinel, event, ..
+                    sentinel,
+                    event,
+                    at,
                 } = &msg
                 {
+                    METRICS
+                        .input_delay_seconds
+                        .observe(now.saturating_duration_since(*at).as_secs_f64());
                     self.alert(AlertInput::Event {
                         sentinel: *sentinel,
                         event: event.clone(),
@@ -214,13 +255,24 @@ impl Controller {
         };
         let actions = self.core.handle(now, input);
         self.act(actions);
-        let connected = self.core.connected_count();
-        let refused = self.core.refused();
-        self.status.update(|s| {
-            s.sentinels_connected = connected;
-            s.sentinels_refused = refused;
-        });
-        self.publish_status();
+        self.dirty = true;
+    }
+
+    /// Adds what the core gave up on since the last call to the metric.
+    fn count_lost(&mut self) {
+        let (reads, writes) = self.core.lost_results();
+        for (kind, now, before) in [
+            ("read", reads, self.lost_counted.0),
+            ("write", writes, self.lost_counted.1),
+        ] {
+            if now > before {
+                METRICS
+                    .results_lost
+                    .get_or_create(&vec![("kind", kind.to_owned())])
+                    .inc_by(now - before);
+            }
+        }
+        self.lost_counted = (reads, writes);
     }
 
     fn act(&mut self, actions: Vec<Action>) {
@@ -252,20 +304,23 @@ impl Controller {
         }
     }
 
-    fn start_write(&self, order: WriteOrder) {
+    fn start_write(&mut self, order: WriteOrder) {
+        self.core
+            .write_started(Instant::now(), &order.master, order.id);
         let deadline = self.write_deadline();
         let job = WriteJob {
             order: order.clone(),
             ec2: self.ec2.clone(),
             targets: self.targets.clone(),
         };
-        let tx = self.tx.clone();
+        let tx = self.results_tx.clone();
         supervise(job.run(), deadline, move |r, took| {
             let outcome = r.unwrap_or_else(|why| {
                 error!(master = %order.master, addr = %order.addr, %why, "route write task did not finish");
                 WriteOutcome::failed(&order, why, took)
             });
-            let _ = tx.try_send(Input::WriteDone(Box::new(outcome)));
+            // Fails only when the controller is gone (shutdown).
+            let _ = tx.send(Input::WriteDone(Box::new(outcome)));
         });
     }
 
@@ -274,7 +329,7 @@ impl Controller {
         let ec2 = self.ec2.clone();
         let cfg = self.cfg.clone();
         let targets = self.targets.clone();
-        let tx = self.tx.clone();
+        let tx = self.results_tx.clone();
         let deadline = self.read_deadline();
         supervise(
             async move { majority_read(seq, &links, &ec2, &cfg, &targets).await },
@@ -284,20 +339,20 @@ impl Controller {
                     error!(seq, %why, "majority read task did not finish");
                     ReadOutcome::failed(seq, why, took)
                 });
-                let _ = tx.try_send(Input::ReadDone(Box::new(outcome)));
+                // Fails only when the controller is gone (shutdown).
+                let _ = tx.send(Input::ReadDone(Box::new(outcome)));
             },
         );
     }
 
-    /// Bound for one write job: target lookup, up to two writes and three reads
-    /// (each bounded by `aws.call_timeout`), the read-back pauses, and slack.
+    /// Bound for one write job (`steering::job_bounds`).
     fn write_deadline(&self) -> Duration {
-        self.cfg.aws.call_timeout() * 8 + Duration::from_secs(5)
+        steering::job_bounds(&self.cfg).1
     }
 
-    /// Bound for one majority read (sentinel commands time out on their own).
+    /// Bound for one majority read (`steering::job_bounds`).
     fn read_deadline(&self) -> Duration {
-        self.cfg.aws.call_timeout() * 2 + Duration::from_secs(10)
+        steering::job_bounds(&self.cfg).0
     }
 
     fn after_read(&mut self, took: Duration, answering: usize) {
@@ -326,7 +381,7 @@ impl Controller {
             s.last_reconcile_unix = now_unix();
             s.sentinels_answering = answering;
         });
-        self.publish_status();
+        self.dirty = true;
         self.warm_discovery();
     }
 
@@ -370,8 +425,12 @@ impl Controller {
         });
     }
 
-    fn publish_status(&self) {
-        let masters = self.core.status(Instant::now());
+    /// Rebuilds `/status`'s masters and the per-master gauges from the core:
+    /// O(masters), so called at most every [`PUBLISH_EVERY`] (and on reload).
+    fn publish_status(&mut self) {
+        self.dirty = false;
+        self.published = Instant::now();
+        let masters = self.core.status(self.published);
         for m in &masters {
             let label = vec![("master", m.name.clone())];
             let right = m.last_error.is_none()
@@ -384,7 +443,15 @@ impl Controller {
                 .get_or_create(&label)
                 .set(i64::from(m.unconfirmed.is_some()));
         }
-        self.status.update(|s| s.masters = masters);
+        let connected = self.core.connected_count();
+        let refused = self.core.refused();
+        let max_epoch = masters.iter().filter_map(|m| m.config_epoch).max();
+        self.status.update(|s| {
+            s.sentinels_connected = connected;
+            s.sentinels_refused = refused;
+            s.max_config_epoch = s.max_config_epoch.max(max_epoch.unwrap_or(0));
+            s.masters = masters;
+        });
     }
 }
 

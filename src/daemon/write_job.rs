@@ -37,6 +37,7 @@ impl WriteJob {
             .await;
         let started = Instant::now();
         let mut outcome = WriteOutcome {
+            id: o.id,
             master: o.master.clone(),
             addr: o.addr.clone(),
             cause: o.cause,

@@ -30,6 +30,10 @@ pub(crate) struct Metrics {
     /// Alert inputs the controller could not hand to the alert task (inbox full).
     pub alerts_inbox_dropped: Counter,
     pub ec2_calls: Family<Labels, Counter>,
+    /// Read and write results the core gave up waiting for (its deadline passed).
+    pub results_lost: Family<Labels, Counter>,
+    /// A sentinel event's arrival at its watcher → the core handling it.
+    pub input_delay_seconds: Histogram,
     registry: Registry,
 }
 
@@ -56,6 +60,10 @@ impl Metrics {
             alerts_dropped: Family::default(),
             alerts_inbox_dropped: Counter::default(),
             ec2_calls: Family::default(),
+            results_lost: Family::default(),
+            input_delay_seconds: Histogram::new([
+                0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+            ]),
             registry: Registry::default(),
         };
         r.register(
@@ -72,6 +80,16 @@ impl Metrics {
             "route_updates",
             "VIP route writes, by master and result",
             m.route_updates.clone(),
+        );
+        r.register(
+            "results_lost",
+            "Majority read and route write results that never came (the core's deadline passed; retried), by kind",
+            m.results_lost.clone(),
+        );
+        r.register(
+            "input_delay_seconds",
+            "From a sentinel event's arrival at its watcher to the decision core handling it",
+            m.input_delay_seconds.clone(),
         );
         r.register(
             "route_update_seconds",

@@ -53,6 +53,10 @@ pub(crate) struct Status {
     pub last_reconcile_unix: f64,
     pub masters: Vec<MasterStatus>,
     pub incidents_open: usize,
+    /// The highest config-epoch any master's majority was seen at (the alert
+    /// fold keys incidents with it), so readers need not walk `masters`.
+    #[serde(skip)]
+    pub max_config_epoch: u64,
     /// Last time the controller loop went round (for the watchdog and /healthz).
     #[serde(skip)]
     pub heartbeat: Option<Instant>,
@@ -108,6 +112,12 @@ impl SharedStatus {
         if let Ok(mut s) = self.0.write() {
             f(&mut s);
         }
+    }
+
+    /// One field, read under the lock without copying the snapshot (the
+    /// alert task reads per input; `get` clones every master).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Status) -> T) -> Option<T> {
+        self.0.read().ok().map(|s| f(&s))
     }
 
     pub(crate) fn get(&self) -> Status {

@@ -57,6 +57,10 @@ pub(crate) enum Action {
 /// One route write to carry out.
 #[derive(Debug, Clone)]
 pub(crate) struct WriteOrder {
+    /// Which write this is (unique per core): its [`WriteOutcome`] carries it
+    /// back, so a result that comes after the core gave up on it (or twice) is
+    /// recognised and ignored.
+    pub id: u64,
     pub master: String,
     pub cfg: MasterConfig,
     pub addr: Addr,
@@ -107,6 +111,8 @@ impl ReadOutcome {
 /// Result of one route write (all tables of one master).
 #[derive(Debug)]
 pub(crate) struct WriteOutcome {
+    /// The [`WriteOrder::id`] this answers.
+    pub id: u64,
     pub master: String,
     pub addr: Addr,
     pub cause: Cause,
@@ -124,9 +130,33 @@ impl WriteOutcome {
     /// A write that could not be carried out (its task panicked or hung).
     pub(crate) fn failed(order: &WriteOrder, why: String, latency: Duration) -> WriteOutcome {
         WriteOutcome {
+            id: order.id,
             master: order.master.clone(),
             addr: order.addr.clone(),
             cause: order.cause,
+            target: Err(TargetError::Ec2(task_failed("ReplaceRoute", why))),
+            tables: Vec::new(),
+            verified: None,
+            latency,
+            write_time: Duration::ZERO,
+        }
+    }
+
+    /// A write whose result never came (the core's deadline passed): a
+    /// transient failure, retried like one.
+    pub(crate) fn lost(
+        id: u64,
+        master: &str,
+        addr: &Addr,
+        cause: Cause,
+        why: String,
+        latency: Duration,
+    ) -> WriteOutcome {
+        WriteOutcome {
+            id,
+            master: master.to_owned(),
+            addr: addr.clone(),
+            cause,
             target: Err(TargetError::Ec2(task_failed("ReplaceRoute", why))),
             tables: Vec::new(),
             verified: None,

@@ -25,8 +25,19 @@
 //! - Without a majority nothing changes: the last good route stays, and it is said.
 //! - At most one route write per master is in flight; a newer wish waits in
 //!   `queued` and supersedes older queued ones.
-//! - Every read and write that is started ends in a `ReadDone`/`WriteDone` (the
-//!   driver supervises the tasks), so `read_running`/`in_flight` never stay set.
+//!
+//! **Architecture Invariant:** every flag that blocks work has a deadline of
+//! the core's own. The driver supervises each read and write task and reports
+//! every one (their results travel on a channel that cannot drop them), but
+//! the core does not depend on it: a running read ([`read_running`]) and every
+//! in-flight write carry a deadline ([`job_bounds`] plus [`RESULT_GRACE`]), and
+//! [`Steering::handle_timeout`] ends one whose result never came — logged,
+//! counted ([`Steering::lost_results`]), and retried (a read at once; a write
+//! as a failed write, through a fresh read). Each result carries the sequence
+//! number or write id it answers: one that comes after its deadline, or twice,
+//! is ignored and changes nothing.
+//!
+//! [`read_running`]: Steering::read_running
 //!
 //! Where the rules live:
 //! - `mod.rs` (here): the state ([`Steering`], one `MasterState` per master),
@@ -70,6 +81,49 @@ pub(crate) const UNCONFIRMED_ALERT_AFTER: Duration = Duration::from_secs(10);
 pub(crate) const EPOCH_BACK_RECHECK: Duration = Duration::from_secs(1);
 /// Longest wait between retries of a failed route write or EC2 read.
 pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// How much longer than the driver's own bound on a job (see [`job_bounds`])
+/// the core waits for its result before it gives up on it: the driver's
+/// supervisor reports a hung job at its bound, so the core's deadline only
+/// fires when that report itself is lost.
+pub(crate) const RESULT_GRACE: Duration = Duration::from_secs(5);
+
+/// The driver's bounds on one majority read and on one route write job (the
+/// supervisor aborts a job that outlives them and reports a failure).
+/// A read: every table read and the sentinels' answers, each bounded by
+/// `aws.call_timeout` (a sentinel read by the command links' own bound), and
+/// slack. A write: the target lookup, up to two writes and three reads back
+/// (each bounded by `aws.call_timeout`), the read-back pauses, and slack.
+pub(crate) fn job_bounds(cfg: &Config) -> (Duration, Duration) {
+    let call = cfg.aws.call_timeout();
+    (
+        call * 2 + Duration::from_secs(10),
+        call * 8 + Duration::from_secs(5),
+    )
+}
+
+/// Longest a route write may wait for `aws.write_rate` before it starts: every
+/// master's tables paid for at the configured rate, plus a second.
+fn pacing_bound(cfg: &Config) -> Duration {
+    let tables: usize = cfg
+        .masters
+        .values()
+        .map(|m| m.route_tables.len().max(1))
+        .sum();
+    let rate = cfg.aws.write_rate.per_second.max(0.01);
+    Duration::from_secs_f64(tables as f64 / rate * 1.1) + Duration::from_secs(1)
+}
+
+/// A route write in flight, as the core knows it.
+#[derive(Debug, Clone)]
+struct Flight {
+    /// The [`WriteOrder::id`] its result must carry.
+    id: u64,
+    cause: Cause,
+    /// When it was handed out (the outcome's latency if it never answers).
+    at: Instant,
+    /// When the core gives up waiting for its result.
+    due: Instant,
+}
 
 /// A fast-path switch that no majority read has confirmed yet.
 #[derive(Debug, Clone)]
@@ -97,6 +151,8 @@ struct MasterState {
     replicas: BTreeSet<Addr>,
     no_majority: bool,
     in_flight: Option<Addr>,
+    /// The write behind `in_flight`: its id and deadline.
+    flight: Option<Flight>,
     queued: Option<(Addr, Cause, Instant)>,
     /// Read sequence at which the last fast-path write started: reads that began
     /// at or before it do not judge this master.
@@ -122,6 +178,7 @@ impl MasterState {
             replicas: BTreeSet::new(),
             no_majority: false,
             in_flight: None,
+            flight: None,
             queued: None,
             changed_seq: 0,
             unconfirmed: None,
@@ -149,7 +206,21 @@ pub(crate) struct Steering {
     sentinels: Vec<String>,
     masters: BTreeMap<String, MasterState>,
     seq: u64,
-    read_running: bool,
+    /// The majority read in progress: its sequence number and deadline.
+    read_running: Option<(u64, Instant)>,
+    /// Last id given to a route write.
+    write_seq: u64,
+    /// The core's deadlines for a read's and a write's result once started
+    /// ([`job_bounds`] + [`RESULT_GRACE`]), and for a write still waiting
+    /// for `aws.write_rate` ([`pacing_bound`] on top).
+    read_due_after: Duration,
+    write_due_after: Duration,
+    pacing_due_after: Duration,
+    /// Results the core gave up waiting for: reads, writes.
+    lost: (u64, u64),
+    /// The latest `now` the core was given: actions decided inside a handler
+    /// (a read requested by a rule) take their deadline from it.
+    clock: Instant,
     read_pending: Option<&'static str>,
     next_interval_read: Instant,
     /// Earliest extra read asked for by a rule (retry, epoch recheck).
@@ -175,7 +246,13 @@ impl Steering {
                 .map(|(n, m)| (n.clone(), MasterState::new(m.clone())))
                 .collect(),
             seq: 0,
-            read_running: false,
+            read_running: None,
+            write_seq: 0,
+            read_due_after: job_bounds(cfg).0 + RESULT_GRACE,
+            write_due_after: job_bounds(cfg).1 + RESULT_GRACE,
+            pacing_due_after: pacing_bound(cfg),
+            lost: (0, 0),
+            clock: now,
             read_pending: None,
             next_interval_read: now + cfg.reconcile.interval,
             read_at: None,
@@ -194,6 +271,7 @@ impl Steering {
     }
 
     pub(crate) fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        self.clock = self.clock.max(now);
         let mut out = Vec::new();
         match input {
             Input::Watch(WatchMsg::Event {
@@ -225,8 +303,12 @@ impl Steering {
     /// are dropped. A changed sentinel list resets the link states. Any read
     /// running now was started under the old config and does not judge.
     pub(crate) fn reconfigure(&mut self, now: Instant, cfg: &Config) -> Vec<Action> {
+        self.clock = self.clock.max(now);
         let mut out = Vec::new();
         self.interval = cfg.reconcile.interval;
+        self.read_due_after = job_bounds(cfg).0 + RESULT_GRACE;
+        self.write_due_after = job_bounds(cfg).1 + RESULT_GRACE;
+        self.pacing_due_after = pacing_bound(cfg);
         self.next_interval_read = self.next_interval_read.min(now + self.interval);
         let sentinels: Vec<String> = cfg.sentinels.iter().map(|s| s.to_string()).collect();
         if sentinels != self.sentinels {
@@ -266,8 +348,13 @@ impl Steering {
     /// Fires whatever is due at `now` (interval reads, confirmations, retries,
     /// the unconfirmed-switch alert).
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        self.clock = self.clock.max(now);
         let mut out = Vec::new();
         let mut why = None;
+        if self.read_result_lost(now) {
+            why = Some("majority read result lost");
+        }
+        self.write_results_lost(now, &mut out);
         if now >= self.next_interval_read {
             self.next_interval_read = now + self.interval;
             why = Some("interval");
@@ -313,12 +400,18 @@ impl Steering {
     /// When [`Steering::handle_timeout`] must next be called.
     pub(crate) fn poll_timeout(&self) -> Instant {
         let mut t = self.next_interval_read;
+        if let Some((_, due)) = self.read_running {
+            t = t.min(due);
+        }
         if let Some((at, _)) = self.read_at {
             t = t.min(at);
         }
         for st in self.masters.values() {
             if let Some(at) = st.retry_at {
                 t = t.min(at);
+            }
+            if let Some(f) = &st.flight {
+                t = t.min(f.due);
             }
             if let Some(u) = &st.unconfirmed {
                 t = t.min(u.next_read);
@@ -339,8 +432,15 @@ impl Steering {
     pub(crate) fn forget_write(&mut self, master: &str) {
         if let Some(st) = self.masters.get_mut(master) {
             st.in_flight = None;
+            st.flight = None;
             st.queued = None;
         }
+    }
+
+    /// Results the core gave up waiting for (their deadline passed): majority
+    /// reads, route writes. For the driver's metric.
+    pub(crate) fn lost_results(&self) -> (u64, u64) {
+        self.lost
     }
 
     pub(crate) fn connected_count(&self) -> usize {

@@ -19,12 +19,12 @@ use crate::watch::event::Addr;
 impl Steering {
     /// Starts a majority read unless one is running (then one more follows it).
     pub(super) fn request_read(&mut self, why: &'static str, out: &mut Vec<Action>) {
-        if self.read_running {
+        if self.read_running.is_some() {
             self.read_pending.get_or_insert(why);
             return;
         }
-        self.read_running = true;
         self.seq += 1;
+        self.read_running = Some((self.seq, self.clock + self.read_due_after));
         debug!(why, seq = self.seq, "majority read");
         out.push(Action::StartRead { seq: self.seq });
     }
@@ -36,8 +36,34 @@ impl Steering {
         }
     }
 
+    /// Ends a running read whose result did not come by its deadline: counted,
+    /// logged, and the read is started again (returns true: read now).
+    pub(super) fn read_result_lost(&mut self, now: Instant) -> bool {
+        let Some((seq, due)) = self.read_running else {
+            return false;
+        };
+        if now < due {
+            return false;
+        }
+        self.read_running = None;
+        self.lost.0 += 1;
+        self.last_read_ok = false;
+        error!(seq, waited_s = self.read_due_after.as_secs(),
+            "majority read gave no result by its deadline; reading again (counted in sentinel_vip_results_lost_total)");
+        true
+    }
+
     pub(super) fn on_read(&mut self, now: Instant, o: ReadOutcome, out: &mut Vec<Action>) {
-        self.read_running = false;
+        match self.read_running {
+            Some((seq, _)) if seq == o.seq => self.read_running = None,
+            _ => {
+                // The core gave up on it (deadline), or it came twice: the read
+                // that replaced it judges; this one changes nothing.
+                warn!(seq = o.seq, running = ?self.read_running.map(|r| r.0),
+                    "majority read result came after its deadline or twice; ignored");
+                return;
+            }
+        }
         let mut ok = self.judge_ec2(now, &o, out);
         let mut again = false;
         let configured = self.configured();

@@ -228,6 +228,7 @@ impl Sim {
         self.feed(
             ms,
             Input::WriteDone(Box::new(WriteOutcome {
+                id: order.id,
                 master: order.master,
                 addr: order.addr,
                 cause: order.cause,
@@ -755,4 +756,151 @@ fn reload_keeps_unchanged_masters_and_rereads() {
         .map(|m| m.name)
         .collect();
     assert_eq!(names, vec!["other".to_owned()]);
+}
+
+fn write_orders(actions: &[Action]) -> Vec<WriteOrder> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartWrite(o) => Some(o.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn route_alerts(actions: &[Action]) -> Vec<bool> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Alert(AlertInput::Route(r)) => Some(r.ok),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The core's deadline for a result, in ms after the job was handed out
+/// (the test config's default `aws.call_timeout`).
+fn read_due_ms() -> u64 {
+    (job_bounds(&cfg()).0 + RESULT_GRACE).as_millis() as u64
+}
+
+fn write_due_ms() -> u64 {
+    (job_bounds(&cfg()).1 + RESULT_GRACE).as_millis() as u64
+}
+
+#[test]
+fn a_lost_read_result_ends_at_its_deadline_and_a_late_one_is_ignored() {
+    let mut s = Sim::started();
+    let seq = reads(&s.feed(100, Input::ReadRequested("t")))[0];
+    // Its ReadDone is lost. Wishes meanwhile wait behind the running read...
+    assert!(reads(&s.feed(200, Input::ReadRequested("again"))).is_empty());
+    let due = 100 + read_due_ms();
+    assert!(
+        s.core.poll_timeout() <= s.at(due),
+        "the deadline is a timer"
+    );
+    assert!(
+        reads(&s.tick(due - 1)).is_empty(),
+        "not before its deadline"
+    );
+    // ...and the deadline ends it: counted, and a new read starts.
+    let again = reads(&s.tick(due));
+    assert_eq!(again, vec![seq + 1]);
+    assert_eq!(s.core.lost_results(), (1, 0));
+    assert!(!s.core.last_read_ok());
+    // The lost one arrives late, naming another master: ignored.
+    let a = s.feed(
+        due + 10,
+        read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(A)),
+    );
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(s.master().majority.as_deref(), Some("10.0.1.10:6379"));
+    // The read that replaced it judges, once; a duplicate of it is ignored too.
+    let a = s.feed(
+        due + 20,
+        read(seq + 1, vec![view(A, 1), view(A, 1), view(A, 1)], Some(A)),
+    );
+    assert!(writes(&a).is_empty(), "{a:?}");
+    assert!(s.core.last_read_ok());
+    let a = s.feed(
+        due + 30,
+        read(seq + 1, vec![view(B, 2), view(B, 2), view(B, 2)], Some(A)),
+    );
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(s.master().majority.as_deref(), Some("10.0.1.10:6379"));
+}
+
+#[test]
+fn a_lost_write_result_ends_at_its_deadline_and_a_late_one_is_ignored() {
+    let mut s = Sim::started();
+    let w = s.feed(100, switch(0, A, B, s.at(100)));
+    let first = write_orders(&w).remove(0);
+    s.core.write_started(s.at(100), "m", first.id);
+    assert_eq!(s.master().writing.as_deref(), Some("10.0.1.11:6379"));
+    // Its WriteDone is lost. The confirming read sees B but must not clear
+    // the write (a write in flight reads its own result back).
+    let seq = reads(&s.tick(600))[0];
+    let a = s.feed(
+        620,
+        read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(B)),
+    );
+    assert!(writes(&a).is_empty(), "{a:?}");
+    let due = 100 + write_due_ms();
+    assert!(
+        s.core.poll_timeout() <= s.at(due),
+        "the deadline is a timer"
+    );
+    // Interval reads meanwhile see B and leave the write alone.
+    let a = s.tick(due - 1);
+    assert!(route_alerts(&a).is_empty());
+    for seq in reads(&a) {
+        let a = s.feed(
+            due - 1,
+            read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(B)),
+        );
+        assert!(writes(&a).is_empty(), "{a:?}");
+    }
+    // The deadline ends it as a failed write: alerted, counted, retried.
+    let a = s.tick(due);
+    assert_eq!(route_alerts(&a), vec![false], "{a:?}");
+    assert_eq!(s.core.lost_results(), (0, 1));
+    assert_eq!(s.master().writing, None);
+    assert!(s.master().last_error.is_some());
+    let retry = s.core.poll_timeout();
+    let seq = reads(&s.core.handle_timeout(retry))[0];
+    let a = s.core.handle(
+        retry,
+        read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(A)),
+    );
+    let second = write_orders(&a).remove(0);
+    assert_eq!(second.addr, addr(B));
+    assert_ne!(second.id, first.id);
+    // The lost result arrives late (written, verified): ignored, the new
+    // write stays in flight.
+    let late = s.complete(due + 10_000, &w, true);
+    assert!(late.is_empty(), "{late:?}");
+    assert_eq!(s.master().writing.as_deref(), Some("10.0.1.11:6379"));
+    // The new write's result settles it; a duplicate of it is ignored.
+    let done = s.complete(due + 10_100, &a, true);
+    assert_eq!(route_alerts(&done), vec![true]);
+    assert_eq!(s.master().applied.as_deref(), Some("10.0.1.11:6379"));
+    assert_eq!(s.master().last_error, None);
+    assert!(s.complete(due + 10_200, &a, false).is_empty());
+    assert_eq!(s.master().last_error, None);
+}
+
+#[test]
+fn a_write_waiting_for_the_write_rate_is_not_given_up_before_it_starts() {
+    let mut s = Sim::started();
+    let w = s.feed(100, switch(0, A, B, s.at(100)));
+    let order = write_orders(&w).remove(0);
+    // Held by the pacer past the job's own bound: not lost yet.
+    let wait = write_due_ms() + 1_000;
+    s.core.write_started(s.at(100 + wait), "m", order.id);
+    s.tick(100 + wait);
+    assert_eq!(s.core.lost_results().1, 0);
+    assert_eq!(s.master().writing.as_deref(), Some("10.0.1.11:6379"));
+    // From its start, the job's bound applies.
+    s.tick(100 + wait + write_due_ms());
+    assert_eq!(s.core.lost_results().1, 1);
 }

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Action, Cause, Steering, WriteOrder, WriteOutcome, MAX_RETRY_DELAY};
+use tracing::{error, warn};
+
+use super::{Action, Cause, Flight, Steering, WriteOrder, WriteOutcome, MAX_RETRY_DELAY};
 use crate::decide::fold::AlertInput;
 use crate::watch::event::Addr;
 
@@ -26,7 +28,18 @@ impl Steering {
             return;
         }
         st.in_flight = Some(addr.clone());
+        self.write_seq += 1;
+        let id = self.write_seq;
+        // Until the driver says it started, the write may wait for
+        // `aws.write_rate`: its deadline covers that wait too.
+        st.flight = Some(Flight {
+            id,
+            cause,
+            at: self.clock,
+            due: self.clock + self.pacing_due_after + self.write_due_after,
+        });
         out.push(Action::StartWrite(WriteOrder {
+            id,
             master: master.to_owned(),
             cfg: st.cfg.clone(),
             addr,
@@ -36,7 +49,62 @@ impl Steering {
         }));
     }
 
+    /// The driver started write `id` of `master` (it left the `aws.write_rate`
+    /// line) at `now`: its result is due within the job's bound from now.
+    pub(crate) fn write_started(&mut self, now: Instant, master: &str, id: u64) {
+        let due_after = self.write_due_after;
+        if let Some(f) = self
+            .masters
+            .get_mut(master)
+            .and_then(|st| st.flight.as_mut())
+            .filter(|f| f.id == id)
+        {
+            f.due = now + due_after;
+        }
+    }
+
+    /// Ends every in-flight write whose result did not come by its deadline:
+    /// counted, and handled as a failed write (logged, alerted, retried
+    /// through a fresh read).
+    pub(super) fn write_results_lost(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let lost: Vec<(String, Addr, Flight)> = self
+            .masters
+            .iter()
+            .filter_map(|(name, st)| {
+                let f = st.flight.as_ref().filter(|f| now >= f.due)?;
+                Some((name.clone(), st.in_flight.clone()?, f.clone()))
+            })
+            .collect();
+        for (master, addr, f) in lost {
+            self.lost.1 += 1;
+            let waited = now.duration_since(f.at);
+            let why = format!(
+                "route write gave no result within {} s (lost; counted in sentinel_vip_results_lost_total)",
+                waited.as_secs()
+            );
+            error!(%master, %addr, write = f.id, "{why}; retrying through a fresh read");
+            if let Some(st) = self.masters.get_mut(&master) {
+                // It may have written anything: judge from a fresh read only.
+                st.routes.clear();
+            }
+            let outcome = WriteOutcome::lost(f.id, &master, &addr, f.cause, why, waited);
+            self.on_write_done(now, outcome, out);
+        }
+    }
+
     pub(super) fn on_write_done(&mut self, now: Instant, w: WriteOutcome, out: &mut Vec<Action>) {
+        let current = self
+            .masters
+            .get(&w.master)
+            .and_then(|st| st.flight.as_ref())
+            .is_some_and(|f| f.id == w.id);
+        if !current {
+            // The core gave up on it (deadline) or it came twice: the routes it
+            // wrote are read again by the reads that follow; state is left alone.
+            warn!(master = %w.master, addr = %w.addr, write = w.id,
+                "route write result came after its deadline or twice; ignored");
+            return;
+        }
         let ok = w.ok();
         let report = w.report();
         out.push(Action::Alert(AlertInput::Route(report)));
@@ -45,6 +113,7 @@ impl Steering {
             return;
         };
         st.in_flight = None;
+        st.flight = None;
         if let Some(v) = &w.verified {
             for (t, r) in v {
                 st.routes.insert(t.clone(), r.clone());
