@@ -151,7 +151,11 @@ async fn all_four_kinds_move_together_and_show_in_status() {
         "    secondary_ip: {SECONDARY_IP}\n    elastic_ip: {alloc}\n    dns: {{ zone_id: {}, name: {RECORD} }}\n",
         zone.id
     );
-    c.extra = format!("http:\n  listen: 127.0.0.1:{http}\n");
+    let hooks = Receiver::start().await;
+    c.extra = format!(
+        "http:\n  listen: 127.0.0.1:{http}\nalerts:\n  group_wait: 1s\n  webhooks:\n    - {{ name: gen, kind: generic, url: \"{}/generic\" }}\n",
+        hooks.url
+    );
     let daemon = Daemon::start(rig.redis.dir.path(), &c.yaml());
     let _log = LogOnPanic(&daemon);
     let _log = LogOnPanic(&daemon);
@@ -186,6 +190,24 @@ async fn all_four_kinds_move_together_and_show_in_status() {
     rig.redis.wait_ready_for_failover(2).await;
     let m = rig.redis.failover().await;
     all_on(m).await;
+    // One message for the failover, saying each kind's result.
+    let carriers = eventually("the failover's message", WITHIN, || async {
+        hooks.delivered("/generic").iter().find_map(|h| {
+            let to = h.body["sentinelVip"]["to"].as_str().unwrap_or("");
+            let route = &h.body["sentinelVip"]["route"];
+            (to.starts_with(&rig.redis.hosts[m]) && route["ok"] == true)
+                .then(|| route["carriers"].clone())
+        })
+    })
+    .await;
+    assert_eq!(
+        carriers,
+        serde_json::json!([
+            format!("secondary-ip:{SECONDARY_IP} written"),
+            format!("{alloc} written"),
+            format!("dns:{RECORD} written"),
+        ])
+    );
     // Drift by hand, every kind at once.
     let o = (m + 1) % 3;
     rig.vpc.set_route(1, &enis[o]).await;

@@ -112,6 +112,16 @@ pub(crate) fn count_write(w: &WriteOutcome) {
             .route_update_seconds
             .observe(w.latency.as_secs_f64());
     }
+    for (kind, result) in w.carrier_results() {
+        METRICS
+            .carrier_writes
+            .get_or_create(&vec![
+                ("master", w.master.clone()),
+                ("kind", kind.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
+    }
 }
 
 /// Logs a finished write: info when verified, error (with why) otherwise.

@@ -30,6 +30,9 @@ pub(crate) struct Metrics {
     /// Alert inputs the controller could not hand to the alert task (inbox full).
     pub alerts_inbox_dropped: Counter,
     pub ec2_calls: Family<Labels, Counter>,
+    /// Per carrier of a master's address (route table, secondary IP, Elastic
+    /// IP, DNS record): each write's result.
+    pub carrier_writes: Family<Labels, Counter>,
     /// Read and write results the core gave up waiting for (its deadline passed).
     pub results_lost: Family<Labels, Counter>,
     /// A sentinel event's arrival at its watcher → the core handling it.
@@ -60,6 +63,7 @@ impl Metrics {
             alerts_dropped: Family::default(),
             alerts_inbox_dropped: Counter::default(),
             ec2_calls: Family::default(),
+            carrier_writes: Family::default(),
             results_lost: Family::default(),
             input_delay_seconds: Histogram::new([
                 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
@@ -146,6 +150,11 @@ impl Metrics {
             "ec2_calls",
             "EC2 API calls (pages), by operation and result",
             m.ec2_calls.clone(),
+        );
+        r.register(
+            "carrier_writes",
+            "Writes per carrier of a master's address, by master, kind (route_table, secondary_ip, elastic_ip, dns) and result (written, read_back_wrong, failed)",
+            m.carrier_writes.clone(),
         );
         Metrics { registry: r, ..m }
     }

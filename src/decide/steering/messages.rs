@@ -192,9 +192,38 @@ impl WriteOutcome {
                 .unwrap_or_default(),
             tables_written: self.written(),
             tables_total: self.tables.len(),
+            carriers: self
+                .carrier_results()
+                .into_iter()
+                .zip(&self.tables)
+                .filter(|(_, (c, _))| c.route_table().is_none())
+                .map(|((_, result), (c, _))| format!("{c} {result}"))
+                .collect(),
             latency_ms: self.latency.as_secs_f64() * 1e3,
             error: (!ok).then(|| self.describe_failure()),
         }
+    }
+
+    /// Each carrier's kind and result, in order: `written` (and read back so),
+    /// `already_right`, `read_back_wrong` (written, but the read-back shows
+    /// another holder) or `failed`.
+    pub(crate) fn carrier_results(&self) -> Vec<(&'static str, &'static str)> {
+        self.tables
+            .iter()
+            .map(|(c, r)| {
+                let result = match r {
+                    Err(_) => "failed",
+                    Ok(false) => "already_right",
+                    Ok(true) => match (&self.target, &self.verified) {
+                        (Ok(t), Some(v)) if v.get(c).is_some_and(|h| h.points_at(t)) => {
+                            "written"
+                        }
+                        _ => "read_back_wrong",
+                    },
+                };
+                (c.kind(), result)
+            })
+            .collect()
     }
 
     pub(crate) fn written(&self) -> usize {
