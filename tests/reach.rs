@@ -118,7 +118,10 @@ async fn dns_record_alone_holds_the_eni_private_ip_at_start_failover_and_drift()
         &config(
             &rig,
             false,
-            &format!("    dns: {{ zone_id: {}, name: {RECORD}, ttl: 10 }}\n", zone.id),
+            &format!(
+                "    dns: {{ zone_id: {}, name: {RECORD}, ttl: 10 }}\n",
+                zone.id
+            ),
         ),
     );
     let _log = LogOnPanic(&daemon);
@@ -185,7 +188,13 @@ async fn all_four_kinds_move_together_and_show_in_status() {
     .await;
     assert_eq!(
         kinds,
-        ["route_table", "route_table", "secondary_ip", "elastic_ip", "dns"]
+        [
+            "route_table",
+            "route_table",
+            "secondary_ip",
+            "elastic_ip",
+            "dns"
+        ]
     );
     rig.redis.wait_ready_for_failover(2).await;
     let m = rig.redis.failover().await;
@@ -218,4 +227,146 @@ async fn all_four_kinds_move_together_and_show_in_status() {
     let logs = daemon.logs();
     assert!(!logs.contains("panicked"), "{logs}");
     rig.dump(&daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reconcile_and_iam_policy_cover_every_kind() {
+    use std::process::Command;
+    let rig = Rig::start(1).await;
+    let enis = rig.vpc.enis.clone();
+    let (vpc_id, _) = rig.vpc.vpc_and_subnet().await;
+    let zone = Zone::create(&rig.moto.url, &vpc_id).await;
+    let ips = rig.vpc.eni_ips().await;
+    let alloc = rig.vpc.allocate_eip().await;
+    rig.vpc.set_route(0, &enis[2]).await;
+    rig.vpc.assign_ip(&enis[2], SECONDARY_IP).await;
+    rig.vpc.associate_eip(&alloc, &enis[2]).await;
+    zone.set(RECORD, &ips[2]).await;
+    let yaml = config(
+        &rig,
+        true,
+        &format!(
+            "    secondary_ip: {SECONDARY_IP}\n    elastic_ip: {alloc}\n    dns: {{ zone_id: {}, name: {RECORD}, ttl: 5 }}\n",
+            zone.id
+        ),
+    );
+    // check: each kind read, found on the wrong node, probed where EC2 can.
+    let (out, _, _) = run_check(rig.redis.dir.path(), &yaml);
+    for line in [
+        format!(
+            "warn  secondary-ip:{SECONDARY_IP}: on {}, not the master's target",
+            enis[2]
+        ),
+        format!(
+            "{SECONDARY_IP}: AssignPrivateIpAddresses/UnassignPrivateIpAddresses have no DryRun"
+        ),
+        format!("warn  {alloc}: on {}, not the master's target", enis[2]),
+        format!("{alloc}: ec2:AssociateAddress"),
+        format!(
+            "ok    dns:{RECORD} (masters.{MASTER}.dns): hosted zone {}",
+            zone.id
+        ),
+        format!(
+            "warn  dns:{RECORD}: on {} ({}), not the master's target",
+            ips[2], enis[2]
+        ),
+    ] {
+        assert!(out.contains(&line), "{line:?} not in:\n{out}");
+    }
+    let cfg = rig.redis.dir.path().join("reach.yaml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    // reconcile --dry-run: every kind's row says it needs a write, nothing moves.
+    let (code, text) = run(&["reconcile", "--dry-run"]);
+    assert_eq!(code, Some(0), "{text}");
+    for row in [
+        format!("secondary-ip:{SECONDARY_IP}"),
+        alloc.clone(),
+        format!("dns:{RECORD}"),
+    ] {
+        let line = text.lines().find(|l| l.contains(&row)).unwrap_or_default();
+        assert!(line.contains("replace"), "{row}: {text}");
+    }
+    assert_eq!(
+        rig.vpc.eip_eni(&alloc).await.as_deref(),
+        Some(enis[2].as_str())
+    );
+    // reconcile: the daemon's write job moves each, reads each back.
+    let (code, text) = run(&["reconcile"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(text.matches("-> written").count(), 4, "{text}");
+    assert_eq!(rig.vpc.holders_of(SECONDARY_IP).await, [enis[0].clone()]);
+    assert_eq!(
+        rig.vpc.eip_eni(&alloc).await.as_deref(),
+        Some(enis[0].as_str())
+    );
+    assert_eq!(zone.values(RECORD).await, [ips[0].clone()]);
+    // status --json (no daemon): each carrier with its kind, all right now.
+    let (_, json) = run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let kinds: Vec<&str> = v[0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["route_table", "secondary_ip", "elastic_ip", "dns"],
+        "{json}"
+    );
+    // iam-policy: least privilege per kind, the zone's ARN only.
+    let (code, json) = run(&["iam-policy", "--account", "123456789012"]);
+    assert_eq!(code, Some(0), "{json}");
+    let p: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let statements = p["Statement"].as_array().unwrap();
+    let sid = |s: &str| {
+        statements
+            .iter()
+            .find(|x| x["Sid"] == s)
+            .unwrap_or_else(|| panic!("{s} in {json}"))
+            .clone()
+    };
+    assert_eq!(
+        sid("MoveTheSecondaryIp")["Action"],
+        serde_json::json!([
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses"
+        ])
+    );
+    assert_eq!(
+        sid("MoveTheElasticIp")["Action"],
+        serde_json::json!(["ec2:AssociateAddress"])
+    );
+    let zone_arn = format!("arn:aws:route53:::hostedzone/{}", zone.id);
+    let upsert = sid("UpsertTheMasterRecord");
+    assert_eq!(upsert["Resource"], serde_json::json!([zone_arn]));
+    assert_eq!(
+        upsert["Condition"]["ForAllValues:StringEquals"]
+            ["route53:ChangeResourceRecordSetsNormalizedRecordNames"],
+        serde_json::json!([RECORD])
+    );
+    assert_eq!(
+        sid("ReadTheMasterRecord")["Resource"],
+        serde_json::json!([zone_arn])
+    );
+    let describe = sid("DescribeWhatTheConfigUses")["Action"].to_string();
+    assert!(
+        describe.contains("ec2:DescribeAddresses")
+            && describe.contains("ec2:DescribeNetworkInterfaces"),
+        "{describe}"
+    );
 }

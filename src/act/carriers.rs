@@ -107,7 +107,11 @@ pub async fn read_back(
 
 /// The nodes a write reads a secondary IP back on: the target, the ENIs the
 /// last read found holding it, and the static `nodes`.
-pub fn write_nodes(m: &MasterConfig, target: &Target, known: &HashMap<Carrier, Held>) -> Vec<Target> {
+pub fn write_nodes(
+    m: &MasterConfig,
+    target: &Target,
+    known: &HashMap<Carrier, Held>,
+) -> Vec<Target> {
     let mut v = vec![target.clone()];
     for h in known.values() {
         for e in h.other_holders(target) {

@@ -203,7 +203,10 @@ pub(super) async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<M
                 .route_tables
                 .retain(|t| read_ok(Carrier::RouteTable(t.clone())));
             readable.secondary_ip = m.secondary_ip.filter(|i| read_ok(Carrier::SecondaryIp(*i)));
-            readable.elastic_ip = m.elastic_ip.clone().filter(|a| read_ok(Carrier::ElasticIp(a.clone())));
+            readable.elastic_ip = m
+                .elastic_ip
+                .clone()
+                .filter(|a| read_ok(Carrier::ElasticIp(a.clone())));
             readable.dns = m.dns.clone().filter(|d| read_ok(Carrier::Dns(d.clone())));
             let order = WriteOrder {
                 id: 0,

@@ -16,7 +16,10 @@ fn each_kind_alone_or_all_four_parse() {
     assert_eq!(m.secondary_ip.unwrap().to_string(), "10.0.1.100");
     assert!(m.vip.is_none() && m.route_tables.is_empty());
     let c = with("    elastic_ip: eipalloc-0abc\n").unwrap();
-    assert_eq!(c.masters["m"].elastic_ip.as_ref().unwrap().as_str(), "eipalloc-0abc");
+    assert_eq!(
+        c.masters["m"].elastic_ip.as_ref().unwrap().as_str(),
+        "eipalloc-0abc"
+    );
     let c = with("    dns: { zone_id: /hostedzone/Z0123ABC, name: Redis.Example.Internal. }\n")
         .unwrap();
     let d = c.masters["m"].dns.as_ref().unwrap();
@@ -69,7 +72,10 @@ fn two_masters_cannot_move_the_same_address() {
         "sentinels: [\"127.0.0.2:26379\"]\nmasters:\n  a:\n    elastic_ip: eipalloc-1\n  b:\n    elastic_ip: eipalloc-1\n",
     )
     .unwrap_err();
-    assert!(e.contains("masters.b.elastic_ip: eipalloc-1 is also masters.a.elastic_ip"), "{e}");
+    assert!(
+        e.contains("masters.b.elastic_ip: eipalloc-1 is also masters.a.elastic_ip"),
+        "{e}"
+    );
     let e = Config::parse(
         "sentinels: [\"127.0.0.2:26379\"]\nmasters:\n  a:\n    secondary_ip: 10.0.1.100\n  b:\n    secondary_ip: 10.0.1.100\n",
     )

@@ -57,7 +57,9 @@ impl WriteJob {
         let all = carriers(&o.cfg);
         let writes = all.iter().map(|c| {
             let known = o.known.get(c);
-            let action = known.map(|k| k.plan(&target)).unwrap_or(RouteAction::Replace);
+            let action = known
+                .map(|k| k.plan(&target))
+                .unwrap_or(RouteAction::Replace);
             let (ec2, target) = (&self.ec2, &target);
             async move {
                 let r = carriers::write(ec2, &o.cfg, c, target, &o.addr, action, known).await;

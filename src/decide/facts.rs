@@ -46,7 +46,9 @@ pub struct Ec2Error {
 impl std::fmt::Display for Ec2Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let service = match self.operation {
-            "ChangeResourceRecordSets" | "ListResourceRecordSets" | "GetChange"
+            "ChangeResourceRecordSets"
+            | "ListResourceRecordSets"
+            | "GetChange"
             | "GetHostedZone" => "Route 53",
             _ => "EC2",
         };

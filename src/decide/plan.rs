@@ -377,11 +377,17 @@ mod tests {
         let t = eni("eni-1");
         let ip: IpAddr = "10.0.1.11".parse().unwrap();
         let cases = [
-            (Held::Route(points(None, Some("eni-1"), false)), RouteAction::Keep),
+            (
+                Held::Route(points(None, Some("eni-1"), false)),
+                RouteAction::Keep,
+            ),
             (Held::Route(CurrentRoute::Missing), RouteAction::Create),
             (Held::SecondaryIp(vec![on("eni-1")]), RouteAction::Keep),
             // The emulator's copy left on the old ENI: not right until it is gone.
-            (Held::SecondaryIp(vec![on("eni-1"), on("eni-2")]), RouteAction::Replace),
+            (
+                Held::SecondaryIp(vec![on("eni-1"), on("eni-2")]),
+                RouteAction::Replace,
+            ),
             (Held::SecondaryIp(vec![]), RouteAction::Replace),
             (Held::SecondaryIp(vec![on("eni-2")]), RouteAction::Replace),
             (Held::ElasticIp(Some(on("eni-1"))), RouteAction::Keep),

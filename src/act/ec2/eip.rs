@@ -32,12 +32,11 @@ impl Ec2 {
                 message: "not in EC2's answer (check masters.<name>.elastic_ip and aws.region)"
                     .into(),
             })?;
-        let on = (a.network_interface_id().is_some() || a.instance_id().is_some()).then(|| {
-            Holder {
+        let on =
+            (a.network_interface_id().is_some() || a.instance_id().is_some()).then(|| Holder {
                 eni_id: a.network_interface_id().map(str::to_owned),
                 instance_id: a.instance_id().map(str::to_owned),
-            }
-        });
+            });
         Ok(Held::ElasticIp(on))
     }
 
@@ -62,7 +61,11 @@ impl Ec2 {
         let r = req.send().await;
         count_call("AssociateAddress", r.is_ok());
         r.map(|_| ()).map_err(|e| {
-            Ec2Error::from_sdk("AssociateAddress", format!("Elastic IP {alloc} -> {target}"), e)
+            Ec2Error::from_sdk(
+                "AssociateAddress",
+                format!("Elastic IP {alloc} -> {target}"),
+                e,
+            )
         })
     }
 }

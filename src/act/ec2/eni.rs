@@ -52,7 +52,12 @@ impl Ec2 {
     /// private IP never change while it exists, nor an instance's primary ENI:
     /// cached until [`Ec2::forget_interface`] (the target was found gone).
     pub async fn interface_of(&self, target: &Target) -> Result<Interface, Ec2Error> {
-        if let Some(i) = self.interfaces.lock().ok().and_then(|m| m.get(target).cloned()) {
+        if let Some(i) = self
+            .interfaces
+            .lock()
+            .ok()
+            .and_then(|m| m.get(target).cloned())
+        {
             return Ok(i);
         }
         let found = match target {

@@ -32,8 +32,8 @@ use aws_sdk_ec2::Client;
 
 use crate::config::{AwsConfig, Config, RoleArn, RouteTableId};
 
-pub use errors::classify;
 pub use eni::Interface;
+pub use errors::classify;
 pub use read::FoundInterface;
 
 pub(crate) fn count_call(operation: &'static str, ok: bool) {

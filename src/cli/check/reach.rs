@@ -33,7 +33,9 @@ pub(super) async fn check_carriers(
             Carrier::ElasticIp(a) => ec2.read_elastic_ip(a).await,
             Carrier::Dns(d) => match ec2.read_zone(d).await {
                 Ok(zone) => {
-                    r.ok(format!("{c} (masters.{name}.dns): hosted zone {zone} readable"));
+                    r.ok(format!(
+                        "{c} (masters.{name}.dns): hosted zone {zone} readable"
+                    ));
                     ec2.read_record(d).await
                 }
                 Err(e) => Err(e),
@@ -43,7 +45,11 @@ pub(super) async fn check_carriers(
         let held = match read {
             Ok(h) => h,
             Err(e) => {
-                r.fail(format!("{c} (masters.{name}.{}): {e}{}", c.kind(), hint(c, &e)));
+                r.fail(format!(
+                    "{c} (masters.{name}.{}): {e}{}",
+                    c.kind(),
+                    hint(c, &e)
+                ));
                 continue;
             }
         };

@@ -215,9 +215,7 @@ impl WriteOutcome {
                     Err(_) => "failed",
                     Ok(false) => "already_right",
                     Ok(true) => match (&self.target, &self.verified) {
-                        (Ok(t), Some(v)) if v.get(c).is_some_and(|h| h.points_at(t)) => {
-                            "written"
-                        }
+                        (Ok(t), Some(v)) if v.get(c).is_some_and(|h| h.points_at(t)) => "written",
                         _ => "read_back_wrong",
                     },
                 };

@@ -271,9 +271,11 @@ impl MasterState {
             let read = match (&c, self.cfg.vip) {
                 (Carrier::RouteTable(t), Some(vip)) => {
                     let Some(tables) = tables else { continue };
-                    tables
-                        .get(t)
-                        .map(|r| r.as_ref().map(|r| r.route(&vip.0).into()).map_err(Clone::clone))
+                    tables.get(t).map(|r| {
+                        r.as_ref()
+                            .map(|r| r.route(&vip.0).into())
+                            .map_err(Clone::clone)
+                    })
                 }
                 (Carrier::RouteTable(_), None) => continue,
                 (c, _) => {
@@ -464,7 +466,12 @@ enum Judged {
 pub(super) fn missing_text(tables: &[Carrier]) -> String {
     let (routes, others): (Vec<&Carrier>, Vec<&Carrier>) =
         tables.iter().partition(|c| c.route_table().is_some());
-    let ids = |v: Vec<&Carrier>| v.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+    let ids = |v: Vec<&Carrier>| {
+        v.iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut said = Vec::new();
     if !routes.is_empty() {
         said.push(format!(
@@ -473,7 +480,10 @@ pub(super) fn missing_text(tables: &[Carrier]) -> String {
         ));
     }
     if !others.is_empty() {
-        said.push(format!("{} not found in AWS (or not readable)", ids(others)));
+        said.push(format!(
+            "{} not found in AWS (or not readable)",
+            ids(others)
+        ));
     }
     said.join("; ")
 }

@@ -1,8 +1,8 @@
 //! The decision rules as scenarios: inputs at injected times, expected actions.
 use super::*;
 use crate::config::{RouteTableId, Target};
-use crate::decide::plan::CurrentRoute;
 use crate::decide::facts::{Ec2Error, TableRead, TableReads, TargetError};
+use crate::decide::plan::CurrentRoute;
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Event;
 use crate::watch::{MasterView, SentinelId, WatchMsg};
