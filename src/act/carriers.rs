@@ -53,13 +53,20 @@ pub async fn read_others(ec2: &Ec2, m: &MasterConfig, nodes: &[Target]) -> Carri
         .into_iter()
         .filter(|c| c.route_table().is_none())
         .collect();
-    futures::future::join_all(others.into_iter().map(|c| async move {
+    let reads = futures::future::join_all(others.into_iter().map(|c| async move {
         let r = read_other(ec2, &c, nodes).await;
         (c, r)
-    }))
-    .await
-    .into_iter()
-    .collect()
+    }));
+    // A DNS write needs the private IP of the new master's ENI: looked up
+    // now, beside the reads (once per node: cached), so that a failover's
+    // UPSERT is its only round trip.
+    let warm = async {
+        if m.dns.is_some() {
+            futures::future::join_all(nodes.iter().map(|t| ec2.interface_of(t))).await;
+        }
+    };
+    let (reads, ()) = tokio::join!(reads, warm);
+    reads.into_iter().collect()
 }
 
 async fn read_other(ec2: &Ec2, c: &Carrier, nodes: &[Target]) -> Result<Held, Ec2Error> {
