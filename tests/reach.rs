@@ -376,7 +376,7 @@ async fn check_reconcile_and_iam_policy_cover_every_kind() {
 fn all_written_ms(logs: &str) -> Vec<f64> {
     logs.lines()
         .filter(|l| l.contains("written=5 "))
-        .flat_map(|l| switch_write_ms(l))
+        .flat_map(switch_write_ms)
         .collect()
 }
 
