@@ -351,6 +351,12 @@ impl MasterConfig {
             }
             _ => {}
         }
+        if self.secondary_ip.is_some_and(|ip| ip.is_ipv6()) {
+            return Err(format!(
+                "masters.{name}.secondary_ip: an IPv4 address (AssignPrivateIpAddresses moves private IPv4 addresses only){}",
+                at_line(text, &["masters", name, "secondary_ip"])
+            ));
+        }
         if self.route_tables.is_empty()
             && self.secondary_ip.is_none()
             && self.elastic_ip.is_none()

@@ -51,6 +51,10 @@ fn a_master_needs_a_carrier_and_vip_goes_with_route_tables() {
         ),
         ("    elastic_ip: eip-1\n", "masters.m.elastic_ip"),
         ("    secondary_ip: 10.0.1\n", "masters.m.secondary_ip"),
+        (
+            "    secondary_ip: \"fd00::100\"\n",
+            "masters.m.secondary_ip: an IPv4 address",
+        ),
         ("    dns: { zone_id: Z1 }\n", "masters.m.dns"),
         ("    dns: { zone_id: Z/1, name: a.b }\n", "masters.m.dns.zone_id"),
         ("    dns: { zone_id: Z1, name: \"a..b\" }\n", "masters.m.dns.name"),

@@ -10,7 +10,7 @@ use tracing::{debug, error, info, warn};
 use super::writes::retry_delay;
 use super::{Action, Cause, MasterState, ReadOutcome, Steering, EPOCH_BACK_RECHECK};
 use crate::config::Target;
-use crate::decide::facts::{CarrierReads, TableReads};
+use crate::decide::facts::{CarrierReads, ErrorClass, TableReads};
 use crate::decide::fold::AlertInput;
 use crate::decide::plan::{carriers, Carrier, RouteAction};
 use crate::decide::quorum::{self, Answer, Verdict};
@@ -267,6 +267,7 @@ impl MasterState {
             _ => others.is_none(),
         });
         let mut why = Vec::new();
+        let mut transient = false;
         for c in carriers(&self.cfg) {
             let read = match (&c, self.cfg.vip) {
                 (Carrier::RouteTable(t), Some(vip)) => {
@@ -288,6 +289,13 @@ impl MasterState {
                 Some(Ok(held)) => {
                     self.routes.insert(t.clone(), held);
                 }
+                Some(Err(e)) if t.route_table().is_none() && e.class == ErrorClass::Transient => {
+                    // Throttled or unreachable: unknown until the next read,
+                    // not "not found".
+                    self.routes.remove(t);
+                    warn!(master = %name, carrier = %t, error = %e, "cannot read this carrier now; read again at the next reconcile");
+                    transient = true;
+                }
                 Some(Err(e)) => {
                     // Never judge from a stale cache what cannot be read now.
                     self.routes.remove(t);
@@ -306,7 +314,7 @@ impl MasterState {
                 "carrier cannot be read (deleted, another account or region, or a typo in masters.{name})");
             return false;
         }
-        true
+        !transient
     }
 
     /// Replicas every answering sentinel knows: plausible fast-path targets

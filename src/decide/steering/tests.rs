@@ -7,6 +7,8 @@ use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Event;
 use crate::watch::{MasterView, SentinelId, WatchMsg};
 
+mod reach;
+
 const A: &str = "10.0.1.10";
 const B: &str = "10.0.1.11";
 const C: &str = "10.0.1.12";
