@@ -129,6 +129,7 @@ mod tests {
             addr: Addr::new(host, 6379),
             config_epoch: epoch,
             flags: "master".into(),
+            failover_timeout: None,
             replicas: vec![],
         })
     }
@@ -216,6 +217,7 @@ mod tests {
                 addr: Addr::new(h, 6379),
                 config_epoch: 0,
                 flags: "master,s_down,o_down".into(),
+                failover_timeout: None,
                 replicas: vec![],
             })
         };

@@ -33,6 +33,9 @@ pub(crate) struct MasterStatus {
     pub unconfirmed: Option<String>,
     /// Unconfirmed for longer than the alert threshold: `/readyz` fails.
     pub unconfirmed_too_long: bool,
+    /// The VIP route has not been on the majority's master for longer than
+    /// the bound (10 s: written, failing or waiting): `/readyz` fails.
+    pub route_wrong_too_long: bool,
     pub last_error: Option<String>,
     pub tables: Vec<TableStatus>,
 }
@@ -63,11 +66,16 @@ pub(crate) struct Status {
 }
 
 impl Status {
-    /// Ready: a majority of sentinels connected and the last reconcile succeeded.
+    /// Ready: a majority of sentinels connected, the last reconcile succeeded,
+    /// and every VIP route is right (or has been on its way for less than the
+    /// bound): a write that keeps failing is not ready, however often it is sent.
     pub(crate) fn ready(&self) -> bool {
         self.sentinels_connected >= crate::config::majority_of(self.sentinels_configured)
             && self.last_reconcile_ok
-            && !self.masters.iter().any(|m| m.unconfirmed_too_long)
+            && !self
+                .masters
+                .iter()
+                .any(|m| m.unconfirmed_too_long || m.route_wrong_too_long)
             && self.sentinels_refused.is_empty()
     }
 

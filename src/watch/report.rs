@@ -22,6 +22,10 @@ pub struct MasterView {
     pub config_epoch: u64,
     /// Sentinel's flags for the master, e.g. `master,s_down,o_down`.
     pub flags: String,
+    /// `failover-timeout` from `SENTINEL MASTER(S)`: how long a failover may
+    /// take before the sentinels try another (the epoch rule waits this long
+    /// for silent sentinels that held a higher epoch). None: not reported.
+    pub failover_timeout: Option<Duration>,
     /// Replicas this sentinel knows for the master (`SENTINEL REPLICAS`), for
     /// guarding the fast path: a `+switch-master` to a known replica is plausible.
     pub replicas: Vec<Addr>,
@@ -46,6 +50,7 @@ struct MastersEntry {
     listed: Option<Addr>,
     config_epoch: u64,
     flags: String,
+    failover_timeout: Option<Duration>,
 }
 
 fn masters_entry(m: &HashMap<String, String>) -> Option<MastersEntry> {
@@ -60,6 +65,10 @@ fn masters_entry(m: &HashMap<String, String>) -> Option<MastersEntry> {
             .and_then(|e| e.parse().ok())
             .unwrap_or(0),
         flags: m.get("flags").cloned().unwrap_or_default(),
+        failover_timeout: m
+            .get("failover-timeout")
+            .and_then(|t| t.parse().ok())
+            .map(Duration::from_millis),
     })
 }
 
@@ -129,7 +138,26 @@ impl SentinelLink {
     /// `sentinelGetCurrentMasterAddress` in redis `sentinel.c`) and `SENTINEL
     /// REPLICAS`. fred pipelines concurrent commands on the one connection, so
     /// 1,000 masters cost two round trips, not 2,001.
+    ///
+    /// Bounded as a whole by [`SILENCE_LIMIT`], the subscriber's own silence
+    /// bound: a sentinel that stops answering (SIGSTOP, a host frozen, a flow
+    /// forgotten by a NAT) counts as unreachable within it, whatever fred's
+    /// per-command timers and its unresponsive check (measured from the last
+    /// write) make of a pipeline of 2,000 commands.
     pub async fn report(&self) -> Result<SentinelReport, SentinelError> {
+        match tokio::time::timeout(SILENCE_LIMIT, self.report_unbounded()).await {
+            Ok(r) => r,
+            Err(_) => Err(SentinelError::Failed {
+                command: "majority read".to_owned(),
+                reason: format!(
+                    "no complete answer within {} s (sentinel silent: stopped, frozen or cut off)",
+                    SILENCE_LIMIT.as_secs()
+                ),
+            }),
+        }
+    }
+
+    async fn report_unbounded(&self) -> Result<SentinelReport, SentinelError> {
         let info = CustomCommand::new_static("INFO", ClusterHash::FirstKey, false);
         let (info, masters) = tokio::join!(
             self.cmd.custom::<String, _>(info, vec!["sentinel"]),
@@ -161,6 +189,7 @@ impl SentinelLink {
                     addr,
                     config_epoch: e.config_epoch,
                     flags: e.flags,
+                    failover_timeout: e.failover_timeout,
                     replicas,
                 },
             );
@@ -225,6 +254,7 @@ impl SentinelLink {
                 addr,
                 config_epoch: e.config_epoch,
                 flags: e.flags,
+                failover_timeout: e.failover_timeout,
                 replicas,
             },
             stale,

@@ -312,6 +312,10 @@ pub enum Fault {
     /// Never answered while the mode lasts (an EC2 endpoint that is
     /// unreachable / stopped).
     Hang = 2,
+    /// Route writes (`ReplaceRoute`, `CreateRoute`) refused with 403
+    /// `UnauthorizedOperation` (a policy that lost `ec2:ReplaceRoute`);
+    /// everything else forwarded.
+    DenyWrites = 3,
 }
 
 impl Fault {
@@ -319,6 +323,7 @@ impl Fault {
         match v {
             1 => Fault::Throttle,
             2 => Fault::Hang,
+            3 => Fault::DenyWrites,
             _ => Fault::Pass,
         }
     }
@@ -327,6 +332,7 @@ impl Fault {
 pub const PASS: Fault = Fault::Pass;
 pub const THROTTLE: Fault = Fault::Throttle;
 pub const HANG: Fault = Fault::Hang;
+pub const DENY_WRITES: Fault = Fault::DenyWrites;
 
 /// An HTTP proxy in front of moto that can answer 503 / RequestLimitExceeded
 /// or hang, as [`FaultProxy::set`] says.
@@ -366,6 +372,14 @@ impl FaultProxy {
                     let code = if n % 2 == 0 { "RequestLimitExceeded" } else { "Unavailable" };
                     let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>");
                     return (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/xml".to_owned())], xml.into_bytes());
+                }
+                let text = String::from_utf8_lossy(&body);
+                if now() == Fault::DenyWrites
+                    && (text.contains("Action=ReplaceRoute") || text.contains("Action=CreateRoute"))
+                {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation (injected by the test proxy)</Message></Error></Errors><RequestID>test</RequestID></Response>";
+                    return (StatusCode::FORBIDDEN, [("content-type", "text/xml".to_owned())], xml.as_bytes().to_vec());
                 }
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;

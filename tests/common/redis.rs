@@ -378,6 +378,17 @@ impl Redis {
         }
     }
 
+    /// SIGSTOP (`stop = true`) or SIGCONT sentinel `i`: its sockets stay open
+    /// and nothing answers.
+    pub fn pause_sentinel(&self, i: usize, stop: bool) {
+        if let Some(p) = &self.sentinels[i] {
+            let sig = if stop { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([sig, &p.child.id().to_string()])
+                .status();
+        }
+    }
+
     pub fn kill_server(&mut self, i: usize) {
         self.servers[i] = None;
     }

@@ -112,6 +112,7 @@ impl Steering {
             since: now,
             next_read: now + CONFIRM_FIRST,
             alerted: false,
+            reverting: None,
         });
         st.replicas.remove(&new);
         st.replicas.insert(old);

@@ -19,9 +19,15 @@
 //!   [`UNCONFIRMED_ALERT_AFTER`]: alerted, and `/readyz` fails until confirmed.
 //! - A majority read that started before a fast-path write does not judge that
 //!   master (it may predate the failover); a fresh read follows.
-//! - A majority at a config-epoch *lower* than the last one applied (sentinels
-//!   re-monitored or restarted without their `sentinel.conf`) is accepted when two
-//!   consecutive reads agree on it; it is logged and alerted, never ignored forever.
+//! - A majority at a config-epoch *lower* than the last one applied is accepted
+//!   when two consecutive reads agree on it *and* it is a reset (re-monitored:
+//!   epoch 0; restarted: every sentinel answers, none higher; gone: the silent
+//!   sentinels, unreachable or in TILT, silent for longer than
+//!   `failover-timeout`); it is logged and alerted with which. Otherwise it is a
+//!   stale view promoted by silence: the VIP is held, and read again.
+//! - A route not on the majority's master for [`ROUTE_WRONG_UNREADY_AFTER`]
+//!   (written, failing or waiting) fails the reconcile and `/readyz`; a revert
+//!   of an unconfirmed switch keeps it unconfirmed until written.
 //! - Without a majority nothing changes: the last good route stays, and it is said.
 //! - At most one route write per master is in flight; a newer wish waits in
 //!   `queued` and supersedes older queued ones.
@@ -77,6 +83,12 @@ pub(crate) const CONFIRM_FIRST: Duration = Duration::from_millis(500);
 pub(crate) const CONFIRM_EVERY: Duration = Duration::from_millis(1500);
 /// A fast-path switch still unconfirmed after this is alerted and fails `/readyz`.
 pub(crate) const UNCONFIRMED_ALERT_AFTER: Duration = Duration::from_secs(10);
+/// A VIP route that is not where the majority's master is (being written,
+/// failing, or waiting) for this long fails `/readyz` and the reconcile: ready
+/// means the route is right, not that a write was sent.
+pub(crate) const ROUTE_WRONG_UNREADY_AFTER: Duration = Duration::from_secs(10);
+/// Sentinel's default `failover-timeout`, used until a sentinel reports its own.
+pub(crate) const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(180);
 /// A majority at a lower config-epoch is read again this soon to see it twice.
 pub(crate) const EPOCH_BACK_RECHECK: Duration = Duration::from_secs(1);
 /// Longest wait between retries of a failed route write or EC2 read.
@@ -132,6 +144,10 @@ struct Unconfirmed {
     since: Instant,
     next_read: Instant,
     alerted: bool,
+    /// The majority named another master: the VIP is being moved back there.
+    /// The switch stays unconfirmed (gauge, `/readyz`, alert) until that
+    /// write is verified.
+    reverting: Option<Addr>,
 }
 
 /// One master's state.
@@ -147,6 +163,12 @@ struct MasterState {
     /// A majority at a lower epoch than `majority`, seen once: seen again in the
     /// next read, it is accepted.
     epoch_back: Option<(Addr, u64)>,
+    /// Last read whose majority held the known (highest) config-epoch: a lower
+    /// epoch is a reset only once the sentinels that held it have been silent
+    /// (unreachable or in TILT) for `failover_timeout` since.
+    high_seen: Option<Instant>,
+    /// The longest `failover-timeout` the sentinels reported for this master.
+    failover_timeout: Option<Duration>,
     /// Replicas the sentinels last reported (read, plus `+slave`-like events).
     replicas: BTreeSet<Addr>,
     no_majority: bool,
@@ -158,6 +180,9 @@ struct MasterState {
     /// at or before it do not judge this master.
     changed_seq: u64,
     unconfirmed: Option<Unconfirmed>,
+    /// Since when the route has not been where it should be (a write started,
+    /// failing, or a revert pending); cleared when it is verified right.
+    wrong_since: Option<Instant>,
     failures: u32,
     /// When to read again after a failed write (transient errors only).
     retry_at: Option<Instant>,
@@ -175,6 +200,8 @@ impl MasterState {
             applied: None,
             majority: None,
             epoch_back: None,
+            high_seen: None,
+            failover_timeout: None,
             replicas: BTreeSet::new(),
             no_majority: false,
             in_flight: None,
@@ -182,11 +209,18 @@ impl MasterState {
             queued: None,
             changed_seq: 0,
             unconfirmed: None,
+            wrong_since: None,
             failures: 0,
             retry_at: None,
             last_error: None,
             missing_tables: Vec::new(),
         }
+    }
+
+    /// The route has not been right for [`ROUTE_WRONG_UNREADY_AFTER`].
+    fn route_wrong_too_long(&self, now: Instant) -> bool {
+        self.wrong_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= ROUTE_WRONG_UNREADY_AFTER)
     }
 
     /// Where the VIP is, or is on its way to.
@@ -475,6 +509,7 @@ impl Steering {
                     .unconfirmed
                     .as_ref()
                     .is_some_and(|u| now.duration_since(u.since) >= UNCONFIRMED_ALERT_AFTER),
+                route_wrong_too_long: st.route_wrong_too_long(now),
                 last_error: st.last_error.clone().or_else(|| {
                     (!st.missing_tables.is_empty()).then(|| missing_text(&st.missing_tables))
                 }),

@@ -8,7 +8,9 @@ use std::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::writes::retry_delay;
-use super::{Action, Cause, MasterState, ReadOutcome, Steering, EPOCH_BACK_RECHECK};
+use super::{
+    Action, Cause, MasterState, ReadOutcome, Steering, DEFAULT_FAILOVER_TIMEOUT, EPOCH_BACK_RECHECK,
+};
 use crate::config::Target;
 use crate::decide::facts::{CarrierReads, ErrorClass, TableReads};
 use crate::decide::fold::AlertInput;
@@ -143,6 +145,7 @@ impl Steering {
         let empty = Vec::new();
         let answers = o.answers.get(name).unwrap_or(&empty);
         st.learn_replicas(answers);
+        st.learn_failover_timeout(answers);
         match quorum::decide(answers, configured) {
             Verdict::Master {
                 addr,
@@ -150,7 +153,8 @@ impl Steering {
                 votes,
                 ..
             } => {
-                if st.lower_epoch_seen_once(
+                if let Some(at) = st.lower_epoch_held(
+                    now,
                     name,
                     &self.sentinels,
                     answers,
@@ -158,15 +162,34 @@ impl Steering {
                     config_epoch,
                     out,
                 ) {
-                    return Judged::RecheckAt(now + EPOCH_BACK_RECHECK);
+                    return Judged::RecheckAt(at);
                 }
+                st.high_seen = Some(now);
                 st.majority_back(name, &addr, votes, out);
                 st.majority = Some((addr.clone(), config_epoch));
                 st.settle_unconfirmed(now, name, &addr, config_epoch, votes, out);
                 if o.tables.is_err() {
+                    // A revert needs no table read: the VIP is where our own
+                    // write put it. Written blind (ReplaceRoute, CreateRoute as
+                    // the fallback), not left until EC2 reads again.
+                    let revert = st
+                        .unconfirmed
+                        .as_ref()
+                        .is_some_and(|u| u.reverting.is_some())
+                        && st.heading_to() != Some(&addr);
+                    if revert {
+                        self.dispatch(name, addr, Cause::Reconcile, now, out);
+                    }
                     return result;
                 }
                 if !self.follow_majority(now, name, addr, o, out) {
+                    result = Judged::Failed;
+                }
+                if self
+                    .masters
+                    .get(name)
+                    .is_some_and(|st| st.route_wrong_too_long(now))
+                {
                     result = Judged::Failed;
                 }
                 result
@@ -223,8 +246,10 @@ impl Steering {
                             target: target.to_string(),
                         }));
                     }
+                    st.revert_done(name, &addr, out);
                     st.applied = Some(addr);
                     if st.missing_tables.is_empty() {
+                        st.wrong_since = None;
                         st.last_error = None;
                         st.failures = 0;
                         st.retry_at = None;
@@ -333,47 +358,100 @@ impl MasterState {
         }
     }
 
+    /// The longest `failover-timeout` any answering sentinel reports.
+    fn learn_failover_timeout(&mut self, answers: &[Answer]) {
+        let reported = answers
+            .iter()
+            .filter_map(|a| match a {
+                Answer::View(v) => v.failover_timeout,
+                _ => None,
+            })
+            .max();
+        if reported.is_some() {
+            self.failover_timeout = reported;
+        }
+    }
+
     /// The epoch rule: a majority at a lower config-epoch than the last one
-    /// applied is followed only when seen twice in a row. Returns true when it
-    /// is seen the first time (read again to be sure); the second time it is
-    /// alerted and followed.
-    fn lower_epoch_seen_once(
+    /// applied is followed only when it is seen in two consecutive reads *and*
+    /// it is a reset:
+    /// - re-monitored: the majority is at config-epoch 0 (`SENTINEL REMOVE` +
+    ///   `MONITOR`);
+    /// - restarted: every configured sentinel answers, none at the higher
+    ///   epoch (restarted without its rewritten `sentinel.conf`);
+    /// - gone: the sentinels that do not answer (unreachable or in TILT),
+    ///   among them those that held the higher epoch, have been silent for
+    ///   longer than `failover-timeout` (after which Sentinel itself would
+    ///   have tried another failover).
+    ///
+    /// Otherwise the lower epoch is a stale minority view promoted by silence
+    /// (the sentinels with the newer configuration are only cut off or in
+    /// TILT): the VIP is held where it is, said, and read again. Returns when
+    /// to read again while held; None when the majority is to be followed
+    /// (alerted, naming which reset it was).
+    #[allow(clippy::too_many_arguments)]
+    fn lower_epoch_held(
         &mut self,
+        now: Instant,
         name: &str,
         sentinels: &[String],
         answers: &[Answer],
         addr: &Addr,
         config_epoch: u64,
         out: &mut Vec<Action>,
-    ) -> bool {
-        if let Some((last_addr, last_epoch)) = self.majority.clone() {
-            if config_epoch < last_epoch {
-                let lower: Vec<&str> = answers
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, a)| matches!(a, Answer::View(v) if v.config_epoch < last_epoch))
-                    .filter_map(|(i, _)| sentinels.get(i).map(|s| s.as_str()))
-                    .collect();
-                if self.epoch_back.as_ref() != Some(&(addr.clone(), config_epoch)) {
-                    warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
-                        "majority at a lower config-epoch than the last one applied; reading again to be sure");
-                    self.epoch_back = Some((addr.clone(), config_epoch));
-                    return true;
-                }
-                let detail = format!(
-                    "config-epoch went back from {last_epoch} to {config_epoch} on {} (sentinels re-monitored or restarted without their config?); following the majority: {addr} (was {last_addr})",
-                    lower.join(", ")
-                );
-                error!(master = %name, "{detail}");
-                out.push(Action::Alert(AlertInput::Majority {
-                    master: name.to_owned(),
-                    ok: true,
-                    detail,
-                }));
-            }
+    ) -> Option<Instant> {
+        let (last_addr, last_epoch) = self.majority.clone()?;
+        if config_epoch >= last_epoch {
+            self.epoch_back = None;
+            return None;
         }
+        let named = |keep: &dyn Fn(&Answer) -> bool| -> Vec<&str> {
+            answers
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| keep(a))
+                .filter_map(|(i, _)| sentinels.get(i).map(|s| s.as_str()))
+                .collect()
+        };
+        let lower = named(&|a| matches!(a, Answer::View(v) if v.config_epoch < last_epoch));
+        let silent = named(&|a| matches!(a, Answer::Unreachable | Answer::Tilt));
+        if self.epoch_back.as_ref() != Some(&(addr.clone(), config_epoch)) {
+            warn!(master = %name, %addr, config_epoch, known = last_epoch, sentinels = %lower.join(","),
+                "majority at a lower config-epoch than the last one applied; reading again to be sure");
+            self.epoch_back = Some((addr.clone(), config_epoch));
+            return Some(now + EPOCH_BACK_RECHECK);
+        }
+        let timeout = self.failover_timeout.unwrap_or(DEFAULT_FAILOVER_TIMEOUT);
+        let silent_for = self.high_seen.map(|t| now.saturating_duration_since(t));
+        let reset = if config_epoch == 0 {
+            "re-monitored: the majority is at config-epoch 0".to_owned()
+        } else if silent.is_empty() {
+            "restarted: every sentinel answers and none holds the higher epoch (restarted without its config?)".to_owned()
+        } else if silent_for.is_none_or(|d| d >= timeout) {
+            format!(
+                "gone: the sentinels not answering ({}) have been silent for longer than failover-timeout ({} s)",
+                silent.join(", "),
+                timeout.as_secs()
+            )
+        } else {
+            let at = self.high_seen.map_or(now, |t| t + timeout);
+            warn!(master = %name, %addr, config_epoch, known = last_epoch, silent = %silent.join(","),
+                silent_s = silent_for.unwrap_or_default().as_secs(), failover_timeout_s = timeout.as_secs(),
+                "majority at a lower config-epoch while sentinels are unreachable or in TILT: not a reset (yet); VIP held where it is");
+            return Some(at.max(now + EPOCH_BACK_RECHECK));
+        };
+        let detail = format!(
+            "config-epoch went back from {last_epoch} to {config_epoch} on {} ({reset}); following the majority: {addr} (was {last_addr})",
+            lower.join(", ")
+        );
+        error!(master = %name, "{detail}");
+        out.push(Action::Alert(AlertInput::Majority {
+            master: name.to_owned(),
+            ok: true,
+            detail,
+        }));
         self.epoch_back = None;
-        false
+        None
     }
 
     /// A majority again after none: said and alerted.
@@ -401,13 +479,19 @@ impl MasterState {
         votes: usize,
         out: &mut Vec<Action>,
     ) {
-        if let Some(u) = self.unconfirmed.take() {
+        if let Some(mut u) = self.unconfirmed.take() {
             let waited_ms = now.duration_since(u.since).as_secs_f64() * 1e3;
             if u.addr == *addr {
                 info!(master = %name, %addr, config_epoch, votes, waited_ms, "switch confirmed by the sentinel majority");
             } else {
-                error!(master = %name, switched_to = %u.addr, majority = %addr, config_epoch, votes, waited_ms,
-                    "the sentinel majority names another master than the +switch-master did: moving the VIP back");
+                if u.reverting.as_ref() != Some(addr) {
+                    error!(master = %name, switched_to = %u.addr, majority = %addr, config_epoch, votes, waited_ms,
+                        "the sentinel majority names another master than the +switch-master did: moving the VIP back");
+                }
+                // Still unconfirmed until the route is back: see `revert_done`.
+                u.reverting = Some(addr.clone());
+                self.unconfirmed = Some(u);
+                return;
             }
             if u.alerted {
                 out.push(Action::Alert(AlertInput::Majority {
@@ -418,6 +502,27 @@ impl MasterState {
                     ),
                 }));
             }
+        }
+    }
+
+    /// The route is verified on `addr`: a revert towards it is over, and its
+    /// alert (if told) resolved.
+    pub(super) fn revert_done(&mut self, name: &str, addr: &Addr, out: &mut Vec<Action>) {
+        let Some(u) = self
+            .unconfirmed
+            .take_if(|u| u.reverting.as_ref() == Some(addr))
+        else {
+            return;
+        };
+        info!(master = %name, %addr, switched_to = %u.addr, "VIP moved back to the sentinel majority's master");
+        if u.alerted {
+            out.push(Action::Alert(AlertInput::Majority {
+                master: name.to_owned(),
+                ok: true,
+                detail: format!(
+                    "VIP back on {addr}, where the sentinel majority says the master is"
+                ),
+            }));
         }
     }
 

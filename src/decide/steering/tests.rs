@@ -13,6 +13,8 @@ const A: &str = "10.0.1.10";
 const B: &str = "10.0.1.11";
 const C: &str = "10.0.1.12";
 const X: &str = "10.0.9.99";
+/// `failover-timeout` as the test sentinels report it.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn cfg() -> Config {
     Config::parse(&format!(
@@ -52,6 +54,7 @@ fn view(h: &str, epoch: u64) -> Answer {
         addr: addr(h),
         config_epoch: epoch,
         flags: "master".into(),
+        failover_timeout: Some(FAILOVER_TIMEOUT),
         replicas: [A, B, C]
             .iter()
             .filter(|r| **r != h)
@@ -398,6 +401,9 @@ fn unconfirmed_switch_is_reverted_when_the_majority_names_another_master() {
         read(seq, vec![view(A, 1), view(A, 1), view(A, 1)], Some(B)),
     );
     assert_eq!(writes(&a), vec![(A.to_owned(), Cause::Reconcile)]);
+    // Pending until the route is back on A.
+    assert_eq!(s.master().unconfirmed.as_deref(), Some("10.0.1.11:6379"));
+    s.complete(640, &a, true);
     assert_eq!(s.master().unconfirmed, None);
 }
 
@@ -905,4 +911,233 @@ fn a_write_waiting_for_the_write_rate_is_not_given_up_before_it_starts() {
     // From its start, the job's bound applies.
     s.tick(100 + wait + write_due_ms());
     assert_eq!(s.core.lost_results().1, 1);
+}
+
+fn permission_refused(ms: u64, s: &mut Sim, actions: &[Action]) -> Vec<Action> {
+    let order = write_orders(actions).remove(0);
+    let target =
+        Target::Eni(crate::config::EniId::try_from(eni(&order.addr.host).to_owned()).expect("id"));
+    s.feed(
+        ms,
+        Input::WriteDone(Box::new(WriteOutcome {
+            id: order.id,
+            master: order.master,
+            addr: order.addr,
+            cause: order.cause,
+            target: Ok(target),
+            tables: order
+                .cfg
+                .route_tables
+                .iter()
+                .map(|t| {
+                    let e = Ec2Error {
+                        operation: "ReplaceRoute",
+                        subject: t.to_string(),
+                        class: crate::decide::facts::ErrorClass::Permission,
+                        code: Some("UnauthorizedOperation".into()),
+                        message: "not authorized".into(),
+                    };
+                    (t.clone(), Err(e))
+                })
+                .collect(),
+            verified: None,
+            latency: Duration::from_millis(9),
+            write_time: Duration::from_millis(8),
+        })),
+    )
+}
+
+#[test]
+fn a_write_refused_at_every_interval_is_not_a_good_reconcile() {
+    let mut s = Sim::started();
+    // The majority moved to B; every write of B's route is refused.
+    let seq = reads(&s.feed(100, Input::ReadRequested("t")))[0];
+    let a = s.feed(
+        110,
+        read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(A)),
+    );
+    permission_refused(120, &mut s, &a);
+    assert!(!s.master().route_wrong_too_long, "within the bound");
+    // Each interval reads again and sends the write again: still refused.
+    let mut ms = 30_000;
+    for _ in 0..3 {
+        let a = s.tick(ms);
+        for seq in reads(&a) {
+            let a = s.feed(
+                ms + 10,
+                read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(A)),
+            );
+            assert_eq!(writes(&a), vec![(B.to_owned(), Cause::Reconcile)]);
+            assert!(
+                !s.core.last_read_ok(),
+                "a route still wrong after 10 s is a failed reconcile"
+            );
+            permission_refused(ms + 20, &mut s, &a);
+        }
+        let st = s.core.status(s.at(ms + 30)).remove(0);
+        assert!(st.route_wrong_too_long, "/readyz fails: {st:?}");
+        ms = (s.core.poll_timeout().duration_since(s.t0).as_micros() as u64).div_ceil(1000);
+    }
+    // Once a write goes through, ready again.
+    let a = s.tick(ms);
+    let seq = reads(&a)[0];
+    let a = s.feed(
+        ms + 10,
+        read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(A)),
+    );
+    s.complete(ms + 20, &a, true);
+    assert!(!s.core.status(s.at(ms + 30)).remove(0).route_wrong_too_long);
+}
+
+#[test]
+fn a_revert_is_written_without_a_table_read_and_stays_pending_until_written() {
+    let mut s = Sim::started();
+    let w = s.feed(100, switch(0, A, B, s.at(100)));
+    s.complete(110, &w, true);
+    // The majority still names A, but EC2 cannot be read.
+    let seq = reads(&s.tick(600))[0];
+    let Input::ReadDone(mut o) = read(seq, vec![view(A, 1), view(A, 1), view(A, 1)], Some(B))
+    else {
+        unreachable!()
+    };
+    o.tables = Err(Ec2Error {
+        operation: "DescribeRouteTables",
+        subject: "rtb-1".into(),
+        class: crate::decide::facts::ErrorClass::Transient,
+        code: None,
+        message: "timed out".into(),
+    });
+    let a = s.feed(620, Input::ReadDone(o));
+    assert_eq!(
+        writes(&a),
+        vec![(A.to_owned(), Cause::Reconcile)],
+        "the revert is written at once: {a:?}"
+    );
+    assert_eq!(s.master().unconfirmed.as_deref(), Some("10.0.1.11:6379"));
+    // The revert fails: still pending (gauge, readiness, alert).
+    s.complete(700, &a, false);
+    assert_eq!(s.master().unconfirmed.as_deref(), Some("10.0.1.11:6379"));
+    let mut ms = (s.core.poll_timeout().duration_since(s.t0).as_micros() as u64).div_ceil(1000);
+    let mut alerted = false;
+    let mut written = false;
+    let mut rounds = 0;
+    while ms < 12_000 && !written {
+        rounds += 1;
+        assert!(
+            rounds < 100,
+            "stuck at {ms} ms: {:?}",
+            s.core.poll_timeout().duration_since(s.t0)
+        );
+        let a = s.tick(ms);
+        alerted |= majority_alerts(&a).iter().any(|(ok, _)| !ok);
+        for seq in reads(&a) {
+            // EC2 reads again; the route is still on B: repaired.
+            let a = s.feed(
+                ms + 5,
+                read(seq, vec![view(A, 1), view(A, 1), view(A, 1)], Some(B)),
+            );
+            if !writes(&a).is_empty() && alerted {
+                let done = s.complete(ms + 10, &a, true);
+                assert!(
+                    majority_alerts(&done).iter().any(|(ok, _)| *ok),
+                    "the alert resolves when the revert is written: {done:?}"
+                );
+                written = true;
+            } else if !writes(&a).is_empty() {
+                s.complete(ms + 10, &a, false);
+            }
+        }
+        ms = (s.core.poll_timeout().duration_since(s.t0).as_micros() as u64).div_ceil(1000);
+    }
+    assert!(alerted, "a revert not written in 10 s is alerted");
+    assert!(written);
+    assert_eq!(s.master().unconfirmed, None);
+    assert_eq!(s.master().applied.as_deref(), Some("10.0.1.10:6379"));
+}
+
+/// Majority at epoch 5 on A, read at 110 ms.
+fn at_epoch_5() -> Sim {
+    let mut s = Sim::started();
+    let seq = reads(&s.feed(100, Input::ReadRequested("t")))[0];
+    s.feed(
+        110,
+        read(seq, vec![view(A, 5), view(A, 5), view(A, 5)], Some(A)),
+    );
+    s
+}
+
+/// Reads at `ms` (requested) and answers with `answers`, VIP on A.
+fn read_at(s: &mut Sim, ms: u64, answers: Vec<Answer>) -> Vec<Action> {
+    let a = s.feed(ms, Input::ReadRequested("t"));
+    let seq = reads(&a)
+        .into_iter()
+        .next()
+        .expect("no read running at this point");
+    s.feed(ms + 10, read(seq, answers, Some(A)))
+}
+
+#[test]
+fn a_lower_epoch_is_not_followed_while_the_higher_sentinels_are_only_silent() {
+    for silent in [Answer::Unreachable, Answer::Tilt] {
+        let mut s = at_epoch_5();
+        // One sentinel with epoch 5 is cut off (or in TILT); the other two
+        // hold an older configuration (epoch 3, naming B).
+        let stale = || vec![view(B, 3), view(B, 3), silent.clone()];
+        let mut ms = 1_000;
+        // Read after read, a second apart and then some: held.
+        while ms < 50_000 {
+            let a = read_at(&mut s, ms, stale());
+            assert!(writes(&a).is_empty(), "{silent:?} at {ms}: {a:?}");
+            assert!(!s.core.last_read_ok(), "held is said");
+            ms += 7_000;
+        }
+        assert_eq!(s.master().config_epoch, Some(5));
+        // Silent for longer than failover-timeout since epoch 5 was last
+        // seen: it is a reset, followed and said which.
+        let a = read_at(&mut s, 110 + FAILOVER_TIMEOUT.as_millis() as u64, stale());
+        assert_eq!(
+            writes(&a),
+            vec![(B.to_owned(), Cause::Reconcile)],
+            "{silent:?}"
+        );
+        let alerts = majority_alerts(&a);
+        assert!(
+            alerts
+                .iter()
+                .any(|(_, d)| d.contains("gone") && d.contains("failover-timeout")),
+            "{alerts:?}"
+        );
+    }
+}
+
+#[test]
+fn a_lower_epoch_on_every_sentinel_is_a_restart_and_followed_after_two_reads() {
+    let mut s = at_epoch_5();
+    let a = read_at(&mut s, 1_000, vec![view(B, 3), view(B, 3), view(B, 3)]);
+    assert!(writes(&a).is_empty());
+    let a = read_at(&mut s, 2_100, vec![view(B, 3), view(B, 3), view(B, 3)]);
+    assert_eq!(writes(&a), vec![(B.to_owned(), Cause::Reconcile)]);
+    assert!(majority_alerts(&a)
+        .iter()
+        .any(|(_, d)| d.contains("restarted")));
+}
+
+#[test]
+fn a_lower_epoch_of_zero_is_a_re_monitor_even_with_a_sentinel_silent() {
+    let mut s = at_epoch_5();
+    let a = read_at(
+        &mut s,
+        1_000,
+        vec![view(B, 0), view(B, 0), Answer::Unreachable],
+    );
+    assert!(writes(&a).is_empty());
+    let a = read_at(
+        &mut s,
+        2_100,
+        vec![view(B, 0), view(B, 0), Answer::Unreachable],
+    );
+    assert_eq!(writes(&a), vec![(B.to_owned(), Cause::Reconcile)]);
+    assert!(majority_alerts(&a)
+        .iter()
+        .any(|(_, d)| d.contains("re-monitored")));
 }

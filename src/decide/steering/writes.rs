@@ -28,6 +28,7 @@ impl Steering {
             return;
         }
         st.in_flight = Some(addr.clone());
+        st.wrong_since.get_or_insert(self.clock);
         self.write_seq += 1;
         let id = self.write_seq;
         // Until the driver says it started, the write may wait for
@@ -121,6 +122,8 @@ impl Steering {
         }
         if ok {
             st.applied = Some(w.addr.clone());
+            st.wrong_since = None;
+            st.revert_done(&w.master, &w.addr, out);
             st.failures = 0;
             st.retry_at = None;
             st.last_error = None;
