@@ -117,3 +117,111 @@ async fn firing_incident_survives_a_reload_and_resolves_after_it() {
     assert_eq!(resolved.body["groupKey"], firing.body["groupKey"]);
     rig.dump(&daemon);
 }
+
+/// `/metrics` as text.
+async fn metrics(http: u16) -> Option<String> {
+    http_get(format!("http://127.0.0.1:{http}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// The value of the sample whose line starts with `series` (name and labels).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reload_shows_in_metrics_and_a_reload_removes_the_series_of_what_it_removed() {
+    let rig = Rig::start(1).await;
+    let http = free_port();
+    // A sentinel nobody runs, and a master no sentinel monitors: their series
+    // read 0 (disconnected, route not OK) until a reload removes them.
+    let ghost_sentinel = format!("127.0.0.9:{}", free_port());
+    let config = |ghosts: bool| {
+        let mut y = ConfigYaml {
+            extra: format!("http:\n  listen: 127.0.0.1:{http}\n"),
+            ..rig.config_yaml("1s")
+        };
+        if ghosts {
+            y.sentinels.push(ghost_sentinel.clone());
+        }
+        let text = y.yaml();
+        if ghosts {
+            text.replacen(
+                "masters:\n",
+                &format!(
+                    "masters:\n  ghost:\n    vip: 172.16.9.9/32\n    route_tables: [{}]\n",
+                    rig.vpc.tables[0]
+                ),
+                1,
+            )
+        } else {
+            text
+        }
+    };
+    let daemon = Daemon::start(rig.redis.dir.path(), &config(true));
+    let ghost_connected =
+        format!("sentinel_vip_sentinel_connected{{sentinel=\"{ghost_sentinel}\"}}");
+    const GHOST_ROUTE: &str = "sentinel_vip_route_ok{master=\"ghost\"}";
+    const OK: &str = "sentinel_vip_config_last_reload_successful";
+    const AT: &str = "sentinel_vip_config_last_reload_success_timestamp_seconds";
+    let started = eventually(
+        "the ghosts' series at 0 and the start's load",
+        WITHIN,
+        || async {
+            let m = metrics(http).await?;
+            (sample(&m, &ghost_connected)? == 0.0
+                && sample(&m, GHOST_ROUTE)? == 0.0
+                && sample(&m, OK)? == 1.0)
+                .then_some(sample(&m, AT)?)
+        },
+    )
+    .await;
+    assert!(started > 1.0e9, "the start sets the timestamp: {started}");
+
+    // A config that does not parse: refused, the metric says so, the time of
+    // the last good load stays.
+    std::fs::write(&daemon.config, "sentinels: [\n").unwrap();
+    daemon.signal("HUP");
+    let m = eventually("the refused reload in /metrics", WITHIN, || async {
+        let m = metrics(http).await?;
+        (sample(&m, OK)? == 0.0).then_some(m)
+    })
+    .await;
+    assert_eq!(sample(&m, AT), Some(started), "{m}");
+    assert!(daemon.logs().contains("SIGHUP: new config is invalid"));
+
+    // The good config again, without the ghosts: accepted, later, and their
+    // series are gone.
+    std::fs::write(&daemon.config, config(false)).unwrap();
+    daemon.signal("HUP");
+    let m = eventually("the accepted reload in /metrics", WITHIN, || async {
+        let m = metrics(http).await?;
+        (sample(&m, OK)? == 1.0).then_some(m)
+    })
+    .await;
+    assert!(sample(&m, AT).unwrap() > started, "{m}");
+    // They stay gone across the next reconciles (1 s), whatever the closed
+    // links and the controller still do.
+    let ok = "sentinel_vip_reconciles_total{result=\"ok\"}";
+    let now = sample(&m, ok).unwrap_or(0.0);
+    let m = eventually("three more reconciles", WITHIN, || async {
+        let m = metrics(http).await?;
+        (sample(&m, ok)? >= now + 3.0).then_some(m)
+    })
+    .await;
+    assert!(
+        !m.contains(&ghost_sentinel),
+        "a removed sentinel's series stayed:\n{m}"
+    );
+    assert!(
+        !m.contains("master=\"ghost\""),
+        "a removed master's series stayed:\n{m}"
+    );
+    assert!(m.contains(&format!("master=\"{MASTER}\"")), "{m}");
+    rig.dump(&daemon);
+}

@@ -35,14 +35,84 @@ impl Checklist {
     }
 }
 
-/// Runs every check; [`super::Exit::Failed`] when any failed.
-pub(super) async fn run(cfg: &Config, config_path: &str) -> super::Exit {
+impl Checklist {
+    fn exit(&self) -> super::Exit {
+        println!("{} checks failed, {} warnings", self.failed, self.warned);
+        if self.failed == 0 {
+            super::Exit::Ok
+        } else {
+            super::Exit::Failed
+        }
+    }
+}
+
+/// `check --offline`: the config and the secrets it names, no network.
+pub(super) fn offline(
+    cfg: &Config,
+    config_path: &str,
+    password: Result<(), String>,
+) -> super::Exit {
     let mut r = Checklist::default();
+    check_config(&mut r, cfg, config_path, password);
+    r.exit()
+}
+
+/// What needs no network: the config parsed (else we would not be here), and
+/// every secret it names readable in this environment (the sentinel password
+/// as `password` says, each webhook's variables). A missing secret is a failed
+/// line naming the sink and the variable, never a value.
+fn check_config(r: &mut Checklist, cfg: &Config, config_path: &str, password: Result<(), String>) {
     r.ok(format!(
-        "config {config_path}: {} sentinels, {} masters",
+        "config {config_path}: {} sentinels, {} masters, {} webhooks",
         cfg.sentinels.len(),
-        cfg.masters.len()
+        cfg.masters.len(),
+        cfg.alerts.webhooks.len()
     ));
+    for (name, m) in &cfg.masters {
+        let Some(vip) = m.vip else { continue };
+        let net = vip.0;
+        if net.prefix_len() < net.max_prefix_len() {
+            r.warn(format!(
+                "masters.{name}.vip: {net} is wider than one address; a VIP is one address (/{}): every address in {net} would be routed to the master",
+                net.max_prefix_len()
+            ));
+        }
+    }
+    match password {
+        Ok(()) => {
+            if let Some(key) = cfg
+                .sentinel_auth
+                .as_ref()
+                .filter(|a| a.password.is_some())
+                .map(|a| a.password_key())
+            {
+                r.ok(format!("{key}: the sentinel password is readable"));
+            }
+        }
+        Err(e) => r.fail(e),
+    }
+    for sink in cfg.alerts.each_sink() {
+        match sink {
+            Ok(w) => r.ok(format!(
+                "webhook {} ({:?}): its url and secrets are readable",
+                w.name, w.kind
+            )),
+            Err(p) => r.fail(format!(
+                "webhook {}: {}: {}; `run` and `test-alert` need it (in the service's environment: Environment=, EnvironmentFile= or a credential)",
+                p.sink, p.key, p.why
+            )),
+        }
+    }
+}
+
+/// Runs every check; [`super::Exit::Failed`] when any failed.
+pub(super) async fn run(
+    cfg: &Config,
+    config_path: &str,
+    password: Result<(), String>,
+) -> super::Exit {
+    let mut r = Checklist::default();
+    check_config(&mut r, cfg, config_path, password);
     let links = watch::command_links(
         &cfg.sentinels,
         cfg.sentinel_auth.as_ref(),
@@ -132,7 +202,6 @@ pub(super) async fn run(cfg: &Config, config_path: &str) -> super::Exit {
             Some(addr) => match targets.resolve(&ec2, name, m, addr).await {
                 Ok(t) => {
                     r.ok(format!("master {name}: {addr} maps to EC2 target {t}"));
-                    check_source_dest(&mut r, &ec2, name, &t).await;
                     Some(t)
                 }
                 Err(e) => {
@@ -142,6 +211,7 @@ pub(super) async fn run(cfg: &Config, config_path: &str) -> super::Exit {
             },
             None => None,
         };
+        check_source_dest(&mut r, &ec2, &targets, &reachable, name, m, master.as_ref()).await;
         check_nodes_share_the_tables_vpc(&mut r, &ec2, name, m, read).await;
         reach::check_carriers(&mut r, &ec2, name, m, target.as_ref()).await;
         let Some(vip) = m.vip else { continue };
@@ -167,7 +237,8 @@ pub(super) async fn run(cfg: &Config, config_path: &str) -> super::Exit {
             let state = current.describe();
             match (&current, &target) {
                 (CurrentRoute::Missing, _) => {
-                    r.ok(format!("route table {t}: no route for {} yet; it will be created", vip))
+                    r.ok(format!("route table {t}: no route for {} yet; it will be created", vip));
+                    probe_create(&mut r, &ec2, t, m, target.as_ref()).await;
                 }
                 (c, Some(tg)) if c.points_at(tg) => {
                     r.ok(format!("route table {t}: {} → {state} (the master's target)", vip))
@@ -208,12 +279,7 @@ pub(super) async fn run(cfg: &Config, config_path: &str) -> super::Exit {
     for l in &links {
         l.close().await;
     }
-    println!("{} checks failed, {} warnings", r.failed, r.warned);
-    if r.failed == 0 {
-        super::Exit::Ok
-    } else {
-        super::Exit::Failed
-    }
+    r.exit()
 }
 
 async fn check_master(
@@ -317,15 +383,108 @@ async fn check_nodes_share_the_tables_vpc(
     }
 }
 
-async fn check_source_dest(r: &mut Checklist, ec2: &Ec2, name: &str, t: &Target) {
-    let check = match t {
-        Target::Instance(i) => ec2.instance_source_dest_check(i).await.ok().flatten(),
-        Target::Eni(_) => None,
-    };
-    if check == Some(true) {
+/// Source/dest check must be off on every node the VIP can move to, or that
+/// node drops the packets addressed to the VIP after a failover: every static
+/// `nodes` target (instances and ENIs), or without `nodes` the master and the
+/// replicas the sentinels report, each resolved to its target as the daemon
+/// would. Unreadable (permission): said, not failed.
+async fn check_source_dest(
+    r: &mut Checklist,
+    ec2: &Ec2,
+    targets: &Targets,
+    links: &[SentinelLink],
+    name: &str,
+    m: &crate::config::MasterConfig,
+    master: Option<&crate::config::Addr>,
+) {
+    let mut nodes: Vec<(Target, String)> = Vec::new();
+    match &m.nodes {
+        Some(map) => {
+            for (key, t) in map {
+                let who = match key.port {
+                    Some(p) => crate::config::Addr::new(key.host.clone(), p).to_string(),
+                    None => key.host.clone(),
+                };
+                nodes.push((t.clone(), format!("node {who}")));
+            }
+        }
+        None => {
+            let mut addrs: Vec<(crate::config::Addr, &str)> = Vec::new();
+            if let Some(a) = master {
+                addrs.push((a.clone(), "master"));
+            }
+            for l in links {
+                if let Ok(replicas) = l.replicas(name).await {
+                    addrs.extend(replicas.into_iter().map(|a| (a, "replica")));
+                    break;
+                }
+            }
+            for (a, role) in addrs {
+                match targets.resolve(ec2, name, m, &a).await {
+                    Ok(t) => nodes.push((t, format!("{role} {a}"))),
+                    Err(e) => r.warn(format!(
+                        "master {name}: {role} {a}: no EC2 target found, source/dest check not read ({e})"
+                    )),
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (t, who) in nodes {
+        if !seen.insert(t.clone()) {
+            continue;
+        }
+        let check = match &t {
+            Target::Instance(i) => ec2.instance_source_dest_check(i).await,
+            Target::Eni(e) => ec2.eni_source_dest_check(e).await,
+        };
+        match check {
+            Ok(Some(true)) => r.warn(format!(
+                "master {name}: source/dest check is ON for {t} ({who}); that node drops packets for the VIP once it is master: disable it on every Redis node's instance/ENI"
+            )),
+            Ok(Some(false)) => r.ok(format!(
+                "master {name}: source/dest check is off for {t} ({who})"
+            )),
+            Ok(None) => r.warn(format!("master {name}: {t} ({who}) not found in EC2")),
+            Err(e) => r.ok(format!(
+                "master {name}: source/dest check of {t} ({who}) not read ({e})"
+            )),
+        }
+    }
+}
+
+/// A table with no VIP route yet (a first deployment) is written with
+/// CreateRoute, which ReplaceRoute's probe does not test: a DryRun CreateRoute
+/// of the VIP to the master's target — only where the endpoint honours DryRun
+/// (EC2 does; moto performs a DryRun write, so there nothing is sent and the
+/// line says so).
+async fn probe_create(
+    r: &mut Checklist,
+    ec2: &Ec2,
+    t: &crate::config::RouteTableId,
+    m: &crate::config::MasterConfig,
+    target: Option<&Target>,
+) {
+    let (Some(target), Some(vip)) = (target, m.vip) else {
         r.warn(format!(
-            "master {name}: source/dest check is ON for {t}; the node will drop packets for the VIP (disable it on every Redis node)"
+            "route table {t}: ec2:CreateRoute not probed: no master target to probe with"
         ));
+        return;
+    };
+    match ec2.honours_dry_run(t).await {
+        Ok(true) => match ec2.probe_create_permission(t, vip.0, target).await {
+            Ok(()) => r.ok(format!("route table {t}: ec2:CreateRoute permitted (DryRun)")),
+            Err(e) if e.class == ErrorClass::Permission => r.fail(format!(
+                "route table {t}: missing permission ec2:CreateRoute ({e}); the first write of the VIP route would fail"
+            )),
+            Err(e) => r.warn(format!("route table {t}: CreateRoute probe inconclusive: {e}")),
+        },
+        Ok(false) => r.warn(format!(
+            "route table {t}: ec2:CreateRoute not probed: this EC2 endpoint ignores DryRun (an emulator?) and would create the route; the daemon's first write shows the permission"
+        )),
+        Err(e) => r.warn(format!(
+            "route table {t}: ec2:CreateRoute not probed: DryRun support unknown ({e})"
+        )),
     }
 }
 

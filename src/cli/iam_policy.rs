@@ -10,8 +10,9 @@
 //! | `ec2:ReplaceRoute`, `ec2:CreateRoute` | daemon (and `check`'s DryRun probe) | always, on the configured tables' ARNs only |
 //! | `ec2:DescribeNetworkInterfaces` | daemon | a master without static `nodes` (target found by private IP) |
 //! | `ec2:DescribeInstances` | `check` (source/dest check) | a static node given as `instance_id` |
+//! | `ec2:DescribeRouteTables` with DryRun, `ec2:CreateRoute` with DryRun | `check` (write permission where the VIP route does not exist yet) | covered by the rows above |
 //! | `ec2:DescribeVpcs` | `check` (VIP inside the VPC CIDR) | always |
-//! | (`check` only, optional) `ec2:DescribeNetworkInterfaces`/`ec2:DescribeInstances` for static nodes | `check` (nodes in the tables' VPC) | left out: without them `check` says it skipped that comparison |
+//! | (`check` only, optional) `ec2:DescribeNetworkInterfaces`/`ec2:DescribeInstances` for static nodes | `check` (nodes in the tables' VPC; source/dest check of static ENI nodes) | left out: without them `check` says it skipped that comparison or read |
 //! | `sts:AssumeRole` | the credentials that assume a configured role | `aws.assume_role_arn` or a master's `assume_role_arn` |
 //!
 //! Who needs what with roles: route-table calls for a master with its own role

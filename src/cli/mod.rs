@@ -9,12 +9,12 @@ mod run;
 mod status;
 mod test_alert;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{LogFormat, DEFAULT_CONFIG_PATH};
+use crate::config::{Config, LogFormat, DEFAULT_CONFIG_PATH};
 
 /// How a verb ends: the one place exit statuses are decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,16 +37,34 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// The log filter of every verb but `run` (which logs at `info`).
+const QUIET_LOG: &str = "error,sentinel_vip=warn";
+
 #[derive(Parser)]
 #[command(
     name = "sentinel-vip",
     version,
-    about = "Moves a Redis VIP's VPC route on Sentinel failover and alerts once per incident"
+    about = "Moves a Redis VIP's VPC route on Sentinel failover and alerts once per incident",
+    after_help = "Logging (stderr): SENTINEL_VIP_LOG=<filter> (e.g. debug, or info,sentinel_vip=debug); default `info` for run, `error,sentinel_vip=warn` for the other verbs, whose results go to stdout. NO_COLOR turns colours off."
 )]
 struct Cli {
     /// Config file.
     #[arg(long, short, global = true, env = "SENTINEL_VIP_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
+    /// Read the sentinel password from PATH instead of where
+    /// `sentinel_auth.password_env`/`password_file` say (check, status,
+    /// reconcile; `run` always reads the config's). The service's
+    /// `/run/credentials/...` exists only while it runs: from a shell, point
+    /// this at the credential's source, or at /dev/stdin, e.g.
+    /// `systemd-creds decrypt /etc/credstore.encrypted/sentinel-password - |
+    /// sentinel-vip status --sentinel-password-file /dev/stdin`.
+    #[arg(
+        long,
+        global = true,
+        env = "SENTINEL_VIP_SENTINEL_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    sentinel_password_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,8 +73,16 @@ struct Cli {
 enum Command {
     /// Run the daemon (SIGTERM/SIGINT stop it, SIGHUP reloads the config).
     Run,
-    /// Validate the config against the sentinels and EC2; non-zero exit on failure.
-    Check,
+    /// Validate the config against the sentinels and EC2; non-zero exit on failure
+    /// (1: a check failed, 2: the config is invalid). A secret the config names
+    /// that cannot be read here (webhook `*_env` variables, the sentinel
+    /// password) is a failed check.
+    Check {
+        /// Only the config and its secrets, no network (for `ExecReload=`
+        /// before the SIGHUP: a config that would not load is refused).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Per master: the sentinels' view, config-epoch, expected target and each
     /// table's route (from a running daemon's /status, else computed directly).
     Status {
@@ -114,7 +140,13 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
-    let cfg = match crate::daemon::load_config(&cli.config) {
+    // Only `run` reads every secret up front; the other verbs read the ones
+    // they use (see `config::SecretSource`).
+    let loaded = match cli.command {
+        Command::Run => crate::daemon::load_config(&cli.config),
+        _ => crate::daemon::parse_config(&cli.config),
+    };
+    let mut cfg = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -132,11 +164,26 @@ pub fn main() -> ExitCode {
             return Exit::Failed.into();
         }
     };
+    let password = cli.sentinel_password_file.as_deref();
     let exit = match cli.command {
         Command::Run => rt.block_on(run::run(cli.config.clone(), cfg)),
-        Command::Check => rt.block_on(check::run(&cfg, &cli.config.display().to_string())),
-        Command::Status { json } => rt.block_on(status::run(&cfg, json)),
-        Command::Reconcile { dry_run, json } => rt.block_on(reconcile::run(&cfg, !dry_run, json)),
+        Command::Check { offline } => {
+            let path = cli.config.display().to_string();
+            let password = sentinel_password(&mut cfg, password);
+            if offline {
+                check::offline(&cfg, &path, password)
+            } else {
+                rt.block_on(check::run(&cfg, &path, password))
+            }
+        }
+        Command::Status { json } => rt.block_on(status::run(&mut cfg, json, password)),
+        Command::Reconcile { dry_run, json } => match sentinel_password(&mut cfg, password) {
+            Ok(()) => rt.block_on(reconcile::run(&cfg, !dry_run, json)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Exit::Usage
+            }
+        },
         Command::TestAlert { sink } => rt.block_on(test_alert::run(&cfg, sink.as_deref())),
         Command::IamPolicy { account } => rt.block_on(iam_policy::run(&cfg, account.as_deref())),
         Command::Completions { .. } | Command::Man => Exit::Ok,
@@ -144,9 +191,24 @@ pub fn main() -> ExitCode {
     exit.into()
 }
 
+/// Reads the sentinel password for a verb that talks to the sentinels: from
+/// `--sentinel-password-file` when given, else where the config names it.
+/// The error says how to give it from a shell.
+pub(super) fn sentinel_password(cfg: &mut Config, over: Option<&Path>) -> Result<(), String> {
+    cfg.resolve_sentinel_password(over).map_err(|e| match over {
+        Some(p) => format!("--sentinel-password-file {}: {e}", p.display()),
+        None => format!(
+            "{e}; outside the service give the same password with --sentinel-password-file PATH \
+             (or SENTINEL_VIP_SENTINEL_PASSWORD_FILE=PATH; PATH may be /dev/stdin)"
+        ),
+    })
+}
+
 fn init_logging(format: LogFormat, quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if quiet { "error" } else { "info" };
+    // The one-shot verbs print their result on stdout: their log (stderr)
+    // shows our own warnings and only errors from the libraries.
+    let default = if quiet { QUIET_LOG } else { "info" };
     let filter =
         EnvFilter::try_from_env("SENTINEL_VIP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // No colour codes in journald or files: only on a terminal, and never with NO_COLOR.

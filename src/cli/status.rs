@@ -2,12 +2,13 @@
 //! `http.listen` is set and answering, else the view `reconcile --dry-run`
 //! computes (nothing is written).
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::Exit;
 use crate::config::Config;
 
-pub(super) async fn run(cfg: &Config, json: bool) -> Exit {
+pub(super) async fn run(cfg: &mut Config, json: bool, password: Option<&Path>) -> Exit {
     if let Some(s) = daemon_status(cfg).await {
         if json {
             println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
@@ -15,6 +16,11 @@ pub(super) async fn run(cfg: &Config, json: bool) -> Exit {
             print_daemon_status(&s);
         }
         return Exit::Ok;
+    }
+    // No daemon answering: read the sentinels ourselves, with the password.
+    if let Err(e) = super::sentinel_password(cfg, password) {
+        eprintln!("error: {e}");
+        return Exit::Usage;
     }
     super::reconcile::run(cfg, false, json).await
 }
@@ -68,6 +74,19 @@ pub(super) fn print_daemon_status(s: &serde_json::Value) {
                 .and_then(|e| e.as_str())
                 .map(|e| format!(", last error: {e}"))
                 .unwrap_or_default()
+        );
+        for v in m
+            .get("sentinels")
+            .and_then(|v| v.as_array())
+            .unwrap_or(&empty)
+        {
+            println!("  sentinel {:<22} {}", get(v, "sentinel"), get(v, "says"));
+        }
+        println!(
+            "  expected target: {}",
+            m.get("target")
+                .and_then(|t| t.as_str())
+                .unwrap_or("not known yet (no majority, or not resolved)")
         );
         for t in m.get("tables").and_then(|t| t.as_array()).unwrap_or(&empty) {
             println!("  table {:<24} route {}", get(t, "id"), get(t, "route"));

@@ -66,16 +66,31 @@ pub(super) async fn send_to_sinks(
     );
     incident.annotations = vec!["this is a test message from `sentinel-vip test-alert`".into()];
     let mut out = Vec::new();
-    for w in cfg
+    for (i, spec) in cfg
         .alerts
         .webhooks
         .iter()
-        .filter(|w| only.is_none_or(|o| o == w.name))
+        .enumerate()
+        .filter(|(_, w)| only.is_none_or(|o| o == w.name))
     {
+        // The sink's secrets are read here, where something is sent.
+        let w = match spec.resolve(i) {
+            Ok(w) => w,
+            Err(p) => {
+                out.push((
+                    spec.name.clone(),
+                    Delivery::Failed {
+                        why: format!("{}: {}", p.key, p.why),
+                        attempts: 0,
+                    },
+                ));
+                continue;
+            }
+        };
         // Interactive: a few quick retries, not the daemon's two minutes. A
         // trigger is followed by its resolve, so no test incident stays open.
         let r =
-            crate::act::sinks::send_test_alert(w, &http, &incident, Duration::from_secs(5)).await;
+            crate::act::sinks::send_test_alert(&w, &http, &incident, Duration::from_secs(5)).await;
         out.push((w.name.clone(), r));
     }
     out

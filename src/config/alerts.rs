@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::secret::{secret_from_env, Secret};
+use std::fmt;
+
+use super::secret::{Secret, SecretSource};
 use super::{duration, keyed, Addr};
 
 /// Alert folding and the webhook sinks.
@@ -21,7 +23,7 @@ pub struct AlertsConfig {
     #[serde(default)]
     pub local_sentinel: Option<Addr>,
     #[serde(default)]
-    pub webhooks: Vec<WebhookConfig>,
+    pub webhooks: Vec<WebhookSpec>,
 }
 
 impl Default for AlertsConfig {
@@ -54,6 +56,17 @@ pub enum SinkKind {
 }
 
 impl SinkKind {
+    /// The name as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Generic => "generic",
+            SinkKind::Slack => "slack",
+            SinkKind::Discord => "discord",
+            SinkKind::Teams => "teams",
+            SinkKind::Pagerduty => "pagerduty",
+        }
+    }
+
     /// Chat sinks have no idempotency key: only the designated watcher posts.
     pub fn is_chat(self) -> bool {
         matches!(self, SinkKind::Slack | SinkKind::Discord | SinkKind::Teams)
@@ -78,15 +91,112 @@ struct RawWebhook {
     insecure_http: bool,
 }
 
-/// One webhook sink; the URL is a secret (Slack/Discord/Teams URLs carry tokens).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "RawWebhook")]
+/// One webhook sink, ready to send: its secrets read (see [`WebhookSpec::resolve`]).
+/// The URL is a secret (Slack/Discord/Teams URLs carry tokens).
+#[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub name: String,
     pub kind: SinkKind,
     pub url: Secret,
     pub secret: Option<Secret>,
     pub routing_key: Option<Secret>,
+}
+
+/// One webhook sink as the config writes it: its shape is checked at load
+/// (url or url_env, a literal URL's scheme, pagerduty's routing key), its
+/// secrets are not read until something is sent ([`WebhookSpec::resolve`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawWebhook")]
+pub struct WebhookSpec {
+    pub name: String,
+    pub kind: SinkKind,
+    /// `url` (a value) or `url_env` (a variable); PagerDuty's Events API when neither.
+    pub url: SecretSource,
+    /// `secret_env`: the Standard Webhooks signing secret.
+    pub secret: Option<SecretSource>,
+    /// `routing_key_env`: PagerDuty's integration key.
+    pub routing_key: Option<SecretSource>,
+    pub insecure_http: bool,
+}
+
+/// A webhook secret that cannot be read: the key it is named by and why
+/// (naming the variable, never a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretProblem {
+    /// The full key path, e.g. `alerts.webhooks[0].secret_env`.
+    pub key: String,
+    /// The sink's `name`.
+    pub sink: String,
+    pub why: String,
+}
+
+impl fmt::Display for SecretProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: webhook {}: {}", self.key, self.sink, self.why)
+    }
+}
+
+impl WebhookSpec {
+    fn url_key(&self) -> &'static str {
+        match self.url {
+            SecretSource::Env(_) => "url_env",
+            _ => "url",
+        }
+    }
+
+    /// Reads the sink's secrets (`url_env`, `secret_env`, `routing_key_env`)
+    /// and checks a `url_env` value's scheme. `index` is the sink's place in
+    /// `alerts.webhooks`, for the key path of a problem.
+    pub fn resolve(&self, index: usize) -> Result<WebhookConfig, SecretProblem> {
+        let problem = |key: &str, why: String| SecretProblem {
+            key: format!("alerts.webhooks[{index}].{key}"),
+            sink: self.name.clone(),
+            why,
+        };
+        let url = self.url.resolve().map_err(|e| problem(self.url_key(), e))?;
+        check_webhook_url(url.expose(), self.insecure_http)
+            .map_err(|e| problem(self.url_key(), e))?;
+        let secret = self
+            .secret
+            .as_ref()
+            .map(SecretSource::resolve)
+            .transpose()
+            .map_err(|e| problem("secret_env", e))?;
+        let routing_key = self
+            .routing_key
+            .as_ref()
+            .map(SecretSource::resolve)
+            .transpose()
+            .map_err(|e| problem("routing_key_env", e))?;
+        Ok(WebhookConfig {
+            name: self.name.clone(),
+            kind: self.kind,
+            url,
+            secret,
+            routing_key,
+        })
+    }
+}
+
+impl AlertsConfig {
+    /// Every sink ready to send, or the first secret that cannot be read
+    /// (`run` and `test-alert`: a sink that cannot send is a config error there).
+    pub fn sinks(&self) -> Result<Vec<WebhookConfig>, SecretProblem> {
+        self.webhooks
+            .iter()
+            .enumerate()
+            .map(|(i, w)| w.resolve(i))
+            .collect()
+    }
+
+    /// Each sink's secrets, resolved or not (`check` reports every one).
+    pub fn each_sink(&self) -> Vec<Result<WebhookConfig, SecretProblem>> {
+        self.webhooks
+            .iter()
+            .enumerate()
+            .map(|(i, w)| w.resolve(i))
+            .collect()
+    }
 }
 
 /// A webhook URL must be `https://`, or `http://` to a loopback host (a local
@@ -124,19 +234,28 @@ pub fn check_webhook_url(url: &str, insecure_http: bool) -> Result<(), String> {
     }
 }
 
-impl TryFrom<RawWebhook> for WebhookConfig {
+impl TryFrom<RawWebhook> for WebhookSpec {
     type Error = String;
     fn try_from(raw: RawWebhook) -> Result<Self, String> {
-        let url_key = if raw.url_env.is_some() {
-            "url_env"
-        } else {
-            "url"
+        let env = |key: &str, var: Option<String>| match var {
+            Some(v) if v.is_empty() => Err(keyed(
+                key,
+                format!("webhook {}: name an environment variable", raw.name),
+            )),
+            v => Ok(v.map(SecretSource::Env)),
         };
-        let url = match (raw.url, raw.url_env) {
-            (Some(u), None) => Secret::new(u),
-            (None, Some(var)) => secret_from_env(&var).map_err(|e| keyed("url_env", e))?,
+        let url_env = env("url_env", raw.url_env.clone())?;
+        let url = match (raw.url, url_env) {
+            (Some(u), None) => {
+                // A URL written in the file is checked at load; a url_env
+                // value where the sink is resolved.
+                check_webhook_url(&u, raw.insecure_http)
+                    .map_err(|e| keyed("url", format!("webhook {}: {e}", raw.name)))?;
+                SecretSource::Value(Secret::new(u))
+            }
+            (None, Some(var)) => var,
             (None, None) if raw.kind == SinkKind::Pagerduty => {
-                Secret::new("https://events.pagerduty.com/v2/enqueue")
+                SecretSource::Value(Secret::new("https://events.pagerduty.com/v2/enqueue"))
             }
             (None, None) => {
                 return Err(keyed(
@@ -151,33 +270,42 @@ impl TryFrom<RawWebhook> for WebhookConfig {
                 ))
             }
         };
-        // url_env values are checked here too: the environment is read at load.
-        check_webhook_url(url.expose(), raw.insecure_http)
-            .map_err(|e| keyed(url_key, format!("webhook {}: {e}", raw.name)))?;
-        let secret = raw
-            .secret_env
-            .as_deref()
-            .map(secret_from_env)
-            .transpose()
-            .map_err(|e| keyed("secret_env", e))?;
-        let routing_key = raw
-            .routing_key_env
-            .as_deref()
-            .map(secret_from_env)
-            .transpose()
-            .map_err(|e| keyed("routing_key_env", e))?;
+        let secret = env("secret_env", raw.secret_env)?;
+        let routing_key = env("routing_key_env", raw.routing_key_env)?;
+        // A key that a kind would ignore is refused: it would look configured.
+        if secret.is_some() && raw.kind != SinkKind::Generic {
+            return Err(keyed(
+                "secret_env",
+                format!(
+                    "webhook {}: secret_env signs kind generic only (Standard Webhooks `webhook-signature`); kind {} sends no signature: remove it",
+                    raw.name,
+                    raw.kind.as_str()
+                ),
+            ));
+        }
+        if routing_key.is_some() && raw.kind != SinkKind::Pagerduty {
+            return Err(keyed(
+                "routing_key_env",
+                format!(
+                    "webhook {}: routing_key_env is for kind pagerduty only; kind {} has no routing key: remove it",
+                    raw.name,
+                    raw.kind.as_str()
+                ),
+            ));
+        }
         if raw.kind == SinkKind::Pagerduty && routing_key.is_none() {
             return Err(keyed(
                 "routing_key_env",
                 format!("webhook {}: kind pagerduty needs routing_key_env", raw.name),
             ));
         }
-        Ok(WebhookConfig {
+        Ok(WebhookSpec {
             name: raw.name,
             kind: raw.kind,
             url,
             secret,
             routing_key,
+            insecure_http: raw.insecure_http,
         })
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Every value is checked while it is deserialised (newtypes with `try_from`), so
 //! an error carries the key path, the line and the reason, and the rest of the
-//! code never re-checks strings. Secrets are resolved here (from the environment
-//! or a file) and held in [`Secret`], whose `Debug`/`Display` never show the value.
+//! code never re-checks strings. Secrets are *named* here ([`SecretSource`]: an
+//! environment variable or a file) and read only where they are used
+//! ([`Config::resolve_sentinel_password`], [`AlertsConfig::sinks`]), into
+//! [`Secret`], whose `Debug`/`Display` never show the value.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -21,12 +23,14 @@ mod aws;
 mod secret;
 mod sentinels;
 
-pub use alerts::{check_webhook_url, AlertsConfig, SinkKind, WebhookConfig};
+pub use alerts::{
+    check_webhook_url, AlertsConfig, SecretProblem, SinkKind, WebhookConfig, WebhookSpec,
+};
 pub use aws::{
     static_target, AllocationId, AwsConfig, DnsRecord, EniId, HostedZoneId, InstanceId, NodeKey,
     RoleArn, RouteTableId, Target, WriteRate,
 };
-pub use secret::{secret_from_env, Secret};
+pub use secret::{secret_from_env, secret_from_file, Secret, SecretSource};
 pub use sentinels::{SentinelAuth, SentinelTls};
 
 /// Where the daemon looks for its config when neither `--config` nor
@@ -136,6 +140,32 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Reads the sentinel password from where `sentinel_auth` names it, or
+    /// from `override_file` when given (the CLI's `--sentinel-password-file`:
+    /// the service's `/run/credentials/...` exists only while it runs). The
+    /// error names the key and the variable or file, never the value.
+    pub fn resolve_sentinel_password(
+        &mut self,
+        override_file: Option<&Path>,
+    ) -> Result<(), String> {
+        if let Some(path) = override_file {
+            let pw = secret_from_file(path)?;
+            self.sentinel_auth
+                .get_or_insert_with(SentinelAuth::default)
+                .password = Some(pw);
+            return Ok(());
+        }
+        let Some(auth) = self.sentinel_auth.as_mut() else {
+            return Ok(());
+        };
+        let Some(source) = &auth.password_source else {
+            return Ok(());
+        };
+        let key = auth.password_key();
+        auth.password = Some(source.resolve().map_err(|e| format!("{key}: {e}"))?);
         Ok(())
     }
 
@@ -613,14 +643,20 @@ log:
             e.starts_with("alerts.webhooks[0].url: webhook ops: url is http://"),
             "{e}"
         );
+        // A url_env value is checked where the sink is resolved (run, test-alert).
         std::env::set_var("SV_TEST_HTTP_HOOK", "http://relay.example.com/x");
-        let e = err(&hooks(
+        let cfg = Config::parse(&hooks(
             "{ name: ops, kind: generic, url_env: SV_TEST_HTTP_HOOK }",
-        ));
-        assert!(e.contains("url_env: webhook ops: url is http://"), "{e}");
+        ))
+        .expect("the variable's value is not read at load");
+        let e = cfg.alerts.sinks().unwrap_err().to_string();
+        assert!(
+            e.starts_with("alerts.webhooks[0].url_env: webhook ops: url is http://"),
+            "{e}"
+        );
         let ok =
             hooks("{ name: ops, kind: generic, url_env: SV_TEST_HTTP_HOOK, insecure_http: true }");
-        Config::parse(&ok).unwrap();
+        Config::parse(&ok).unwrap().alerts.sinks().unwrap();
         Config::parse(&hooks(
             "{ name: ops, kind: generic, url: \"http://127.0.0.1:9/x\" }",
         ))
@@ -649,6 +685,157 @@ log:
             empty.display()
         ));
         assert!(e.contains("sentinel_tls"), "{e}");
+    }
+
+    /// One step of a key path, for probing the parser.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Key(String),
+        /// An element of a list (`alerts.webhooks[]`).
+        Item,
+        /// A value of a map with names of the user's choosing (`masters.<name>`).
+        Any,
+    }
+
+    /// The fields the parser accepts at `path`, read from its own
+    /// `deny_unknown_fields` error for a key it cannot know; None when the
+    /// value at `path` is not a struct.
+    fn accepted_fields(path: &[Step]) -> Option<Vec<String>> {
+        use serde_yaml_ng::{Mapping, Value};
+        let mut v: Value = serde_yaml_ng::from_str("{zz_probe: 1}").unwrap();
+        for step in path.iter().skip(1).rev() {
+            v = match step {
+                Step::Key(k) => {
+                    let mut m = Mapping::new();
+                    m.insert(Value::String(k.clone()), v);
+                    Value::Mapping(m)
+                }
+                Step::Item => Value::Sequence(vec![v]),
+                Step::Any => {
+                    let mut m = Mapping::new();
+                    m.insert(Value::String("10.0.0.1".into()), v);
+                    Value::Mapping(m)
+                }
+            };
+        }
+        let mut root: Value = serde_yaml_ng::from_str(
+            "{sentinels: [\"127.0.0.2:26379\"], masters: {m: {vip: 172.16.0.10/32, route_tables: [rtb-0123]}}}",
+        )
+        .unwrap();
+        match path.first() {
+            Some(Step::Key(k)) => {
+                root.as_mapping_mut()
+                    .unwrap()
+                    .insert(Value::String(k.clone()), v);
+            }
+            None => {
+                root.as_mapping_mut()
+                    .unwrap()
+                    .insert(Value::String("zz_probe".into()), Value::from(1));
+            }
+            Some(_) => unreachable!("paths start with a key"),
+        }
+        let e = Config::parse(&serde_yaml_ng::to_string(&root).unwrap()).err()?;
+        let rest = e.split("unknown field `zz_probe`").nth(1)?;
+        if rest.contains("there are no fields") {
+            return Some(Vec::new());
+        }
+        let list = rest.split(" at line").next().unwrap_or(rest);
+        Some(
+            list.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Every key path the parser accepts, found by asking it (so the list
+    /// cannot go stale): each struct's fields, into nested structs, lists of
+    /// structs and maps of structs.
+    fn accepted_keys(path: Vec<Step>, out: &mut Vec<Vec<Step>>) {
+        let Some(fields) = accepted_fields(&path) else {
+            return;
+        };
+        for f in fields {
+            let mut here = path.clone();
+            here.push(Step::Key(f));
+            out.push(here.clone());
+            for tail in [None, Some(Step::Item), Some(Step::Any)] {
+                let mut deeper = here.clone();
+                deeper.extend(tail);
+                if accepted_fields(&deeper).is_some() {
+                    accepted_keys(deeper, out);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn key_name(path: &[Step]) -> String {
+        match path.last() {
+            Some(Step::Key(k)) => k.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn dotted(path: &[Step]) -> String {
+        path.iter()
+            .map(|s| match s {
+                Step::Key(k) => k.as_str(),
+                Step::Item => "[]",
+                Step::Any => "<name>",
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// How often `key:` appears in `text` as a key (commented out or not; not
+    /// as the tail of a longer name, e.g. `url:` in `endpoint_url:`).
+    fn mentions(text: &str, key: &str) -> usize {
+        let needle = format!("{key}:");
+        text.match_indices(&needle)
+            .filter(|(i, _)| {
+                text[..*i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+            })
+            .count()
+    }
+
+    #[test]
+    fn every_key_the_parser_accepts_is_in_config_example_yaml() {
+        let example = include_str!("../../config.example.yaml");
+        let mut keys = Vec::new();
+        accepted_keys(Vec::new(), &mut keys);
+        let names: BTreeSet<String> = keys.iter().map(|k| key_name(k)).collect();
+        // The walk itself works: it reaches a few known keys at depth.
+        for known in [
+            "sentinels",
+            "ca_file",
+            "per_second",
+            "network_interface_id",
+            "routing_key_env",
+        ] {
+            assert!(names.contains(known), "the probe missed {known}: {names:?}");
+        }
+        let mut missing = Vec::new();
+        for name in &names {
+            let paths: Vec<String> = keys
+                .iter()
+                .filter(|k| key_name(k) == *name)
+                .map(|k| dotted(k))
+                .collect();
+            // A key accepted at several places (assume_role_arn) is shown at each.
+            if mentions(example, name) < paths.len() {
+                missing.push(paths.join(", "));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "config.example.yaml does not show these keys the parser accepts (write each as `key:`, commented out if optional, with what it does): {missing:?}"
+        );
     }
 
     #[test]
@@ -810,7 +997,7 @@ masters:
             (
                 GOOD.replace(
                     "aws:",
-                    "sentinel_auth:\n  password_env: SV_TEST_UNSET_VAR\naws:",
+                    "sentinel_auth:\n  password_env: SV_A\n  password_file: /x\naws:",
                 ),
                 "sentinel_auth.password_env: ",
             ),
@@ -835,19 +1022,88 @@ masters:
     fn secrets_never_show_in_debug() {
         std::env::set_var("SV_TEST_PW", "hunter2-secret");
         let text = GOOD.replace("aws:", "sentinel_auth:\n  password_env: SV_TEST_PW\naws:");
-        let c = Config::parse(&text).unwrap();
+        let mut c = Config::parse(&text).unwrap();
+        c.resolve_sentinel_password(None).unwrap();
         let auth = c.sentinel_auth.as_ref().unwrap();
         assert_eq!(auth.password.as_ref().unwrap().expose(), "hunter2-secret");
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]
-    fn missing_secret_env_is_an_error_naming_the_variable() {
+    fn missing_secret_env_is_an_error_naming_the_variable_where_it_is_read() {
         let text = GOOD.replace(
             "aws:",
             "sentinel_auth:\n  password_env: SV_TEST_MISSING_VAR\naws:",
         );
-        assert!(err(&text).contains("SV_TEST_MISSING_VAR"));
+        let mut c = Config::parse(&text).expect("parsing reads no secret");
+        assert_eq!(
+            c.resolve_sentinel_password(None).unwrap_err(),
+            "sentinel_auth.password_env: environment variable SV_TEST_MISSING_VAR is not set"
+        );
+        let text = format!(
+            "{GOOD}alerts:\n  webhooks:\n    - {{ name: pd, kind: pagerduty, routing_key_env: SV_TEST_MISSING_PD }}\n    - {{ name: gen, kind: generic, url: \"https://x.example/h\", secret_env: SV_TEST_MISSING_WH }}\n"
+        );
+        let c = Config::parse(&text).expect("parsing reads no secret");
+        let problems: Vec<String> = c
+            .alerts
+            .each_sink()
+            .into_iter()
+            .filter_map(|r| r.err().map(|p| p.to_string()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                "alerts.webhooks[0].routing_key_env: webhook pd: environment variable SV_TEST_MISSING_PD is not set",
+                "alerts.webhooks[1].secret_env: webhook gen: environment variable SV_TEST_MISSING_WH is not set",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_webhook_key_its_kind_ignores_is_refused() {
+        let hook = |w: &str| format!("{GOOD}alerts:\n  webhooks:\n    - {w}\n");
+        let e = err(&hook(
+            "{ name: ops, kind: slack, url: \"https://hooks.slack.com/x\", secret_env: X }",
+        ));
+        assert!(
+            e.starts_with(
+                "alerts.webhooks[0].secret_env: webhook ops: secret_env signs kind generic only"
+            ),
+            "{e}"
+        );
+        let e = err(&hook(
+            "{ name: gen, kind: generic, url: \"https://x.example/h\", routing_key_env: X }",
+        ));
+        assert!(
+            e.starts_with("alerts.webhooks[0].routing_key_env: webhook gen: routing_key_env is for kind pagerduty only"),
+            "{e}"
+        );
+        Config::parse(&hook(
+            "{ name: gen, kind: generic, url: \"https://x.example/h\", secret_env: X }",
+        ))
+        .unwrap();
+        Config::parse(&hook("{ name: pd, kind: pagerduty, routing_key_env: X }")).unwrap();
+    }
+
+    #[test]
+    fn password_file_override_replaces_the_configured_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-the-override\n").unwrap();
+        let text = GOOD.replace(
+            "aws:",
+            "sentinel_auth:\n  username: watcher\n  password_file: /run/credentials/sentinel-vip.service/nope\naws:",
+        );
+        let mut c = Config::parse(&text).unwrap();
+        let e = c.clone().resolve_sentinel_password(None).unwrap_err();
+        assert!(
+            e.starts_with("sentinel_auth.password_file: cannot read /run/credentials/sentinel-vip.service/nope"),
+            "{e}"
+        );
+        c.resolve_sentinel_password(Some(&file)).unwrap();
+        let auth = c.sentinel_auth.unwrap();
+        assert_eq!(auth.username.as_deref(), Some("watcher"));
+        assert_eq!(auth.password.unwrap().expose(), "from-the-override");
     }
 
     #[test]

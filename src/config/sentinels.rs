@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::keyed;
-use super::secret::{secret_from_env, secret_from_file, Secret};
+use super::secret::{Secret, SecretSource};
 
 /// Where a secret comes from: an environment variable or a file
 /// (e.g. `/run/credentials/sentinel-vip.service/...` with systemd `LoadCredential=`).
@@ -28,30 +28,46 @@ struct RawSentinelAuth {
 #[serde(try_from = "RawSentinelAuth")]
 pub struct SentinelAuth {
     pub username: Option<String>,
+    /// The password, once [`crate::config::Config::resolve_sentinel_password`]
+    /// has read it (parsing reads no secret).
     pub password: Option<Secret>,
+    /// Where the password comes from (`password_env` or `password_file`).
+    pub password_source: Option<SecretSource>,
     /// Copied from the top-level `sentinel_tls` key by [`Config::parse`].
     pub tls: Option<SentinelTls>,
+}
+
+impl SentinelAuth {
+    /// The config key the password comes from, for messages.
+    pub fn password_key(&self) -> &'static str {
+        match self.password_source {
+            Some(SecretSource::Env(_)) => "sentinel_auth.password_env",
+            _ => "sentinel_auth.password_file",
+        }
+    }
 }
 
 impl TryFrom<RawSentinelAuth> for SentinelAuth {
     type Error = String;
     fn try_from(raw: RawSentinelAuth) -> Result<Self, String> {
-        let password = match (raw.password_env, raw.password_file) {
+        let password_source = match (raw.password_env, raw.password_file) {
             (Some(_), Some(_)) => {
                 return Err(keyed(
                     "password_env",
                     "set password_env or password_file, not both",
                 ))
             }
-            (Some(var), None) => Some(secret_from_env(&var).map_err(|e| keyed("password_env", e))?),
-            (None, Some(path)) => {
-                Some(secret_from_file(&path).map_err(|e| keyed("password_file", e))?)
+            (Some(var), None) if var.is_empty() => {
+                return Err(keyed("password_env", "name an environment variable"))
             }
+            (Some(var), None) => Some(SecretSource::Env(var)),
+            (None, Some(path)) => Some(SecretSource::File(path)),
             (None, None) => None,
         };
         Ok(SentinelAuth {
             username: raw.username,
-            password,
+            password: None,
+            password_source,
             tls: None,
         })
     }

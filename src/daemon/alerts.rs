@@ -71,12 +71,18 @@ impl Speaking {
             None => (None, watch::channel(None).1),
         };
         Speaking {
-            sinks: cfg
-                .alerts
-                .webhooks
-                .iter()
-                .map(|w| Sink::start(w.clone(), http.clone()))
-                .collect(),
+            // `load_config` read every sink's secrets before this config
+            // was accepted; a process's environment does not change since.
+            sinks: match cfg.alerts.sinks() {
+                Ok(sinks) => sinks
+                    .into_iter()
+                    .map(|w| Sink::start(w, http.clone()))
+                    .collect(),
+                Err(p) => {
+                    tracing::error!(problem = %p, "webhook sinks not started");
+                    Vec::new()
+                }
+            },
             receiver: local
                 .as_ref()
                 .map(|l| format!("sentinel-vip@{l}"))

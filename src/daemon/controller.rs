@@ -18,6 +18,7 @@
 //! and the per-master gauges are rebuilt from the core at most every
 //! [`PUBLISH_EVERY`] while something changed, not after every input.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use crate::daemon::write_job::{count_write, log_write, WriteJob};
 use crate::decide::fold::AlertInput;
 use crate::decide::steering::{self, Action, ReadOutcome, Steering, WriteOrder, WriteOutcome};
 use crate::ops::metrics::METRICS;
-use crate::ops::status::SharedStatus;
+use crate::ops::status::{SentinelView, SharedStatus};
 use crate::shutdown::Shutdown;
 use crate::watch::{SentinelLink, WatchMsg};
 
@@ -93,6 +94,8 @@ pub(crate) struct Controller {
     published: Instant,
     /// The core's lost-result counts already added to the metric.
     lost_counted: (u64, u64),
+    /// Per master, each sentinel's answer at the last majority read (`/status`).
+    views: HashMap<String, Vec<SentinelView>>,
 }
 
 impl Controller {
@@ -125,6 +128,7 @@ impl Controller {
             dirty: true,
             published: Instant::now(),
             lost_counted: (0, 0),
+            views: HashMap::new(),
         }
     }
 
@@ -214,6 +218,7 @@ impl Controller {
             Input::Reconcile(why) => steering::Input::ReadRequested(why),
             Input::ReadDone(o) => {
                 let (took, answering) = (o.took, o.sentinels_answering);
+                self.views = sentinel_views(&self.cfg.sentinels, &o.answers);
                 let actions = self.core.handle(now, steering::Input::ReadDone(o));
                 self.after_read(took, answering);
                 self.act(actions);
@@ -430,7 +435,11 @@ impl Controller {
     fn publish_status(&mut self) {
         self.dirty = false;
         self.published = Instant::now();
-        let masters = self.core.status(self.published);
+        let mut masters = self.core.status(self.published);
+        for m in &mut masters {
+            m.sentinels = self.views.get(&m.name).cloned().unwrap_or_default();
+            m.target = self.expected_target(&m.name, m.majority.as_deref());
+        }
         for m in &masters {
             let label = vec![("master", m.name.clone())];
             let right = m.last_error.is_none()
@@ -453,6 +462,47 @@ impl Controller {
             s.masters = masters;
         });
     }
+}
+
+impl Controller {
+    /// The target the majority's master maps to, if known without I/O.
+    fn expected_target(&self, master: &str, majority: Option<&str>) -> Option<String> {
+        let cfg = self.cfg.masters.get(master)?;
+        let addr: crate::config::Addr = majority?.parse().ok()?;
+        match self.targets.cached(master, cfg, &addr)? {
+            Ok(t) => Some(t.to_string()),
+            Err(e) => Some(format!("none: {e}")),
+        }
+    }
+}
+
+/// Each configured sentinel's answer per master, as `/status` shows it.
+fn sentinel_views(
+    sentinels: &[crate::config::Addr],
+    answers: &HashMap<String, Vec<crate::decide::quorum::Answer>>,
+) -> HashMap<String, Vec<SentinelView>> {
+    use crate::decide::quorum::Answer;
+    answers
+        .iter()
+        .map(|(master, list)| {
+            let views = sentinels
+                .iter()
+                .zip(list)
+                .map(|(s, a)| SentinelView {
+                    sentinel: s.to_string(),
+                    says: match a {
+                        Answer::View(v) => {
+                            format!("{} @ epoch {} ({})", v.addr, v.config_epoch, v.flags)
+                        }
+                        Answer::Tilt => "TILT".into(),
+                        Answer::NotMonitored => "does not monitor it".into(),
+                        Answer::Unreachable => "unreachable".into(),
+                    },
+                })
+                .collect();
+            (master.clone(), views)
+        })
+        .collect()
 }
 
 /// Runs `fut` as a task and calls `report` exactly once with its result, or
@@ -483,7 +533,7 @@ where
     });
 }
 
-fn now_unix() -> f64 {
+pub(crate) fn now_unix() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 use crate::act::ec2::Ec2;
 use crate::config::Config;
 use crate::daemon::controller::{Controller, Input, Reload};
+use crate::ops::metrics::METRICS;
 use crate::ops::status::SharedStatus;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::watch::{self, SentinelLink};
@@ -38,6 +39,8 @@ use crate::watch::{self, SentinelLink};
 /// **Architecture Invariant:** every task has an owner that ends it: watchers
 /// end with their links' trigger, everything else with the process shutdown.
 pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
+    METRICS.scope_to(&cfg);
+    METRICS.config_loaded(true, controller::now_unix());
     let status = SharedStatus::new(cfg.sentinels.len());
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -75,10 +78,17 @@ pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
                 Ok(new) => {
                     reload(&cfg, &new, &mut links, &tx, &alerter).await;
                     status.update(|s| s.sentinels_configured = new.sentinels.len());
+                    // After the old links are closed: what the new config
+                    // dropped leaves /metrics for good.
+                    METRICS.scope_to(&new);
+                    METRICS.config_loaded(true, controller::now_unix());
                     cfg = new;
                     info!(config = %path.display(), "SIGHUP: config reloaded in place");
                 }
-                Err(e) => error!(error = format!("{e:#}"), "SIGHUP: new config is invalid; keeping the running one"),
+                Err(e) => {
+                    METRICS.config_loaded(false, controller::now_unix());
+                    error!(error = format!("{e:#}"), "SIGHUP: new config is invalid; keeping the running one");
+                }
             },
             r = &mut handle => {
                 error!(?r, "controller stopped unexpectedly; exiting so that systemd restarts the service");
@@ -236,13 +246,41 @@ impl Links {
     }
 }
 
-/// Loads the config or explains why not (used by every CLI verb).
-pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
+/// Parses the config and checks its shape, reading no secret it names (every
+/// verb; `run` goes on with [`load_config`]). A secret's *shape* is checked
+/// where its value is at hand: a `whsec_` value that is not base64 is an
+/// error, not a raw key, when its variable is set.
+pub(crate) fn parse_config(path: &Path) -> anyhow::Result<Config> {
     let cfg = Config::load(path)?;
-    // Secrets named by the config are checked once, here, for every verb and
-    // for SIGHUP (a `whsec_` value that is not base64 is an error, not a raw key).
-    crate::act::sinks::validate(&cfg.alerts.webhooks)
+    check_secret_shapes(&cfg)
         .map_err(anyhow::Error::msg)
         .with_context(|| path.display().to_string())?;
     Ok(cfg)
+}
+
+/// The config for `run` (at start and on SIGHUP): parsed, and every secret it
+/// names read — the sentinel password and each webhook's — so a daemon never
+/// runs with a sink that cannot send or a password it does not have.
+pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let mut cfg = parse_config(path)?;
+    cfg.resolve_sentinel_password(None)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| path.display().to_string())?;
+    cfg.alerts
+        .sinks()
+        .map_err(|p| anyhow::anyhow!("{p}"))
+        .with_context(|| path.display().to_string())?;
+    Ok(cfg)
+}
+
+/// Each webhook `secret_env` whose variable is set must be a usable signing key.
+pub(crate) fn check_secret_shapes(cfg: &Config) -> Result<(), String> {
+    for (i, w) in cfg.alerts.webhooks.iter().enumerate() {
+        if let Some(Ok(s)) = w.secret.as_ref().map(|s| s.resolve()) {
+            crate::act::sinks::signing_key(s.expose()).map_err(|e| {
+                format!("alerts.webhooks[{i}].secret_env (webhook {}): {e}", w.name)
+            })?;
+        }
+    }
+    Ok(())
 }

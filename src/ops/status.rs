@@ -16,6 +16,14 @@ pub(crate) struct TableStatus {
     pub route: String,
 }
 
+/// What one configured sentinel answered of a master at the last majority read.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct SentinelView {
+    pub sentinel: String,
+    /// `ip:port @ epoch N (flags)`, `TILT`, `does not monitor it` or `unreachable`.
+    pub says: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct MasterStatus {
     pub name: String,
@@ -38,6 +46,12 @@ pub(crate) struct MasterStatus {
     pub route_wrong_too_long: bool,
     pub last_error: Option<String>,
     pub tables: Vec<TableStatus>,
+    /// Each configured sentinel's answer at the last majority read, in
+    /// configured order (filled by the daemon's driver).
+    pub sentinels: Vec<SentinelView>,
+    /// The EC2 target the majority's master maps to (static `nodes` or the
+    /// discovery cache), or why there is none; None before it is known.
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

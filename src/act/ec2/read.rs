@@ -367,4 +367,20 @@ impl Ec2 {
             .flat_map(|r| r.instances())
             .find_map(|i| i.source_dest_check()))
     }
+
+    /// Source/dest check of a network interface (must be off on every Redis
+    /// node's ENI, or the node drops packets addressed to the VIP).
+    pub async fn eni_source_dest_check(&self, id: &EniId) -> Result<Option<bool>, Ec2Error> {
+        let out = self
+            .client
+            .describe_network_interfaces()
+            .network_interface_ids(id.as_str())
+            .send()
+            .await
+            .map_err(|e| Ec2Error::from_sdk("DescribeNetworkInterfaces", id.as_str(), e))?;
+        Ok(out
+            .network_interfaces()
+            .iter()
+            .find_map(|n| n.source_dest_check()))
+    }
 }

@@ -146,3 +146,67 @@ impl Ec2 {
         }
     }
 }
+
+impl Ec2 {
+    /// Whether this endpoint honours `DryRun` on `table`'s credentials: a
+    /// DescribeRouteTables with DryRun, which EC2 answers `DryRunOperation`.
+    /// An emulator that ignores DryRun answers the read instead — and would
+    /// perform a DryRun *write* too (moto does, on ReplaceRoute and
+    /// CreateRoute), so `check` probes CreateRoute only where this says yes.
+    pub async fn honours_dry_run(&self, table: &RouteTableId) -> Result<bool, Ec2Error> {
+        let r = self
+            .client_for(table)
+            .describe_route_tables()
+            .route_table_ids(table.as_str())
+            .dry_run(true)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(false),
+            Err(e) => {
+                let err = Ec2Error::from_sdk("DescribeRouteTables(DryRun)", table.as_str(), e);
+                if err.code.as_deref() == Some("DryRunOperation") {
+                    Ok(true)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Permission probe for a table with no VIP route yet (a first
+    /// deployment): a DryRun CreateRoute of `cidr` to `target`. Call it only
+    /// where [`Ec2::honours_dry_run`]: an endpoint that ignores DryRun would
+    /// create the route.
+    pub async fn probe_create_permission(
+        &self,
+        table: &RouteTableId,
+        cidr: IpNet,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
+        let (v4, v6) = destination(cidr);
+        let (eni, instance) = target_ids(target);
+        let r = self
+            .client_for(table)
+            .create_route()
+            .route_table_id(table.as_str())
+            .set_destination_cidr_block(v4)
+            .set_destination_ipv6_cidr_block(v6)
+            .set_network_interface_id(eni)
+            .set_instance_id(instance)
+            .dry_run(true)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = Ec2Error::from_sdk("CreateRoute(DryRun)", table.as_str(), e);
+                if err.code.as_deref() == Some("DryRunOperation") {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}

@@ -528,6 +528,9 @@ impl Steering {
                         },
                     })
                     .collect(),
+                // `sentinels` and `target` are the driver's (it holds the
+                // answers and the target cache).
+                ..MasterStatus::default()
             })
             .collect()
     }

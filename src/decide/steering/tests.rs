@@ -937,7 +937,7 @@ fn permission_refused(ms: u64, s: &mut Sim, actions: &[Action]) -> Vec<Action> {
                         code: Some("UnauthorizedOperation".into()),
                         message: "not authorized".into(),
                     };
-                    (t.clone(), Err(e))
+                    (t.clone().into(), Err(e))
                 })
                 .collect(),
             verified: None,
