@@ -5,8 +5,9 @@ while majority reads and route writes are in flight.
 The rig (scripts/rig.py): three real sentinels monitor N master names (addresses
 with nothing behind them: only the sentinels' view matters), moto holds one
 route table per master. The daemon runs as a separate process (the binary named
-by --bin) with `reconcile.interval: 1s`, so a majority read of all N masters is
-in flight most of the time.
+by --bin) with `reconcile.interval` --interval (2 s), so a majority read of all
+N masters is in flight much of the time (one takes ~0.6 s in a release build on a
+quiet machine, seconds in a debug build on a loaded one).
 
 The storm. Sentinels refuse client PUBLISH on every channel but the hello
 channel, so a burst of real `+sdown`/`-sdown` cannot be had from them on demand.
@@ -95,8 +96,9 @@ def p99_upper_ms(before, after):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--masters", type=int, default=1000)
-    ap.add_argument("--switch", type=int, default=300)
+    ap.add_argument("--switch", type=int, default=100)
     ap.add_argument("--events", type=int, default=6000)
+    ap.add_argument("--interval", default="2s")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "debug", "sentinel-vip"))
     ap.add_argument("--profile", default="dev (unoptimised, line-tables debug info)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
@@ -113,7 +115,7 @@ def main():
         wait_port(PUBLISHER, sp)
         old = lambda i: (f"127.0.{1 + i // 250}.{1 + i % 250}", 7000)
         new = lambda i: (f"127.1.{1 + i // 250}.{1 + i % 250}", 7000)
-        sentinels = [redis.Redis(host=h, port=sp) for h in HOSTS]
+        sentinels = [redis.Redis(host=h, port=sp, socket_timeout=300) for h in HOSTS]
         for r in sentinels:
             p = r.pipeline(transaction=False)
             for i in range(n):
@@ -139,7 +141,7 @@ def main():
                          f'      "{oip}:{port}": {{ network_interface_id: {eni_old} }}\n'
                          f'      "{nip}:{port}": {{ network_interface_id: {eni_new} }}')
         http = free_port()
-        lines.append(f"reconcile:\n  interval: 1s\nhttp:\n  listen: 127.0.0.1:{http}\n")
+        lines.append(f"reconcile:\n  interval: {args.interval}\nhttp:\n  listen: 127.0.0.1:{http}\n")
         cfg = os.path.join(work, "storm.yaml")
         with open(cfg, "w") as f:
             f.write("\n".join(lines))
@@ -169,7 +171,7 @@ def main():
         for t in threads:
             t.join()
         # The storm: +sdown/-sdown for every master in turn, in 10 slices over 1 s.
-        pub = redis.Redis(host=PUBLISHER, port=sp)
+        pub = redis.Redis(host=PUBLISHER, port=sp, socket_timeout=60)
         slices = 10
         per = (args.events + slices - 1) // slices
         t0 = time.time()
@@ -233,12 +235,13 @@ def main():
         "p99_input_ms_is": "upper bound of the sentinel_vip_input_delay_seconds bucket holding the 99th percentile "
                            "(an event's arrival at its watcher -> the decision core handling it)",
         "method": "release-free in-rig run: the daemon binary against 3 real sentinels monitoring N masters and moto "
-                  "(1 route table per master, reconcile every 1 s); the burst is PUBLISHed on a plain redis-server "
+                  "(1 route table per master, reconcile every --interval); the burst is PUBLISHed on a plain redis-server "
                   "configured as a 4th sentinel endpoint (run does not check ROLE); --switch masters re-monitored "
                   "at a new address on every sentinel just before the burst, so reads and writes are in flight",
         "build_profile": args.profile,
-        "command": "bench/storm_bench.py --masters %d --switch %d --events %d --bin %s" % (
-            n, args.switch, args.events, os.path.relpath(args.bin, ROOT)),
+        "interval": args.interval,
+        "command": "bench/storm_bench.py --masters %d --switch %d --events %d --interval %s --bin %s" % (
+            n, args.switch, args.events, args.interval, args.bin),
     }
     print(json.dumps(result, indent=2))
     os.makedirs(args.out, exist_ok=True)

@@ -218,7 +218,10 @@ impl Controller {
             Input::Reconcile(why) => steering::Input::ReadRequested(why),
             Input::ReadDone(o) => {
                 let (took, answering) = (o.took, o.sentinels_answering);
-                self.views = sentinel_views(&self.cfg.sentinels, &o.answers);
+                // A late or duplicated read is ignored by the core: its views too.
+                if self.core.awaits_read(o.seq) {
+                    self.views = sentinel_views(&self.cfg.sentinels, &o.answers);
+                }
                 let actions = self.core.handle(now, steering::Input::ReadDone(o));
                 self.after_read(took, answering);
                 self.act(actions);

@@ -169,7 +169,17 @@ fn keepalive() -> fred::socket2::TcpKeepalive {
     k
 }
 
+/// Events a subscriber connection buffers between the socket and the watcher
+/// task (fred's broadcast channel; its default, 32, overflowed at the first
+/// burst of a few thousand `+sdown`/`-sdown` a second: the overflow is
+/// skipped, counted as lag and answered with a majority read).
+const SUBSCRIBER_BUFFER: usize = 1024;
+
 fn client(addr: &Addr, auth: Option<&SentinelAuth>) -> SentinelClient {
+    client_with(addr, auth, PerformanceConfig::default().broadcast_channel_capacity)
+}
+
+fn client_with(addr: &Addr, auth: Option<&SentinelAuth>, buffer: usize) -> SentinelClient {
     let config = SentinelConfig {
         host: addr.host.clone(),
         port: addr.port,
@@ -183,6 +193,7 @@ fn client(addr: &Addr, auth: Option<&SentinelAuth>) -> SentinelClient {
     };
     let perf = PerformanceConfig {
         default_command_timeout: COMMAND_TIMEOUT,
+        broadcast_channel_capacity: buffer,
         ..Default::default()
     };
     let conn = ConnectionConfig {
@@ -231,7 +242,7 @@ pub fn spawn_watchers(
             id,
             addr: addr.clone(),
             user: auth.and_then(|a| a.username.clone()),
-            sub: client(addr, auth),
+            sub: client_with(addr, auth, SUBSCRIBER_BUFFER),
             name: name.to_owned(),
             tx: tx.clone(),
         };

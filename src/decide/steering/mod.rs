@@ -471,6 +471,12 @@ impl Steering {
         }
     }
 
+    /// Whether `seq` is the majority read the core waits for (a result with
+    /// another sequence number is late or duplicated, and ignored).
+    pub(crate) fn awaits_read(&self, seq: u64) -> bool {
+        self.read_running.is_some_and(|(s, _)| s == seq)
+    }
+
     /// Results the core gave up waiting for (their deadline passed): majority
     /// reads, route writes. For the driver's metric.
     pub(crate) fn lost_results(&self) -> (u64, u64) {
