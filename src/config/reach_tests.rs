@@ -30,7 +30,9 @@ fn each_kind_alone_or_all_four_parse() {
         "    vip: 172.16.0.10/32\n    route_tables: [rtb-1]\n    secondary_ip: 10.0.1.100\n    elastic_ip: eipalloc-1\n    dns: { zone_id: Z1, name: r.internal, ttl: 5 }\n",
     )
     .unwrap();
-    assert_eq!(crate::decide::plan::carriers(&c.masters["m"]).len(), 4);
+    let m = &c.masters["m"];
+    assert!(m.vip.is_some() && m.secondary_ip.is_some() && m.elastic_ip.is_some());
+    assert_eq!(m.dns.as_ref().map(|d| d.ttl), Some(5));
     assert!(c.vip_cidrs().len() == 1);
 }
 
