@@ -176,7 +176,11 @@ fn keepalive() -> fred::socket2::TcpKeepalive {
 const SUBSCRIBER_BUFFER: usize = 1024;
 
 fn client(addr: &Addr, auth: Option<&SentinelAuth>) -> SentinelClient {
-    client_with(addr, auth, PerformanceConfig::default().broadcast_channel_capacity)
+    client_with(
+        addr,
+        auth,
+        PerformanceConfig::default().broadcast_channel_capacity,
+    )
 }
 
 fn client_with(addr: &Addr, auth: Option<&SentinelAuth>, buffer: usize) -> SentinelClient {
