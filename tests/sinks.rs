@@ -110,6 +110,7 @@ fn failover(master: &str, resolved: bool) -> Incident {
             tables_total: 2,
             latency_ms: 140.0,
             error: None,
+            carriers: Vec::new(),
         });
     }
     i

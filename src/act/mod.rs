@@ -3,6 +3,8 @@
 //! webhook delivery (`sinks`). Depends on `decide` for its data types, never the
 //! other way round.
 
+pub mod carriers;
+pub mod dns;
 pub mod ec2;
 pub(crate) mod pacing;
 pub mod resolve;

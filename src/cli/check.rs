@@ -1,6 +1,8 @@
 //! `sentinel-vip check`: validates the config against the live sentinels and
 //! EC2, one line per check, non-zero exit when any check failed.
 
+mod reach;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -67,7 +69,8 @@ fn check_config(r: &mut Checklist, cfg: &Config, config_path: &str, password: Re
         cfg.alerts.webhooks.len()
     ));
     for (name, m) in &cfg.masters {
-        let net = m.vip.0;
+        let Some(vip) = m.vip else { continue };
+        let net = vip.0;
         if net.prefix_len() < net.max_prefix_len() {
             r.warn(format!(
                 "masters.{name}.vip: {net} is wider than one address; a VIP is one address (/{}): every address in {net} would be routed to the master",
@@ -214,6 +217,8 @@ pub(super) async fn run(
         };
         check_source_dest(&mut r, &ec2, &targets, &reachable, name, m, master.as_ref()).await;
         check_nodes_share_the_tables_vpc(&mut r, &ec2, name, m, read).await;
+        reach::check_carriers(&mut r, &ec2, name, m, target.as_ref()).await;
+        let Some(vip) = m.vip else { continue };
         for t in &m.route_tables {
             report_role(&mut r, &ec2, t);
             let Some(table) = read.get(t) else {
@@ -224,27 +229,27 @@ pub(super) async fn run(
             };
             if let Some(vpc) = &table.vpc_id {
                 if let Ok(blocks) = ec2.vpc_cidrs(vpc).await {
-                    if blocks.iter().any(|b| b.contains(&m.vip.0.addr())) {
+                    if blocks.iter().any(|b| b.contains(&vip.0.addr())) {
                         r.warn(format!(
                             "route table {t}: VIP {} lies inside VPC {vpc}'s CIDR; AWS refuses routes more specific than the local route in most set-ups: pick a VIP outside the VPC",
-                            m.vip
+                            vip
                         ));
                     }
                 }
             }
-            let current = table.route(&m.vip.0);
+            let current = table.route(&vip.0);
             let state = current.describe();
             match (&current, &target) {
                 (CurrentRoute::Missing, _) => {
-                    r.ok(format!("route table {t}: no route for {} yet; it will be created", m.vip));
+                    r.ok(format!("route table {t}: no route for {} yet; it will be created", vip));
                     probe_create(&mut r, &ec2, t, m, target.as_ref()).await;
                 }
                 (c, Some(tg)) if c.points_at(tg) => {
-                    r.ok(format!("route table {t}: {} → {state} (the master's target)", m.vip))
+                    r.ok(format!("route table {t}: {} → {state} (the master's target)", vip))
                 }
                 _ => r.warn(format!(
                     "route table {t}: {} → {state}, not the master's target; the daemon will repair it",
-                    m.vip
+                    vip
                 )),
             }
             if let CurrentRoute::Points {
@@ -262,7 +267,7 @@ pub(super) async fn run(
                             .and_then(|i| i.try_into().ok().map(Target::Instance))
                     });
                 if let Some(cur) = cur {
-                    match ec2.probe_replace_permission(t, m.vip.0, &cur).await {
+                    match ec2.probe_replace_permission(t, vip.0, &cur).await {
                         Ok(()) => r.ok(format!("route table {t}: ec2:ReplaceRoute permitted")),
                         Err(e) if e.class == ErrorClass::Permission => r.fail(format!(
                             "route table {t}: missing permission ec2:ReplaceRoute ({e})"
@@ -464,14 +469,14 @@ async fn probe_create(
     m: &crate::config::MasterConfig,
     target: Option<&Target>,
 ) {
-    let Some(target) = target else {
+    let (Some(target), Some(vip)) = (target, m.vip) else {
         r.warn(format!(
             "route table {t}: ec2:CreateRoute not probed: no master target to probe with"
         ));
         return;
     };
     match ec2.honours_dry_run(t).await {
-        Ok(true) => match ec2.probe_create_permission(t, m.vip.0, target).await {
+        Ok(true) => match ec2.probe_create_permission(t, vip.0, target).await {
             Ok(()) => r.ok(format!("route table {t}: ec2:CreateRoute permitted (DryRun)")),
             Err(e) if e.class == ErrorClass::Permission => r.fail(format!(
                 "route table {t}: missing permission ec2:CreateRoute ({e}); the first write of the VIP route would fail"

@@ -19,6 +19,8 @@
 //! go through that role; every other call goes through `aws.assume_role_arn`
 //! when set, else through the default credentials (see [`crate::act::ec2::Ec2`]).
 
+mod reach;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
@@ -98,6 +100,12 @@ pub(super) fn policies(
     if instances {
         describe.push("ec2:DescribeInstances");
     }
+    let (reach_describe, reach) = reach::statements(cfg, region);
+    for d in reach_describe {
+        if !describe.contains(&d) {
+            describe.push(d);
+        }
+    }
 
     let arns = |tables: &BTreeSet<&RouteTableId>| -> Vec<String> {
         tables
@@ -123,6 +131,9 @@ pub(super) fn policies(
                 "Action": describes,
                 "Resource": "*",
             }));
+        }
+        if principal == base {
+            statements.extend(reach.iter().cloned());
         }
         if let Some(tables) = tables {
             statements.push(json!({

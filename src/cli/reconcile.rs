@@ -13,11 +13,11 @@ use serde::{Serialize, Serializer};
 use super::Exit;
 use crate::act::ec2::Ec2;
 use crate::act::targets::Targets;
-use crate::config::{Config, MasterConfig, RouteTableId, Target};
+use crate::config::{Config, MasterConfig, Target};
 use crate::daemon::read_job::majority_read_with_reports;
 use crate::daemon::write_job::WriteJob;
-use crate::decide::facts::TableReads;
-use crate::decide::plan::{plan, CurrentRoute, RouteAction};
+use crate::decide::facts::{CarrierReads, TableReads};
+use crate::decide::plan::{carriers, Carrier, Held, RouteAction};
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::decide::steering::{Cause, WriteOrder, WriteOutcome};
 use crate::watch::{self, SentinelError, SentinelLink, SentinelReport};
@@ -34,6 +34,8 @@ pub(super) struct SentinelSummary {
 #[derive(Debug, Serialize)]
 pub(super) struct TableSummary {
     pub table: String,
+    /// `route_table`, `secondary_ip`, `elastic_ip` or `dns`.
+    pub kind: &'static str,
     pub route: String,
     /// keep, replace, create, or unknown (no majority / no target / unreadable).
     #[serde(serialize_with = "action_text")]
@@ -182,9 +184,10 @@ pub(super) async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<M
             }
         };
         view.target = target.as_ref().map(|(_, t)| t.to_string());
-        let known = current_routes(m, &tables);
+        let others = read.carriers.get(name);
+        let known = current_routes(m, &tables, others);
         view.tables = table_plans(m, &known, target.as_ref().map(|(_, t)| t));
-        if let Some(why) = unreadable(m, &tables) {
+        if let Some(why) = unreadable(m, &tables, others) {
             view.problem.get_or_insert(why);
         }
         let needs_write = view
@@ -195,7 +198,16 @@ pub(super) async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<M
             // Only the tables that could be read: an unreadable one is reported
             // (and fails the run), never written blind.
             let mut readable = m.clone();
-            readable.route_tables.retain(|t| known.contains_key(t));
+            let read_ok = |c: Carrier| known.contains_key(&c);
+            readable
+                .route_tables
+                .retain(|t| read_ok(Carrier::RouteTable(t.clone())));
+            readable.secondary_ip = m.secondary_ip.filter(|i| read_ok(Carrier::SecondaryIp(*i)));
+            readable.elastic_ip = m
+                .elastic_ip
+                .clone()
+                .filter(|a| read_ok(Carrier::ElasticIp(a.clone())));
+            readable.dns = m.dns.clone().filter(|d| read_ok(Carrier::Dns(d.clone())));
             let order = WriteOrder {
                 id: 0,
                 master: name.clone(),
@@ -251,7 +263,7 @@ fn summary(
         .collect();
     MasterSummary {
         master: name.to_owned(),
-        vip: m.vip.to_string(),
+        vip: m.vip.map(|v| v.to_string()).unwrap_or_default(),
         sentinels,
         majority: None,
         config_epoch: None,
@@ -261,23 +273,49 @@ fn summary(
     }
 }
 
-/// The master's VIP route in each of its tables that could be read.
-fn current_routes(m: &MasterConfig, tables: &TableReads) -> HashMap<RouteTableId, CurrentRoute> {
-    m.route_tables
-        .iter()
-        .filter_map(|t| Some((t.clone(), tables.get(t)?.as_ref().ok()?.route(&m.vip.0))))
+/// Each of the master's carriers that could be read: its VIP route per table,
+/// its secondary IP, Elastic IP, DNS record.
+fn current_routes(
+    m: &MasterConfig,
+    tables: &TableReads,
+    others: Option<&CarrierReads>,
+) -> HashMap<Carrier, Held> {
+    carriers(m)
+        .into_iter()
+        .filter_map(|c| {
+            let held = match (&c, m.vip) {
+                (Carrier::RouteTable(t), Some(vip)) => {
+                    tables.get(t)?.as_ref().ok()?.route(&vip.0).into()
+                }
+                (Carrier::RouteTable(_), None) => return None,
+                _ => others?.get(&c)?.as_ref().ok()?.clone(),
+            };
+            Some((c, held))
+        })
         .collect()
 }
 
-/// Why some of the master's tables could not be read, if any were not.
-fn unreadable(m: &MasterConfig, tables: &TableReads) -> Option<String> {
-    let why: Vec<String> = m
-        .route_tables
+/// Why some of the master's carriers could not be read, if any were not.
+fn unreadable(
+    m: &MasterConfig,
+    tables: &TableReads,
+    others: Option<&CarrierReads>,
+) -> Option<String> {
+    let why: Vec<String> = carriers(m)
         .iter()
-        .filter_map(|t| match tables.get(t) {
-            Some(Ok(_)) => None,
-            Some(Err(e)) => Some(e.to_string()),
-            None => Some(format!("route table {t} was not read")),
+        .filter_map(|c| {
+            let read = match c {
+                Carrier::RouteTable(t) => tables.get(t).map(|r| r.as_ref().map(|_| ())),
+                _ => others
+                    .and_then(|o| o.get(c))
+                    .map(|r| r.as_ref().map(|_| ())),
+            };
+            match read {
+                Some(Ok(())) => None,
+                Some(Err(e)) => Some(e.to_string()),
+                None if c.route_table().is_some() => Some(format!("route table {c} was not read")),
+                None => Some(format!("{c} was not read")),
+            }
         })
         .collect();
     (!why.is_empty()).then(|| why.join("; "))
@@ -286,21 +324,22 @@ fn unreadable(m: &MasterConfig, tables: &TableReads) -> Option<String> {
 /// Each table's route and what it needs (unknown without a target or a read).
 fn table_plans(
     m: &MasterConfig,
-    known: &HashMap<RouteTableId, CurrentRoute>,
+    known: &HashMap<Carrier, Held>,
     target: Option<&Target>,
 ) -> Vec<TableSummary> {
-    m.route_tables
+    carriers(m)
         .iter()
         .map(|t| {
             let current = known.get(t);
             let action = match (current, target) {
-                (Some(c), Some(tg)) => Some(plan(c, tg)),
+                (Some(c), Some(tg)) => Some(c.plan(tg)),
                 _ => None,
             };
             TableSummary {
                 table: t.to_string(),
+                kind: t.kind(),
                 route: current
-                    .map(CurrentRoute::describe)
+                    .map(Held::describe)
                     .unwrap_or_else(|| "cannot be read (see problem)".into()),
                 action,
                 result: None,

@@ -372,24 +372,35 @@ async fn precheck<'a>(
             busy.join("; ")
         },
     );
-    // 3. Every route table readable.
-    let tables_ok = match &read.tables {
-        Err(e) => check("route tables readable", false, e.to_string()),
-        Ok(reads) => {
-            let mut bad = Vec::new();
-            let mut seen = Vec::new();
-            for t in &m.route_tables {
-                match reads.get(t) {
-                    Some(Ok(r)) => seen.push(format!("{t} ({})", r.route(&m.vip.0).describe())),
-                    Some(Err(e)) => bad.push(e.to_string()),
-                    None => bad.push(format!("{t} was not read")),
+    // 3. Every carrier readable: the route tables, and the other kinds.
+    let tables_ok = {
+        let mut bad = Vec::new();
+        let mut seen = Vec::new();
+        match (&read.tables, m.vip) {
+            (Err(e), _) if !m.route_tables.is_empty() => bad.push(e.to_string()),
+            (Ok(reads), Some(vip)) => {
+                for t in &m.route_tables {
+                    match reads.get(t) {
+                        Some(Ok(r)) => seen.push(format!("{t} ({})", r.route(&vip.0).describe())),
+                        Some(Err(e)) => bad.push(e.to_string()),
+                        None => bad.push(format!("{t} was not read")),
+                    }
                 }
             }
-            if bad.is_empty() {
-                check("route tables readable", true, seen.join(", "))
-            } else {
-                check("route tables readable", false, bad.join("; "))
+            _ => {}
+        }
+        if let Some(others) = read.carriers.get(name) {
+            for (c, r) in others {
+                match r {
+                    Ok(h) => seen.push(format!("{c} ({})", h.describe())),
+                    Err(e) => bad.push(format!("{c}: {e}")),
+                }
             }
+        }
+        if bad.is_empty() {
+            check("route tables readable", true, seen.join(", "))
+        } else {
+            check("route tables readable", false, bad.join("; "))
         }
     };
     // 4. A replica that Sentinel would promote, caught up; asked of a
@@ -513,7 +524,7 @@ async fn ask_and_wait(
     report.timeline_ms.failover_asked = Some(ms(Instant::now()));
     let old = report.old.clone().unwrap_or_default();
     let deadline = t0 + timeout;
-    let cidrs = BTreeSet::from([m.vip.0]);
+    let cidrs: BTreeSet<_> = m.vip.iter().map(|v| v.0).collect();
     let tables: BTreeSet<_> = m.route_tables.iter().cloned().collect();
     let mut new: Option<Addr> = None;
     let mut target = None;
@@ -549,7 +560,25 @@ async fn ask_and_wait(
                 }
             }
             if let Some(t) = &target {
-                if let Ok(reads) = ec2.read_each_table(&tables, &cidrs).await {
+                // Every carrier of the master, read by this command itself:
+                // the route tables, then the other kinds on the master's nodes.
+                let tables_read = if tables.is_empty() {
+                    Ok(Default::default())
+                } else {
+                    ec2.read_each_table(&tables, &cidrs).await
+                };
+                let others = if crate::act::carriers::has_others(m) {
+                    let nodes = crate::act::carriers::node_targets(
+                        targets,
+                        name,
+                        m,
+                        std::iter::once(n).chain(old_addr(&old).as_ref()),
+                    );
+                    Some(crate::act::carriers::read_others(ec2, m, &nodes).await)
+                } else {
+                    None
+                };
+                if let (Ok(reads), Some(vip)) = (&tables_read, m.vip) {
                     report.tables = m
                         .route_tables
                         .iter()
@@ -557,7 +586,7 @@ async fn ask_and_wait(
                             let r = reads
                                 .get(id)
                                 .and_then(|r| r.as_ref().ok())
-                                .map(|r| r.route(&m.vip.0));
+                                .map(|r| r.route(&vip.0));
                             (
                                 id.to_string(),
                                 r.map(|r| r.describe())
@@ -565,18 +594,35 @@ async fn ask_and_wait(
                             )
                         })
                         .collect();
-                    let all = m.route_tables.iter().all(|id| {
+                }
+                if let Some(o) = &others {
+                    report.tables.extend(o.iter().map(|(c, r)| {
+                        (
+                            c.to_string(),
+                            r.as_ref()
+                                .map(|h| h.describe())
+                                .unwrap_or_else(|_| "unreadable".into()),
+                        )
+                    }));
+                }
+                let tables_right = match (&tables_read, m.vip) {
+                    (Ok(reads), Some(vip)) => m.route_tables.iter().all(|id| {
                         reads
                             .get(id)
                             .and_then(|r| r.as_ref().ok())
-                            .is_some_and(|r| r.route(&m.vip.0).points_at(t))
-                    });
-                    if all {
-                        report.timeline_ms.vip_verified = Some(ms(Instant::now()));
-                        report.ok = true;
-                        report.error = None;
-                        return;
-                    }
+                            .is_some_and(|r| r.route(&vip.0).points_at(t))
+                    }),
+                    (Ok(_), None) => true,
+                    (Err(_), _) => false,
+                };
+                let others_right = others
+                    .as_ref()
+                    .is_none_or(|o| o.values().all(|r| r.as_ref().is_ok_and(|h| h.points_at(t))));
+                if tables_right && others_right {
+                    report.timeline_ms.vip_verified = Some(ms(Instant::now()));
+                    report.ok = true;
+                    report.error = None;
+                    return;
                 }
             }
         }
@@ -637,6 +683,12 @@ fn print(r: &Report) {
         None if r.ok => println!("ok: {} now on {new}", r.master),
         None => {}
     }
+}
+
+/// The old master's address as the report spells it, for the secondary-IP
+/// read (the address may still be on its ENI); `None` when it does not parse.
+fn old_addr(old: &str) -> Option<Addr> {
+    old.parse().ok()
 }
 
 #[cfg(test)]

@@ -186,6 +186,75 @@ macro_rules! aws_id {
 aws_id!(RouteTableId, "rtb-", "route table");
 aws_id!(InstanceId, "i-", "instance");
 aws_id!(EniId, "eni-", "network interface");
+aws_id!(AllocationId, "eipalloc-", "Elastic IP allocation");
+
+/// A Route 53 hosted zone id (`Z...`, as the console and the API show it; a
+/// `/hostedzone/` prefix is dropped).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HostedZoneId(String);
+
+impl HostedZoneId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for HostedZoneId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let id = s.strip_prefix("/hostedzone/").unwrap_or(&s);
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "{s:?} is not a Route 53 hosted zone id (Z..., letters and digits)"
+            ));
+        }
+        Ok(HostedZoneId(id.to_owned()))
+    }
+}
+
+impl fmt::Display for HostedZoneId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Route 53 record that names the master: an A record (AAAA when the
+/// master's ENI address is IPv6) in `zone_id`, UPSERTed with `ttl`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRecord {
+    pub zone_id: HostedZoneId,
+    /// The record's name, without or with the trailing dot (stored without).
+    #[serde(deserialize_with = "record_name")]
+    pub name: String,
+    /// Seconds; clients may cache the old answer this long after a failover.
+    #[serde(default = "default_dns_ttl")]
+    pub ttl: u32,
+}
+
+fn default_dns_ttl() -> u32 {
+    10
+}
+
+fn record_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    let name = s.trim_end_matches('.').to_ascii_lowercase();
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !ok {
+        return Err(serde::de::Error::custom(format!(
+            "{s:?} is not a DNS name (labels of letters, digits, '-' or '_', dot-separated)"
+        )));
+    }
+    Ok(name)
+}
 
 /// Where the VIP route points: an instance or (preferred) an ENI.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]

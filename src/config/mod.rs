@@ -27,7 +27,8 @@ pub use alerts::{
     check_webhook_url, AlertsConfig, SecretProblem, SinkKind, WebhookConfig, WebhookSpec,
 };
 pub use aws::{
-    static_target, AwsConfig, EniId, InstanceId, NodeKey, RoleArn, RouteTableId, Target, WriteRate,
+    static_target, AllocationId, AwsConfig, DnsRecord, EniId, HostedZoneId, InstanceId, NodeKey,
+    RoleArn, RouteTableId, Target, WriteRate,
 };
 pub use secret::{secret_from_env, secret_from_file, Secret, SecretSource};
 pub use sentinels::{SentinelAuth, SentinelTls};
@@ -128,9 +129,16 @@ impl Config {
     /// VIPs must not overlap, `alerts.local_sentinel` must be a listed sentinel.
     fn check_across(&self, text: &str) -> Result<(), String> {
         let masters: Vec<(&String, &MasterConfig)> = self.masters.iter().collect();
+        for (name, m) in &masters {
+            m.check_carriers(name, text)?;
+        }
         for (i, (a, ma)) in masters.iter().enumerate() {
             for (b, mb) in &masters[i + 1..] {
-                let (va, vb) = (ma.vip.0, mb.vip.0);
+                MasterConfig::check_shared(a, ma, b, mb, text)?;
+                let (Some(va), Some(vb)) = (ma.vip, mb.vip) else {
+                    continue;
+                };
+                let (va, vb) = (va.0, vb.0);
                 if va.contains(&vb.network()) || vb.contains(&va.network()) {
                     return Err(format!(
                         "masters.{b}.vip: {vb} overlaps masters.{a}.vip {va}{}; each master needs its own VIP, or one route would be written for two masters",
@@ -204,7 +212,10 @@ impl Config {
 
     /// Every master's VIP CIDR: the only routes ever read or written.
     pub fn vip_cidrs(&self) -> BTreeSet<IpNet> {
-        self.masters.values().map(|m| m.vip.0).collect()
+        self.masters
+            .values()
+            .filter_map(|m| m.vip.map(|v| v.0))
+            .collect()
     }
 }
 
@@ -390,9 +401,20 @@ fn non_empty_masters<'de, D: serde::Deserializer<'de>>(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MasterConfig {
-    pub vip: Vip,
-    #[serde(deserialize_with = "non_empty_tables")]
+    /// The VIP route's CIDR; goes with `route_tables` (and only with them).
+    #[serde(default)]
+    pub vip: Option<Vip>,
+    #[serde(default, deserialize_with = "non_empty_tables")]
     pub route_tables: Vec<RouteTableId>,
+    /// A secondary private IP moved to the master's ENI (AssignPrivateIpAddresses).
+    #[serde(default)]
+    pub secondary_ip: Option<std::net::IpAddr>,
+    /// An Elastic IP associated with the master's ENI (AssociateAddress).
+    #[serde(default)]
+    pub elastic_ip: Option<AllocationId>,
+    /// A Route 53 record holding the private IP of the master's ENI.
+    #[serde(default)]
+    pub dns: Option<DnsRecord>,
     /// Redis address as Sentinel reports it (`ip:port` or `ip`) → EC2 target.
     /// Omitted: the target is discovered by private IP.
     #[serde(default)]
@@ -401,6 +423,77 @@ pub struct MasterConfig {
     /// than `aws.assume_role_arn`'s or the default credentials').
     #[serde(default)]
     pub assume_role_arn: Option<RoleArn>,
+}
+
+impl MasterConfig {
+    /// What a master's address is carried by must be said, and `vip` only goes
+    /// with `route_tables` (the other kinds carry the address themselves).
+    fn check_carriers(&self, name: &str, text: &str) -> Result<(), String> {
+        match (&self.vip, self.route_tables.is_empty()) {
+            (Some(_), true) => {
+                return Err(format!(
+                    "masters.{name}.vip: goes with route_tables{}; list the route tables (rtb-...) that carry the VIP, or remove vip",
+                    at_line(text, &["masters", name, "vip"])
+                ))
+            }
+            (None, false) => {
+                return Err(format!(
+                    "masters.{name}.route_tables: need a vip (the route's CIDR){}",
+                    at_line(text, &["masters", name, "route_tables"])
+                ))
+            }
+            _ => {}
+        }
+        if self.secondary_ip.is_some_and(|ip| ip.is_ipv6()) {
+            return Err(format!(
+                "masters.{name}.secondary_ip: an IPv4 address (AssignPrivateIpAddresses moves private IPv4 addresses only){}",
+                at_line(text, &["masters", name, "secondary_ip"])
+            ));
+        }
+        if self.route_tables.is_empty()
+            && self.secondary_ip.is_none()
+            && self.elastic_ip.is_none()
+            && self.dns.is_none()
+        {
+            return Err(format!(
+                "masters.{name}: give at least one of route_tables (with vip), secondary_ip, elastic_ip, dns{}; they say how clients reach the master",
+                at_line(text, &["masters", name])
+            ));
+        }
+        Ok(())
+    }
+
+    /// Two masters must not move the same secondary IP, Elastic IP or record.
+    fn check_shared(
+        a: &str,
+        ma: &MasterConfig,
+        b: &str,
+        mb: &MasterConfig,
+        text: &str,
+    ) -> Result<(), String> {
+        let same = |key: &str, what: String| {
+            Err(format!(
+                "masters.{b}.{key}: {what} is also masters.{a}.{key}{}; each master needs its own, or one would be moved for two masters",
+                at_line(text, &["masters", b, key])
+            ))
+        };
+        if let (Some(x), Some(y)) = (&ma.secondary_ip, &mb.secondary_ip) {
+            if x == y {
+                return same("secondary_ip", x.to_string());
+            }
+        }
+        if let (Some(x), Some(y)) = (&ma.elastic_ip, &mb.elastic_ip) {
+            if x == y {
+                return same("elastic_ip", x.to_string());
+            }
+        }
+        if let (Some(x), Some(y)) = (&ma.dns, &mb.dns) {
+            if x.zone_id == y.zone_id && x.name == y.name {
+                return same("dns", x.name.clone());
+            }
+        }
+        Ok(())
+    }
 }
 
 fn non_empty_tables<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RouteTableId>, D::Error> {
@@ -530,6 +623,9 @@ mod opt_duration {
 }
 
 #[cfg(test)]
+mod reach_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -559,7 +655,7 @@ log:
         assert_eq!(c.sentinels.len(), 3);
         assert_eq!(c.majority(), 2);
         let m = &c.masters["mymaster"];
-        assert_eq!(m.vip.to_string(), "172.16.0.10/32");
+        assert_eq!(m.vip.expect("vip").to_string(), "172.16.0.10/32");
         assert_eq!(m.route_tables[1].as_str(), "rtb-4567");
         assert_eq!(c.reconcile.interval, Duration::from_secs(30));
         assert_eq!(c.log.format, LogFormat::Json);
@@ -1142,7 +1238,7 @@ masters:
         assert_eq!(c.sentinels[0], Addr::new("::1", 26379));
         assert_eq!(c.sentinels[1].to_string(), "sentinel-b.internal:26379");
         let m = &c.masters["mymaster"];
-        assert_eq!(m.vip.to_string(), "fd00::10/128");
+        assert_eq!(m.vip.expect("vip").to_string(), "fd00::10/128");
         let nodes = m.nodes.as_ref().unwrap();
         let get = |a: Addr| static_target(nodes, &a).map(|t| t.to_string());
         assert_eq!(get(Addr::new("FD00::12", 1)).as_deref(), Some("eni-0bbb"));

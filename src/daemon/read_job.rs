@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
+use crate::act::carriers::{has_others, node_targets, read_others};
 use crate::act::ec2::Ec2;
 use crate::act::targets::Targets;
 use crate::config::Config;
@@ -39,14 +40,21 @@ pub(crate) async fn majority_read_with_reports(
 ) -> (ReadOutcome, Vec<Result<SentinelReport, SentinelError>>) {
     let started = Instant::now();
     let (tables, cidrs) = (cfg.route_tables(), cfg.vip_cidrs());
-    let (reports, tables) = tokio::join!(
-        futures::future::join_all(links.iter().map(|l| async move {
-            let r = l.report().await;
-            if let Err(e) = &r {
-                debug!(sentinel = %l.addr, error = %e, "sentinel did not answer the majority read");
-            }
-            r
-        })),
+    // The other carriers follow the sentinels' answers (a secondary IP is
+    // looked for on the nodes they name), beside the route table read.
+    let ((reports, carriers), tables) = tokio::join!(
+        async {
+            let reports = futures::future::join_all(links.iter().map(|l| async move {
+                let r = l.report().await;
+                if let Err(e) = &r {
+                    debug!(sentinel = %l.addr, error = %e, "sentinel did not answer the majority read");
+                }
+                r
+            }))
+            .await;
+            let carriers = read_other_carriers(ec2, cfg, targets, &reports).await;
+            (reports, carriers)
+        },
         ec2.read_each_table(&tables, &cidrs)
     );
     if let Ok(reads) = &tables {
@@ -82,9 +90,34 @@ pub(crate) async fn majority_read_with_reports(
         seq,
         answers,
         tables,
+        carriers,
         targets: known,
         sentinels_answering,
         took: started.elapsed(),
     };
     (outcome, reports)
+}
+
+/// Every master's carriers besides route tables (secondary IP, Elastic IP,
+/// DNS record), each master's at once; a secondary IP is looked for on the
+/// nodes the sentinels named (master and replicas) and the static `nodes`.
+async fn read_other_carriers(
+    ec2: &Ec2,
+    cfg: &Config,
+    targets: &Targets,
+    reports: &[Result<SentinelReport, SentinelError>],
+) -> HashMap<String, crate::decide::facts::CarrierReads> {
+    futures::future::join_all(cfg.masters.iter().filter(|(_, m)| has_others(m)).map(
+        |(name, m)| async move {
+            let named = reports
+                .iter()
+                .filter_map(|r| r.as_ref().ok()?.masters.get(name))
+                .flat_map(|v| std::iter::once(&v.addr).chain(&v.replicas));
+            let nodes = node_targets(targets, name, m, named);
+            (name.clone(), read_others(ec2, m, &nodes).await)
+        },
+    ))
+    .await
+    .into_iter()
+    .collect()
 }

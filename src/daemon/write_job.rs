@@ -2,17 +2,14 @@
 //! the master's target, write every table that needs it in parallel, read the
 //! routes back until they show the target (EC2 reads are eventually consistent).
 
-use std::collections::{BTreeSet, HashMap};
-
-use ipnet::IpNet;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use crate::act::carriers;
 use crate::act::ec2::Ec2;
 use crate::act::targets::Targets;
-use crate::config::RouteTableId;
-use crate::decide::plan::{plan, CurrentRoute, RouteAction};
+use crate::decide::plan::{carriers, RouteAction};
 use crate::decide::steering::{WriteOrder, WriteOutcome};
 use crate::ops::metrics::METRICS;
 
@@ -54,60 +51,45 @@ impl WriteJob {
             outcome.latency = o.at.elapsed();
             return outcome;
         };
-        let cidr = o.cfg.vip.0;
-        let writes = o.cfg.route_tables.iter().map(|t| {
-            let known = o.known.get(t).cloned();
-            let ec2 = &self.ec2;
-            let target = &target;
+        // Every carrier (route tables, secondary IP, Elastic IP, DNS record)
+        // that needs it, at once; an unknown one is written (the write's own
+        // fallbacks cover a missing route).
+        let all = carriers(&o.cfg);
+        let writes = all.iter().map(|c| {
+            let known = o.known.get(c);
+            let action = known
+                .map(|k| k.plan(&target))
+                .unwrap_or(RouteAction::Replace);
+            let (ec2, target) = (&self.ec2, &target);
             async move {
-                // Unknown state: try ReplaceRoute (falls back to CreateRoute).
-                let action = known
-                    .as_ref()
-                    .map(|k| plan(k, target))
-                    .unwrap_or(RouteAction::Replace);
-                let r = match action {
-                    RouteAction::Keep => Ok(false),
-                    RouteAction::Replace => {
-                        ec2.write_route(t, cidr, target, false).await.map(|_| true)
-                    }
-                    RouteAction::Create => {
-                        ec2.write_route(t, cidr, target, true).await.map(|_| true)
-                    }
-                };
-                (t.clone(), r)
+                let r = carriers::write(ec2, &o.cfg, c, target, &o.addr, action, known).await;
+                (c.clone(), r)
             }
         });
         outcome.tables = futures::future::join_all(writes).await;
         outcome.write_time = started.elapsed();
         outcome.latency = o.at.elapsed();
-        let tables: BTreeSet<RouteTableId> = o.cfg.route_tables.iter().cloned().collect();
-        let cidrs: BTreeSet<IpNet> = [cidr].into_iter().collect();
-        // EC2 reads are eventually consistent: read back after a short pause,
+        // Reads are eventually consistent: read back after a short pause,
         // and again a few times before calling the write unverified. Nothing to
-        // verify when every write failed; an unreadable EC2 ends verification.
+        // verify when every write failed; an unreadable carrier ends verification.
         if outcome.tables.iter().all(|(_, r)| r.is_err()) {
             return outcome;
         }
+        let nodes = carriers::write_nodes(&o.cfg, &target, &o.known);
         for (attempt, pause) in VERIFY_AFTER.iter().enumerate() {
             tokio::time::sleep(*pause).await;
-            match self.ec2.read_tables(&tables, &cidrs).await {
-                Ok(read) => {
-                    let routes: HashMap<RouteTableId, CurrentRoute> = read
+            match carriers::read_back(&self.ec2, &o.cfg, &nodes).await {
+                Ok(held) => {
+                    let right = all
                         .iter()
-                        .map(|(t, r)| (t.clone(), r.route(&cidr)))
-                        .collect();
-                    let right = o
-                        .cfg
-                        .route_tables
-                        .iter()
-                        .all(|t| routes.get(t).is_some_and(|r| r.points_at(&target)));
-                    outcome.verified = Some(routes);
+                        .all(|c| held.get(c).is_some_and(|h| h.points_at(&target)));
+                    outcome.verified = Some(held);
                     if right {
                         break;
                     }
                 }
                 Err(e) => {
-                    warn!(master = %o.master, error = %e, attempt, "could not read the routes back after writing");
+                    warn!(master = %o.master, error = %e, attempt, "could not read the carriers back after writing");
                     break;
                 }
             }
@@ -131,6 +113,16 @@ pub(crate) fn count_write(w: &WriteOutcome) {
         METRICS
             .route_update_seconds
             .observe(w.latency.as_secs_f64());
+    }
+    for (kind, result) in w.carrier_results() {
+        METRICS
+            .carrier_writes
+            .get_or_create(&vec![
+                ("master", w.master.clone()),
+                ("kind", kind.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
     }
 }
 

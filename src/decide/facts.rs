@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::addr::Addr;
 use crate::config::RouteTableId;
-use crate::decide::plan::CurrentRoute;
+use crate::decide::plan::{Carrier, CurrentRoute, Held};
 
 /// How a failed EC2 call should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +45,16 @@ pub struct Ec2Error {
 
 impl std::fmt::Display for Ec2Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let service = match self.operation {
+            "ChangeResourceRecordSets"
+            | "ListResourceRecordSets"
+            | "GetChange"
+            | "GetHostedZone" => "Route 53",
+            _ => "EC2",
+        };
         write!(
             f,
-            "EC2 {} on {}: {}",
+            "{service} {} on {}: {}",
             self.operation, self.subject, self.message
         )?;
         if self.is_table_gone() {
@@ -133,6 +140,11 @@ impl TableRead {
 /// Every route table asked for, each read or failed on its own (see
 /// [`Ec2::read_each_table`]).
 pub type TableReads = BTreeMap<RouteTableId, Result<TableRead, Ec2Error>>;
+
+/// One master's carriers other than route tables (secondary IP, Elastic IP,
+/// DNS record), each read or failed on its own. Route tables are read for all
+/// masters at once ([`TableReads`]).
+pub type CarrierReads = BTreeMap<Carrier, Result<Held, Ec2Error>>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TargetError {

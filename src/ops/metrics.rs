@@ -158,6 +158,9 @@ pub(crate) struct Metrics {
     /// Alert inputs the controller could not hand to the alert task (inbox full).
     pub alerts_inbox_dropped: Counter,
     pub ec2_calls: Family<Labels, Counter>,
+    /// Per carrier of a master's address (route table, secondary IP, Elastic
+    /// IP, DNS record): each write's result.
+    pub carrier_writes: Scoped<Counter>,
     /// Read and write results the core gave up waiting for (its deadline passed).
     pub results_lost: Family<Labels, Counter>,
     /// A sentinel event's arrival at its watcher → the core handling it.
@@ -195,6 +198,7 @@ impl Metrics {
             alerts_dropped: Scoped::new(Scope::Sink),
             alerts_inbox_dropped: Counter::default(),
             ec2_calls: Family::default(),
+            carrier_writes: Scoped::new(Scope::Master),
             results_lost: Family::default(),
             input_delay_seconds: Histogram::new([
                 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
@@ -291,6 +295,11 @@ impl Metrics {
             m.ec2_calls.clone(),
         );
         r.register(
+            "carrier_writes",
+            "Writes per carrier of a master's address, by master, kind (route_table, secondary_ip, elastic_ip, dns) and result (written, read_back_wrong, failed)",
+            m.carrier_writes.family.clone(),
+        );
+        r.register(
             "config_last_reload_successful",
             "1 when the last config load (start or SIGHUP) was accepted, 0 when it was refused and the previous config kept",
             m.config_last_reload_successful.clone(),
@@ -325,6 +334,7 @@ impl Metrics {
         self.sentinel_connected.retain(&configured);
         self.subscribe_failures.retain(&configured);
         self.route_updates.retain(&configured);
+        self.carrier_writes.retain(&configured);
         self.no_majority.retain(&configured);
         self.route_ok.retain(&configured);
         self.switch_unconfirmed.retain(&configured);

@@ -10,6 +10,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct TableStatus {
     pub id: String,
+    /// `route_table`, `secondary_ip`, `elastic_ip` or `dns`.
+    pub kind: &'static str,
     /// The route's current target id, `missing`, or `unknown` before the first read.
     pub route: String,
 }

@@ -25,6 +25,8 @@ pub struct ConfigYaml {
     pub master: String,
     pub vip: String,
     pub tables: Vec<String>,
+    /// No `vip` and `route_tables` lines (a master carried by other kinds only).
+    pub no_route: bool,
     /// Whole lines added to the master, before its `nodes`.
     pub master_extra: String,
     /// `nodes` as (address key, ENI id); empty: no `nodes` (discovery).
@@ -46,6 +48,7 @@ impl ConfigYaml {
             master: MASTER.to_owned(),
             vip: VIP.to_owned(),
             tables: Vec::new(),
+            no_route: false,
             master_extra: String::new(),
             nodes: Vec::new(),
             interval: None,
@@ -88,11 +91,13 @@ impl ConfigYaml {
         } else {
             self.vip.clone()
         };
-        y += &format!(
-            "masters:\n  {}:\n    vip: {vip}\n    route_tables: [{}]\n",
-            self.master,
-            self.tables.join(", ")
-        );
+        y += &format!("masters:\n  {}:\n", self.master);
+        if !self.no_route {
+            y += &format!(
+                "    vip: {vip}\n    route_tables: [{}]\n",
+                self.tables.join(", ")
+            );
+        }
         y += &self.master_extra;
         if !self.nodes.is_empty() {
             y += "    nodes:\n";

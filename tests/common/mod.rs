@@ -20,6 +20,7 @@
 
 mod daemon;
 mod moto;
+mod reach;
 mod redis;
 mod tls;
 mod webhook;
@@ -27,7 +28,7 @@ mod webhook;
 // One flat namespace (`use common::*`); a test binary that uses nothing of a
 // component would warn about its re-export.
 #[allow(unused_imports)]
-pub use self::{daemon::*, moto::*, redis::*, tls::*, webhook::*};
+pub use self::{daemon::*, moto::*, reach::*, redis::*, tls::*, webhook::*};
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -341,6 +341,9 @@ pub struct FaultProxy {
     mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
     /// Requests answered with a fault (each 200 ms of a hanging one counts).
     pub faults: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Added before each forwarded request, in ms (a regional endpoint's
+    /// round trip; moto itself still serves one request at a time).
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FaultProxy {
@@ -351,11 +354,13 @@ impl FaultProxy {
         use std::sync::Arc;
         let mode = Arc::new(AtomicU8::new(Fault::Pass as u8));
         let faults = Arc::new(AtomicUsize::new(0));
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let client = http_client();
         let up = upstream.to_owned();
-        let (m, f) = (mode.clone(), faults.clone());
+        let (m, f, d) = (mode.clone(), faults.clone(), delay_ms.clone());
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let (m, f, client, up) = (m.clone(), f.clone(), client.clone(), up.clone());
+            let delay = Duration::from_millis(d.load(Ordering::SeqCst));
             let now = move || Fault::from_u8(m.load(Ordering::SeqCst));
             async move {
                 while now() == Fault::Hang {
@@ -375,6 +380,9 @@ impl FaultProxy {
                     f.fetch_add(1, Ordering::SeqCst);
                     let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation (injected by the test proxy)</Message></Error></Errors><RequestID>test</RequestID></Response>";
                     return (StatusCode::FORBIDDEN, [("content-type", "text/xml".to_owned())], xml.as_bytes().to_vec());
+                }
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
                 }
                 let url = format!("{up}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
                 let mut req = client.request(reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(), url);
@@ -398,7 +406,18 @@ impl FaultProxy {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FaultProxy { url, mode, faults }
+        FaultProxy {
+            url,
+            mode,
+            faults,
+            delay_ms,
+        }
+    }
+
+    /// Adds `d` before every forwarded request from now on.
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms
+            .store(d.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn set(&self, mode: Fault) {

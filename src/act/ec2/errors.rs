@@ -7,7 +7,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use crate::decide::facts::{Ec2Error, ErrorClass};
 
 impl Ec2Error {
-    pub(super) fn from_sdk<E, R>(
+    pub(crate) fn from_sdk<E, R>(
         operation: &'static str,
         subject: impl Into<String>,
         err: SdkError<E, R>,

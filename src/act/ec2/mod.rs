@@ -12,8 +12,11 @@
 //! tables, network interfaces and instances; `write.rs` points a route at a
 //! target (ReplaceRoute/CreateRoute and their fallbacks).
 
+mod eip;
+mod eni;
 mod errors;
 mod read;
+mod secondary_ip;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,10 +32,11 @@ use aws_sdk_ec2::Client;
 
 use crate::config::{AwsConfig, Config, RoleArn, RouteTableId};
 
+pub use eni::Interface;
 pub use errors::classify;
 pub use read::FoundInterface;
 
-fn count_call(operation: &'static str, ok: bool) {
+pub(crate) fn count_call(operation: &'static str, ok: bool) {
     crate::ops::metrics::METRICS
         .ec2_calls
         .get_or_create(&vec![
@@ -56,6 +60,11 @@ pub struct Ec2 {
     /// Tables reached through a master's own role: their client and role.
     by_table: std::sync::Arc<HashMap<RouteTableId, (Client, RoleArn)>>,
     region: Option<String>,
+    /// Route 53 (a master's `dns` record, `act::dns`), built from the same
+    /// configuration: same credentials, role and `endpoint_url`.
+    route53: aws_sdk_route53::Client,
+    /// Targets' network interfaces (`eni.rs`), shared by the clones.
+    interfaces: std::sync::Arc<std::sync::Mutex<HashMap<crate::config::Target, Interface>>>,
 }
 
 /// Fetches credentials for one role through STS and says so in the log; the
@@ -119,9 +128,11 @@ impl Ec2 {
         };
         Ec2 {
             client: Client::new(&shared),
+            route53: aws_sdk_route53::Client::new(&shared),
             base_role: cfg.assume_role_arn.clone(),
             by_table: Default::default(),
             region: shared.region().map(|r| r.to_string()),
+            interfaces: Default::default(),
         }
     }
 
@@ -203,6 +214,11 @@ impl Ec2 {
     /// The region the client resolved (config, environment or profile).
     pub fn region(&self) -> Option<&str> {
         self.region.as_deref()
+    }
+
+    /// The Route 53 client (`act::dns`).
+    pub(crate) fn route53(&self) -> &aws_sdk_route53::Client {
+        &self.route53
     }
 
     fn client_for(&self, table: &RouteTableId) -> &Client {

@@ -157,6 +157,7 @@ mod fixtures {
             target: "eni-0abc".into(),
             tables_written: 2,
             tables_total: 2,
+            carriers: Vec::new(),
             latency_ms: 140.0,
             error: None,
         });

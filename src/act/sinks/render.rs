@@ -253,6 +253,7 @@ fn generic(t: &Incident, state: State, receiver: &str, host: &str, description: 
             "route": t.route.as_ref().map(|r| json!({
                 "ok": r.ok, "target": r.target, "tablesWritten": r.tables_written,
                 "tablesTotal": r.tables_total, "latencyMs": r.latency_ms, "error": r.error,
+                "carriers": r.carriers,
             })),
             "eventsFolded": t.events,
         }

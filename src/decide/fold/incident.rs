@@ -391,4 +391,8 @@ pub struct RouteReport {
     pub tables_total: usize,
     pub latency_ms: f64,
     pub error: Option<String>,
+    /// Each carrier of the address besides route tables (secondary IP, Elastic
+    /// IP, DNS record) with its result, e.g. `secondary-ip:10.0.1.100 written`;
+    /// empty when the master has route tables only.
+    pub carriers: Vec<String>,
 }

@@ -76,6 +76,7 @@ impl Fold {
                 target: target.to_owned(),
                 tables_written: 0,
                 tables_total: total,
+                carriers: Vec::new(),
                 latency_ms: 0.0,
                 error: None,
             },

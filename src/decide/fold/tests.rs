@@ -151,6 +151,7 @@ fn route_outcome_is_quoted_in_the_message() {
             target: "eni-1".into(),
             tables_written: 2,
             tables_total: 2,
+            carriers: Vec::new(),
             latency_ms: 9.0,
             error: None,
         },
@@ -440,6 +441,7 @@ fn failed_route_write_is_an_incident_resolved_by_a_good_one() {
         target: "eni-1".into(),
         tables_written: 0,
         tables_total: 2,
+        carriers: Vec::new(),
         latency_ms: 1.0,
         error: Some("rtb-1: UnauthorizedOperation".into()),
     };
@@ -461,6 +463,7 @@ fn report(ok: bool) -> RouteReport {
         target: "eni-3".into(),
         tables_written: if ok { 2 } else { 0 },
         tables_total: 2,
+        carriers: Vec::new(),
         latency_ms: 7.0,
         error: (!ok).then(|| "rtb-1: RequestLimitExceeded".into()),
     }

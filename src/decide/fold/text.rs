@@ -198,6 +198,9 @@ impl Incident {
             } else {
                 format!("route: FAILED: {}", r.error.as_deref().unwrap_or("?"))
             });
+            if !r.carriers.is_empty() {
+                parts.push(format!("carriers: {}", r.carriers.join(", ")));
+            }
         }
         parts.push(format!("{} sentinel events folded", self.events));
         parts.join("; ")

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::config::{MasterConfig, RouteTableId, Target};
-use crate::decide::facts::{Ec2Error, TableReads, TargetError};
+use crate::config::{MasterConfig, Target};
+use crate::decide::facts::{CarrierReads, Ec2Error, TableReads, TargetError};
 use crate::decide::fold::{AlertInput, RouteReport};
-use crate::decide::plan::CurrentRoute;
+use crate::decide::plan::{Carrier, Held};
 use crate::decide::quorum::Answer;
 use crate::watch::event::Addr;
 use crate::watch::WatchMsg;
@@ -67,8 +67,8 @@ pub(crate) struct WriteOrder {
     pub cause: Cause,
     /// When the triggering event (or decision) happened, for the latency figure.
     pub at: Instant,
-    /// Routes as last known, so tables that are already right are not written.
-    pub known: HashMap<RouteTableId, CurrentRoute>,
+    /// Carriers as last known, so those already right are not written.
+    pub known: HashMap<Carrier, Held>,
 }
 
 /// Result of one majority read plus route table read.
@@ -82,6 +82,9 @@ pub(crate) struct ReadOutcome {
     /// that is gone is an error of its own, never silently absent). The outer
     /// error is a failure of the whole call (network, permission).
     pub tables: Result<TableReads, Ec2Error>,
+    /// Per master: its other carriers (secondary IP, Elastic IP, DNS record),
+    /// each read or failed on its own.
+    pub carriers: HashMap<String, CarrierReads>,
     /// Targets known without I/O (static `nodes` or the discovery cache) for the
     /// addresses the sentinels named, per master.
     pub targets: HashMap<String, HashMap<Addr, Result<Target, TargetError>>>,
@@ -97,6 +100,7 @@ impl ReadOutcome {
             seq,
             answers: HashMap::new(),
             tables: Err(task_failed("DescribeRouteTables", why)),
+            carriers: HashMap::new(),
             targets: HashMap::new(),
             sentinels_answering: 0,
             took,
@@ -113,10 +117,10 @@ pub(crate) struct WriteOutcome {
     pub addr: Addr,
     pub cause: Cause,
     pub target: Result<Target, TargetError>,
-    /// Per table: Ok(true) written, Ok(false) already right, Err why not.
-    pub tables: Vec<(RouteTableId, Result<bool, Ec2Error>)>,
-    /// Routes read back after the write.
-    pub verified: Option<HashMap<RouteTableId, CurrentRoute>>,
+    /// Per carrier: Ok(true) written, Ok(false) already right, Err why not.
+    pub tables: Vec<(Carrier, Result<bool, Ec2Error>)>,
+    /// Carriers read back after the write.
+    pub verified: Option<HashMap<Carrier, Held>>,
     /// From the triggering event (or decision) to all writes answered.
     pub latency: Duration,
     pub write_time: Duration,
@@ -188,9 +192,36 @@ impl WriteOutcome {
                 .unwrap_or_default(),
             tables_written: self.written(),
             tables_total: self.tables.len(),
+            carriers: self
+                .carrier_results()
+                .into_iter()
+                .zip(&self.tables)
+                .filter(|(_, (c, _))| c.route_table().is_none())
+                .map(|((_, result), (c, _))| format!("{c} {result}"))
+                .collect(),
             latency_ms: self.latency.as_secs_f64() * 1e3,
             error: (!ok).then(|| self.describe_failure()),
         }
+    }
+
+    /// Each carrier's kind and result, in order: `written` (and read back so),
+    /// `already_right`, `read_back_wrong` (written, but the read-back shows
+    /// another holder) or `failed`.
+    pub(crate) fn carrier_results(&self) -> Vec<(&'static str, &'static str)> {
+        self.tables
+            .iter()
+            .map(|(c, r)| {
+                let result = match r {
+                    Err(_) => "failed",
+                    Ok(false) => "already_right",
+                    Ok(true) => match (&self.target, &self.verified) {
+                        (Ok(t), Some(v)) if v.get(c).is_some_and(|h| h.points_at(t)) => "written",
+                        _ => "read_back_wrong",
+                    },
+                };
+                (c.kind(), result)
+            })
+            .collect()
     }
 
     pub(crate) fn written(&self) -> usize {

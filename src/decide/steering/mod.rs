@@ -67,9 +67,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
-use crate::config::{Config, MasterConfig, RouteTableId};
+use crate::config::{Config, MasterConfig};
 use crate::decide::fold::AlertInput;
-use crate::decide::plan::CurrentRoute;
+use crate::decide::plan::{carriers, Carrier, Held};
 use crate::ops::status::{MasterStatus, TableStatus};
 use crate::watch::event::Addr;
 use crate::watch::{WatchMsg, REFUSED_PREFIX};
@@ -157,8 +157,8 @@ struct Unconfirmed {
 #[derive(Debug)]
 struct MasterState {
     cfg: MasterConfig,
-    /// Last known route per table (read, or written and verified).
-    routes: HashMap<RouteTableId, CurrentRoute>,
+    /// Last known state per carrier (read, or written and verified).
+    routes: HashMap<Carrier, Held>,
     /// The address the routes were last verified to point at.
     applied: Option<Addr>,
     /// Last accepted majority verdict and its config-epoch.
@@ -190,8 +190,9 @@ struct MasterState {
     /// When to read again after a failed write (transient errors only).
     retry_at: Option<Instant>,
     last_error: Option<String>,
-    /// A route table listed in the config that EC2 does not have.
-    missing_tables: Vec<RouteTableId>,
+    /// A carrier listed in the config that cannot be read (a route table EC2
+    /// does not have, an Elastic IP or hosted zone it cannot find, ...).
+    missing_tables: Vec<Carrier>,
     /// What was last alerted about unreadable tables (`None`: all readable, or
     /// nothing alerted).
     tables_alerted: Option<String>,
@@ -514,7 +515,7 @@ impl Steering {
             .iter()
             .map(|(name, st)| MasterStatus {
                 name: name.clone(),
-                vip: st.cfg.vip.to_string(),
+                vip: st.cfg.vip.map(|v| v.to_string()).unwrap_or_default(),
                 majority: st.majority.as_ref().map(|(a, _)| a.to_string()),
                 config_epoch: st.majority.as_ref().map(|(_, e)| *e),
                 applied: st.applied.as_ref().map(|a| a.to_string()),
@@ -529,12 +530,11 @@ impl Steering {
                 last_error: st.last_error.clone().or_else(|| {
                     (!st.missing_tables.is_empty()).then(|| missing_text(&st.missing_tables))
                 }),
-                tables: st
-                    .cfg
-                    .route_tables
+                tables: carriers(&st.cfg)
                     .iter()
                     .map(|t| TableStatus {
                         id: t.to_string(),
+                        kind: t.kind(),
                         route: if st.missing_tables.contains(t) {
                             "table-not-found".into()
                         } else {

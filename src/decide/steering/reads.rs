@@ -12,10 +12,10 @@ use super::{
     Action, Cause, MasterState, ReadOutcome, Steering, DEFAULT_FAILOVER_TIMEOUT, EPOCH_BACK_HOLD,
     EPOCH_BACK_RECHECK,
 };
-use crate::config::{RouteTableId, Target};
-use crate::decide::facts::TableReads;
+use crate::config::Target;
+use crate::decide::facts::{CarrierReads, ErrorClass, TableReads};
 use crate::decide::fold::{AlertInput, Condition, MasterRead, RouteReport};
-use crate::decide::plan::{plan, RouteAction};
+use crate::decide::plan::{carriers, Carrier, RouteAction};
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Addr;
 
@@ -140,11 +140,15 @@ impl Steering {
         }
         let mut result = Judged::Ok;
         // Route tables as read.
-        if let Ok(tables) = &o.tables {
-            let unreadable = st.take_tables(name, tables);
-            if unreadable.is_some() {
-                result = Judged::Failed;
-            }
+        let (unreadable, transient) =
+            st.take_tables(name, o.tables.as_ref().ok(), o.carriers.get(name));
+        if unreadable.is_some() || transient {
+            result = Judged::Failed;
+        }
+        // A route-table read that failed as a whole says nothing of which
+        // carrier is readable: an open unreadable incident is neither
+        // resolved nor re-said from it unless some carrier is known missing.
+        if o.tables.is_ok() || unreadable.is_some() {
             st.alert_unreadable(name, unreadable, out);
         }
         let empty = Vec::new();
@@ -298,6 +302,7 @@ impl Steering {
                     tables_written: 0,
                     tables_total: st.cfg.route_tables.len(),
                     latency_ms: 0.0,
+                    carriers: Vec::new(),
                     error: Some(format!(
                         "no EC2 target for the sentinel majority's master {addr}: {e}; the VIP route stays where it is"
                     )),
@@ -314,16 +319,51 @@ impl Steering {
 
 /// The steps of `Steering::judge_master` that touch one master only.
 impl MasterState {
-    /// Takes the route tables as read. A table that cannot be read is dropped
-    /// from the cache and listed in `missing_tables`; returns why (and logs it)
-    /// when any is.
-    fn take_tables(&mut self, name: &str, tables: &TableReads) -> Option<String> {
-        self.missing_tables.clear();
+    /// Takes the carriers as read (`tables`: the route tables, `None` when
+    /// their read failed as a whole; `others`: the other kinds). A carrier that
+    /// cannot be read is dropped from the cache and listed in `missing_tables`.
+    /// Returns why (and logs it) when any is, and whether one could not be read
+    /// for now (throttled, unreachable: unknown, not missing).
+    fn take_tables(
+        &mut self,
+        name: &str,
+        tables: Option<&TableReads>,
+        others: Option<&CarrierReads>,
+    ) -> (Option<String>, bool) {
+        // A kind that was not read this time keeps what was said of it.
+        self.missing_tables.retain(|c| match c {
+            Carrier::RouteTable(_) => tables.is_none(),
+            _ => others.is_none(),
+        });
         let mut why = Vec::new();
-        for t in &self.cfg.route_tables {
-            match tables.get(t) {
-                Some(Ok(read)) => {
-                    self.routes.insert(t.clone(), read.route(&self.cfg.vip.0));
+        let mut transient = false;
+        for c in carriers(&self.cfg) {
+            let read = match (&c, self.cfg.vip) {
+                (Carrier::RouteTable(t), Some(vip)) => {
+                    let Some(tables) = tables else { continue };
+                    tables.get(t).map(|r| {
+                        r.as_ref()
+                            .map(|r| r.route(&vip.0).into())
+                            .map_err(Clone::clone)
+                    })
+                }
+                (Carrier::RouteTable(_), None) => continue,
+                (c, _) => {
+                    let Some(others) = others else { continue };
+                    others.get(c).cloned()
+                }
+            };
+            let t = &c;
+            match read {
+                Some(Ok(held)) => {
+                    self.routes.insert(t.clone(), held);
+                }
+                Some(Err(e)) if t.route_table().is_none() && e.class == ErrorClass::Transient => {
+                    // Throttled or unreachable: unknown until the next read,
+                    // not "not found".
+                    self.routes.remove(t);
+                    warn!(master = %name, carrier = %t, error = %e, "cannot read this carrier now; read again at the next reconcile");
+                    transient = true;
                 }
                 Some(Err(e)) => {
                     // Never judge from a stale cache what cannot be read now.
@@ -334,20 +374,23 @@ impl MasterState {
                 None => {
                     self.routes.remove(t);
                     self.missing_tables.push(t.clone());
-                    why.push(format!("{t}: not in EC2's answer"));
+                    why.push(format!("{t}: not in AWS's answer"));
                 }
             }
         }
         if !self.missing_tables.is_empty() {
             error!(master = %name, tables = %missing_text(&self.missing_tables), error = %why.join("; "),
-                "route table cannot be read (deleted, another account or region, or a typo in masters.{name}.route_tables)");
-            return Some(format!(
-                "{} ({}); deleted, in another account or region, or a typo in masters.{name}.route_tables?",
-                missing_text(&self.missing_tables),
-                why.join("; ")
-            ));
+                "carrier cannot be read (deleted, another account or region, or a typo in masters.{name})");
+            return (
+                Some(format!(
+                    "{} ({}); deleted, in another account or region, or a typo in masters.{name}?",
+                    missing_text(&self.missing_tables),
+                    why.join("; ")
+                )),
+                transient,
+            );
         }
-        None
+        (None, transient)
     }
 
     /// An unreadable table is an incident, firing until every table reads
@@ -588,13 +631,12 @@ impl MasterState {
     /// Tables (among those read) whose VIP route does not point at `target`,
     /// as `table=route` for the log line.
     fn wrong_routes(&self, target: &Target) -> Vec<String> {
-        self.cfg
-            .route_tables
+        carriers(&self.cfg)
             .iter()
             .filter(|t| !self.missing_tables.contains(t))
             .filter_map(|t| {
                 let r = self.routes.get(t)?;
-                (plan(r, target) != RouteAction::Keep).then(|| format!("{t}={}", r.describe()))
+                (r.plan(target) != RouteAction::Keep).then(|| format!("{t}={}", r.describe()))
             })
             .collect()
     }
@@ -649,10 +691,27 @@ enum Judged {
     RecheckAt(Instant),
 }
 
-pub(super) fn missing_text(tables: &[RouteTableId]) -> String {
-    let ids: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-    format!(
-        "route table {} not found in EC2 (or not readable)",
-        ids.join(", ")
-    )
+pub(super) fn missing_text(tables: &[Carrier]) -> String {
+    let (routes, others): (Vec<&Carrier>, Vec<&Carrier>) =
+        tables.iter().partition(|c| c.route_table().is_some());
+    let ids = |v: Vec<&Carrier>| {
+        v.iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut said = Vec::new();
+    if !routes.is_empty() {
+        said.push(format!(
+            "route table {} not found in EC2 (or not readable)",
+            ids(routes)
+        ));
+    }
+    if !others.is_empty() {
+        said.push(format!(
+            "{} not found in AWS (or not readable)",
+            ids(others)
+        ));
+    }
+    said.join("; ")
 }

@@ -1,10 +1,13 @@
 //! The decision rules as scenarios: inputs at injected times, expected actions.
 use super::*;
-use crate::config::Target;
+use crate::config::{RouteTableId, Target};
 use crate::decide::facts::{Ec2Error, TableRead, TableReads, TargetError};
+use crate::decide::plan::CurrentRoute;
 use crate::decide::quorum::{self, Answer, Verdict};
 use crate::watch::event::Event;
 use crate::watch::{MasterView, SentinelId, WatchMsg};
+
+mod reach;
 
 const A: &str = "10.0.1.10";
 const B: &str = "10.0.1.11";
@@ -75,7 +78,7 @@ fn table_reads(on: Option<&str>) -> TableReads {
 
 fn plain_tables(on: Option<&str>) -> HashMap<RouteTableId, TableRead> {
     let cfg = cfg();
-    let vip = cfg.masters["m"].vip.0;
+    let vip = cfg.masters["m"].vip.expect("vip").0;
     cfg.masters["m"]
         .route_tables
         .iter()
@@ -124,6 +127,7 @@ fn read(seq: u64, answers: Vec<Answer>, vip_on: Option<&str>) -> Input {
         seq,
         answers: [("m".to_owned(), answers)].into_iter().collect(),
         tables: Ok(table_reads(vip_on)),
+        carriers: HashMap::new(),
         targets: [("m".to_owned(), targets)].into_iter().collect(),
         sentinels_answering: 3,
         took: Duration::from_millis(5),
@@ -194,13 +198,18 @@ impl Sim {
         let target = Target::Eni(
             crate::config::EniId::try_from(eni(&order.addr.host).to_owned()).expect("id"),
         );
-        let vip = order.cfg.vip.0;
+        let vip = order.cfg.vip.expect("vip").0;
         let verified = ok.then(|| {
             order
                 .cfg
                 .route_tables
                 .iter()
-                .map(|t| (t.clone(), tables(Some(&order.addr.host))[t].route(&vip)))
+                .map(|t| {
+                    (
+                        t.clone().into(),
+                        tables(Some(&order.addr.host))[t].route(&vip).into(),
+                    )
+                })
                 .collect()
         });
         let tables = order
@@ -219,7 +228,7 @@ impl Sim {
                         message: "throttled".into(),
                     })
                 };
-                (t.clone(), r)
+                (t.clone().into(), r)
             })
             .collect();
         self.feed(
@@ -930,7 +939,7 @@ fn permission_refused(ms: u64, s: &mut Sim, actions: &[Action]) -> Vec<Action> {
                         code: Some("UnauthorizedOperation".into()),
                         message: "not authorized".into(),
                     };
-                    (t.clone(), Err(e))
+                    (t.clone().into(), Err(e))
                 })
                 .collect(),
             verified: None,

@@ -178,6 +178,7 @@ fn the_fold_does_not_resolve_a_route_failure_while_a_table_is_unreadable() {
         tables_total: 2,
         latency_ms: 5.0,
         error: Some("rtb-2: InvalidRouteTableID.NotFound".into()),
+        carriers: Vec::new(),
     };
     f.on_route(at(0), &failed);
     f.on_failure_condition(at(1), "m", Condition::TableUnreadable, true, "rtb-2");
