@@ -315,10 +315,7 @@ async fn a_failed_precheck_exits_1_and_never_asks_sentinel() {
     let (code, out, err) = verb(&config, &["switchover"]);
     eprintln!("switchover (unreadable table):\n{out}{err}");
     assert_eq!(code, 1, "{out}{err}");
-    assert!(
-        out.contains("FAIL pre-check route tables readable"),
-        "{out}"
-    );
+    assert!(out.contains("FAIL pre-check carriers readable"), "{out}");
     assert!(out.contains("SENTINEL FAILOVER was not sent"), "{out}");
     // SENTINEL FAILOVER logs +try-failover and +new-epoch synchronously
     // (sentinelStartFailover) before it answers OK.

@@ -414,9 +414,9 @@ async fn an_unreadable_route_table_fires_a_webhook_until_it_reads_again() {
         (rig.vpc.vip_targets().await[0].as_deref() == Some(rig.vpc.enis[0].as_str())).then_some(())
     })
     .await;
-    let reads = daemon.logs().matches("route table cannot be read").count();
+    let reads = daemon.logs().matches("cannot be read (deleted").count();
     eventually("three more reads", WITHIN, || async {
-        (daemon.logs().matches("route table cannot be read").count() >= reads + 3).then_some(())
+        (daemon.logs().matches("cannot be read (deleted").count() >= reads + 3).then_some(())
     })
     .await;
     let resolved: Vec<Hook> = hooks

@@ -215,7 +215,12 @@ pub(super) async fn run(
             },
             None => None,
         };
-        check_source_dest(&mut r, &ec2, &targets, &reachable, name, m, master.as_ref()).await;
+        // Source/dest check matters where a route table sends the VIP's
+        // packets to a node; a secondary IP, Elastic IP or DNS record is the
+        // node's own address and works with the check on.
+        if !m.route_tables.is_empty() {
+            check_source_dest(&mut r, &ec2, &targets, &reachable, name, m, master.as_ref()).await;
+        }
         check_nodes_share_the_tables_vpc(&mut r, &ec2, name, m, read).await;
         reach::check_carriers(&mut r, &ec2, name, m, target.as_ref()).await;
         let Some(vip) = m.vip else { continue };

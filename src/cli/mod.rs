@@ -55,7 +55,7 @@ struct Cli {
     config: PathBuf,
     /// Read the sentinel password from PATH instead of where
     /// `sentinel_auth.password_env`/`password_file` say (check, status,
-    /// reconcile; `run` always reads the config's). The service's
+    /// reconcile, switchover; `run` always reads the config's). The service's
     /// `/run/credentials/...` exists only while it runs: from a shell, point
     /// this at the credential's source, or at /dev/stdin, e.g.
     /// `systemd-creds decrypt /etc/credstore.encrypted/sentinel-password - |
@@ -86,12 +86,14 @@ enum Command {
         offline: bool,
     },
     /// Per master: the sentinels' view, config-epoch, expected target and each
-    /// table's route (from a running daemon's /status, else computed directly).
+    /// carrier's state (route tables, secondary IP, Elastic IP, DNS record;
+    /// from a running daemon's /status, else computed directly).
     Status {
         #[arg(long)]
         json: bool,
     },
-    /// Read the majority and the route tables and repair what is wrong.
+    /// Read the majority and every carrier (route tables, secondary IP, Elastic
+    /// IP, DNS record) and repair what is wrong.
     Reconcile {
         /// Print what would change; change nothing.
         #[arg(long)]
@@ -110,10 +112,13 @@ enum Command {
         sink: Option<String>,
     },
     /// Print the least-privilege IAM policy (JSON) for this config: the route
-    /// tables' ARNs and only the Describe* actions its features use.
+    /// tables' ARNs, the secondary-IP / Elastic IP / Route 53 actions of the
+    /// carriers it uses (Route 53 on that zone only), and only the Describe*
+    /// actions its features use.
     IamPolicy {
-        /// Account id for the tables' ARNs; default: each table's `OwnerId`
-        /// from DescribeRouteTables.
+        /// Account id for the route tables' ARNs (other carriers' ENI and
+        /// Elastic IP resources stay `*`); default: each table's `OwnerId` from
+        /// DescribeRouteTables.
         #[arg(long)]
         account: Option<String>,
     },

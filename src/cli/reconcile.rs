@@ -384,7 +384,11 @@ fn record_write(view: &mut MasterSummary, w: &WriteOutcome) {
 /// Prints views as text.
 pub(super) fn print(views: &[MasterSummary]) {
     for v in views {
-        println!("master {} (vip {})", v.master, v.vip);
+        if v.vip.is_empty() {
+            println!("master {}", v.master);
+        } else {
+            println!("master {} (vip {})", v.master, v.vip);
+        }
         for s in &v.sentinels {
             println!("  sentinel {:<22} {}", s.sentinel, s.says);
         }
@@ -405,7 +409,8 @@ pub(super) fn print(views: &[MasterSummary]) {
                 .map(|r| format!(" -> {r}"))
                 .unwrap_or_default();
             println!(
-                "  table {:<24} route {:<28} {}{result}",
+                "  {:<12} {:<24} {:<28} {}{result}",
+                t.kind,
                 t.table,
                 t.route,
                 action_name(t.action)

@@ -63,10 +63,15 @@ pub(super) fn print_daemon_status(s: &serde_json::Value) {
         .and_then(|m| m.as_array())
         .unwrap_or(&empty)
     {
+        let vip = get(m, "vip");
         println!(
-            "master {} (vip {}): majority {} at config-epoch {}, VIP on {}{}",
+            "master {}{}: majority {} at config-epoch {}, VIP on {}{}",
             get(m, "name"),
-            get(m, "vip"),
+            if vip.is_empty() || vip == "null" {
+                String::new()
+            } else {
+                format!(" (vip {vip})")
+            },
             get(m, "majority"),
             get(m, "config_epoch"),
             get(m, "applied"),
@@ -89,7 +94,12 @@ pub(super) fn print_daemon_status(s: &serde_json::Value) {
                 .unwrap_or("not known yet (no majority, or not resolved)")
         );
         for t in m.get("tables").and_then(|t| t.as_array()).unwrap_or(&empty) {
-            println!("  table {:<24} route {}", get(t, "id"), get(t, "route"));
+            println!(
+                "  {:<12} {:<24} {}",
+                get(t, "kind"),
+                get(t, "id"),
+                get(t, "route")
+            );
         }
     }
 }

@@ -398,9 +398,9 @@ async fn precheck<'a>(
             }
         }
         if bad.is_empty() {
-            check("route tables readable", true, seen.join(", "))
+            check("carriers readable", true, seen.join(", "))
         } else {
-            check("route tables readable", false, bad.join("; "))
+            check("carriers readable", false, bad.join("; "))
         }
     };
     // 4. A replica that Sentinel would promote, caught up; asked of a
@@ -669,13 +669,13 @@ fn print(r: &Report) {
         line(
             t.vip_verified,
             format!(
-                "VIP verified on {new} ({}) in {} route tables",
+                "VIP verified on {new} ({}) in {} carriers",
                 r.new_target.as_deref().unwrap_or("?"),
                 r.tables.len()
             ),
         );
         for (t, route) in &r.tables {
-            println!("  table {t:<24} {route}");
+            println!("  {t:<40} {route}");
         }
     }
     match &r.error {

@@ -127,6 +127,12 @@ async fn reload(
     if old.http.listen != new.http.listen {
         warn!("http.listen changed: takes effect at the next restart");
     }
+    if format!("{:?}", old.log) != format!("{:?}", new.log) {
+        warn!("log changed: takes effect at the next restart");
+    }
+    if old.state_dir != new.state_dir {
+        warn!("state_dir changed: the switch journal moves at the next restart");
+    }
     let new_links = if links_changed {
         let fresh = Links::start(new).await;
         let stale = std::mem::replace(links, fresh);

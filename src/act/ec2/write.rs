@@ -1,6 +1,7 @@
 //! Writes: pointing a VIP route at a target (ReplaceRoute, CreateRoute, each
 //! falling back to the other) and the DryRun permission probe.
 
+use aws_sdk_ec2::operation::create_route::builders::CreateRouteFluentBuilder;
 use aws_sdk_ec2::operation::replace_route::builders::ReplaceRouteFluentBuilder;
 use ipnet::IpNet;
 
@@ -85,6 +86,24 @@ impl Ec2 {
             .set_instance_id(instance)
     }
 
+    /// The one CreateRoute request, for the write and its DryRun probe.
+    fn create_request(
+        &self,
+        table: &RouteTableId,
+        cidr: IpNet,
+        target: &Target,
+    ) -> CreateRouteFluentBuilder {
+        let (v4, v6) = destination(cidr);
+        let (eni, instance) = target_ids(target);
+        self.client_for(table)
+            .create_route()
+            .route_table_id(table.as_str())
+            .set_destination_cidr_block(v4)
+            .set_destination_ipv6_cidr_block(v6)
+            .set_network_interface_id(eni)
+            .set_instance_id(instance)
+    }
+
     async fn replace_route(
         &self,
         table: &RouteTableId,
@@ -103,18 +122,7 @@ impl Ec2 {
         cidr: IpNet,
         target: &Target,
     ) -> Result<(), Ec2Error> {
-        let (v4, v6) = destination(cidr);
-        let (eni, instance) = target_ids(target);
-        let r = self
-            .client_for(table)
-            .create_route()
-            .route_table_id(table.as_str())
-            .set_destination_cidr_block(v4)
-            .set_destination_ipv6_cidr_block(v6)
-            .set_network_interface_id(eni)
-            .set_instance_id(instance)
-            .send()
-            .await;
+        let r = self.create_request(table, cidr, target).send().await;
         count_call("CreateRoute", r.is_ok());
         r.map(|_| ())
             .map_err(|e| Ec2Error::from_sdk("CreateRoute", write_subject(table, cidr, target), e))
@@ -184,16 +192,8 @@ impl Ec2 {
         cidr: IpNet,
         target: &Target,
     ) -> Result<(), Ec2Error> {
-        let (v4, v6) = destination(cidr);
-        let (eni, instance) = target_ids(target);
         let r = self
-            .client_for(table)
-            .create_route()
-            .route_table_id(table.as_str())
-            .set_destination_cidr_block(v4)
-            .set_destination_ipv6_cidr_block(v6)
-            .set_network_interface_id(eni)
-            .set_instance_id(instance)
+            .create_request(table, cidr, target)
             .dry_run(true)
             .send()
             .await;

@@ -380,7 +380,7 @@ impl MasterState {
         }
         if !self.missing_tables.is_empty() {
             error!(master = %name, tables = %missing_text(&self.missing_tables), error = %why.join("; "),
-                "carrier cannot be read (deleted, another account or region, or a typo in masters.{name})");
+                "route table or other carrier cannot be read (deleted, another account or region, or a typo in masters.{name})");
             return (
                 Some(format!(
                     "{} ({}); deleted, in another account or region, or a typo in masters.{name}?",
