@@ -117,12 +117,21 @@ async fn daemon_killed_mid_failover_and_restarted_ends_on_the_majoritys_master()
     let mut daemon = rig.start_daemon("30s", "");
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     rig.redis.wait_ready_for_failover(2).await;
-    let out = cli(
-        &rig.redis.hosts[0],
-        rig.redis.sentinel_port,
-        &["SENTINEL", "FAILOVER", MASTER],
-    );
-    assert_eq!(out, "OK");
+    // Sentinel answers NOGOODSLAVE until it has fresh INFO from a replica
+    // (it may not yet right after the rig is up): ask until it accepts.
+    eventually(
+        "SENTINEL FAILOVER to be accepted",
+        Duration::from_secs(60),
+        || async {
+            let out = cli(
+                &rig.redis.hosts[0],
+                rig.redis.sentinel_port,
+                &["SENTINEL", "FAILOVER", MASTER],
+            );
+            (out == "OK").then_some(())
+        },
+    )
+    .await;
     daemon.kill();
     let m = new_master(&rig, 0).await;
     daemon.spawn();

@@ -153,7 +153,7 @@ async fn reconcile_dry_run_changes_nothing_and_reconcile_repairs() {
     let text = String::from_utf8_lossy(&dry.stdout).to_string();
     assert!(dry.status.success(), "{text}");
     assert!(
-        text.contains(&format!("table {}", rig.vpc.tables[0])) && text.contains("replace"),
+        text.contains(&format!("route_table  {}", rig.vpc.tables[0])) && text.contains("replace"),
         "{text}"
     );
     assert!(text.contains("create"), "{text}");
