@@ -1,6 +1,7 @@
 //! Writes: pointing a VIP route at a target (ReplaceRoute, CreateRoute, each
 //! falling back to the other) and the DryRun permission probe.
 
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::create_route::builders::CreateRouteFluentBuilder;
 use aws_sdk_ec2::operation::replace_route::builders::ReplaceRouteFluentBuilder;
 use ipnet::IpNet;
@@ -141,17 +142,7 @@ impl Ec2 {
             .dry_run(true)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let err = Ec2Error::from_sdk("ReplaceRoute(DryRun)", table.as_str(), e);
-                if err.code.as_deref() == Some("DryRunOperation") {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        dry_run_outcome("ReplaceRoute(DryRun)", table.as_str(), r).map(|_| ())
     }
 }
 
@@ -169,17 +160,7 @@ impl Ec2 {
             .dry_run(true)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(false),
-            Err(e) => {
-                let err = Ec2Error::from_sdk("DescribeRouteTables(DryRun)", table.as_str(), e);
-                if err.code.as_deref() == Some("DryRunOperation") {
-                    Ok(true)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        dry_run_outcome("DescribeRouteTables(DryRun)", table.as_str(), r)
     }
 
     /// Permission probe for a table with no VIP route yet (a first
@@ -197,15 +178,30 @@ impl Ec2 {
             .dry_run(true)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let err = Ec2Error::from_sdk("CreateRoute(DryRun)", table.as_str(), e);
-                if err.code.as_deref() == Some("DryRunOperation") {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
+        dry_run_outcome("CreateRoute(DryRun)", table.as_str(), r).map(|_| ())
+    }
+}
+
+/// What a DryRun call answered: `Ok(true)` when EC2 said the call would have
+/// succeeded (`DryRunOperation`), `Ok(false)` when it was performed (an
+/// endpoint that ignores DryRun), the error otherwise.
+fn dry_run_outcome<T, E, R>(
+    operation: &'static str,
+    subject: &str,
+    r: Result<T, SdkError<E, R>>,
+) -> Result<bool, Ec2Error>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match r {
+        Ok(_) => Ok(false),
+        Err(e) => {
+            let err = Ec2Error::from_sdk(operation, subject, e);
+            if err.code.as_deref() == Some("DryRunOperation") {
+                Ok(true)
+            } else {
+                Err(err)
             }
         }
     }
