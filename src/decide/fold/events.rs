@@ -401,6 +401,16 @@ impl Fold {
 }
 
 impl Fold {
+    /// A lagging sentinel's view of a "replica" that is the master now: the
+    /// master's own incident covers it, so the event is absorbed (counted).
+    fn lagging_view(&mut self, master: &str, role: &'static str, addr: &str) -> bool {
+        let lagging = role == "replica" && self.is_current_master(master, addr);
+        if lagging {
+            self.absorbed += 1;
+        }
+        lagging
+    }
+
     /// A replica or sentinel of `master` seen down (`+sdown`, or a read).
     pub(super) fn instance_down(
         &mut self,
@@ -409,10 +419,7 @@ impl Fold {
         role: &'static str,
         addr: String,
     ) {
-        if role == "replica" && self.is_current_master(master, &addr) {
-            // A lagging sentinel's view (its replica is the master now): the
-            // master's incident covers it.
-            self.absorbed += 1;
+        if self.lagging_view(master, role, &addr) {
             return;
         }
         if role == "replica" && self.is_former(at, master, &addr) {
@@ -461,8 +468,7 @@ impl Fold {
         role: &'static str,
         addr: String,
     ) {
-        if role == "replica" && self.is_current_master(master, &addr) {
-            self.absorbed += 1;
+        if self.lagging_view(master, role, &addr) {
             return;
         }
         if role == "replica" && self.is_former(at, master, &addr) {
