@@ -106,7 +106,6 @@ impl Controller {
         ec2: Ec2,
         links: Vec<SentinelLink>,
         inbox: mpsc::Receiver<Input>,
-        _tx: mpsc::Sender<Input>,
         alerts: Option<mpsc::Sender<AlertInput>>,
         status: SharedStatus,
     ) -> Controller {
@@ -581,8 +580,7 @@ mod tests {
         let ec2 = Ec2::for_config(&cfg).await;
         let (tx, rx) = mpsc::channel(EVENTS + 16);
         let status = SharedStatus::new(3);
-        let controller =
-            Controller::new(cfg, ec2, Vec::new(), rx, tx.clone(), None, status.clone());
+        let controller = Controller::new(cfg, ec2, Vec::new(), rx, None, status.clone());
         let (stop, shutdown) = Shutdown::new();
         let task = tokio::spawn(controller.run(shutdown));
         let started = Instant::now();

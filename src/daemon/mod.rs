@@ -60,7 +60,6 @@ pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
         ec2,
         links.links.clone(),
         rx,
-        tx.clone(),
         Some(alerter.inbox.clone()),
         status.clone(),
     )
