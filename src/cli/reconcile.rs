@@ -221,6 +221,8 @@ pub(super) async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<M
                 order,
                 ec2: ec2.clone(),
                 targets: targets.clone(),
+                // An operator's command: it has just read, it writes now.
+                standby: Duration::ZERO,
             };
             record_write(&mut view, &job.run().await);
         }

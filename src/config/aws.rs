@@ -37,7 +37,20 @@ pub struct AwsConfig {
     /// into EC2's `RequestLimitExceeded` (default: 5/s, burst 200).
     #[serde(default)]
     pub write_rate: WriteRate,
+    /// With several watchers (`local_sentinel` set), how long a standby
+    /// watcher waits, per live watcher ahead of it, after its turn in the
+    /// `write_rate` line before it reads the carriers and writes only what is
+    /// still wrong (default [`DEFAULT_STANDBY_CHECK_AFTER`]; read it through
+    /// [`AwsConfig::standby_check_after`]).
+    #[serde(default, with = "opt_duration")]
+    pub standby_check_after: Option<Duration>,
 }
+
+/// `aws.standby_check_after`'s default: long enough for the designated
+/// writer's write and its read-back (tens of ms) and for EC2's eventually
+/// consistent reads to show it, short enough that a dead writer costs about a
+/// second.
+pub(crate) const DEFAULT_STANDBY_CHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// An IAM role ARN (`arn:aws:iam::123456789012:role/name`), checked at load.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -93,12 +106,21 @@ impl AwsConfig {
     pub fn call_timeout(&self) -> Duration {
         self.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT)
     }
+
+    /// `standby_check_after`, or [`DEFAULT_STANDBY_CHECK_AFTER`].
+    pub fn standby_check_after(&self) -> Duration {
+        self.standby_check_after
+            .unwrap_or(DEFAULT_STANDBY_CHECK_AFTER)
+    }
 }
 
 /// `aws.write_rate`: EC2's account-wide bucket for mutating calls, as the
-/// daemon's share of it. The default matches EC2's documented bucket for
-/// mutating actions (200 tokens, refilled at 5/s); lower it when other tools
-/// write in the same account and region.
+/// deployment's share of it — **shared by its watchers**, not per watcher:
+/// with `local_sentinel` set only the designated writer spends it, and every
+/// standby paces its checks through the same line so it writes, if at all,
+/// in the writer's place and slot. The default matches EC2's documented bucket
+/// for mutating actions (200 tokens, refilled at 5/s); lower it when other
+/// tools write in the same account and region.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(try_from = "WriteRateSpec")]
 pub struct WriteRate {

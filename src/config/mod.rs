@@ -82,6 +82,13 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// The sentinel beside this watcher (one sentinel-vip per sentinel host),
+    /// exactly as listed in `sentinels`: the watchers then agree on one
+    /// designated writer and one chat speaker (`decide::speaker`). Same meaning
+    /// as `alerts.local_sentinel` (either; both must agree). Read it through
+    /// [`Config::local`].
+    #[serde(default)]
+    pub local_sentinel: Option<Addr>,
     /// Where the daemon keeps state across restarts (the switch journal);
     /// systemd's `StateDirectory=sentinel-vip` creates the default.
     #[serde(default = "default_state_dir")]
@@ -126,7 +133,7 @@ impl Config {
     }
 
     /// Rules that span several keys (serde checks one value at a time):
-    /// VIPs must not overlap, `alerts.local_sentinel` must be a listed sentinel.
+    /// VIPs must not overlap, `local_sentinel` (or `alerts.local_sentinel`) must be a listed sentinel.
     fn check_across(&self, text: &str) -> Result<(), String> {
         let masters: Vec<(&String, &MasterConfig)> = self.masters.iter().collect();
         for (name, m) in &masters {
@@ -147,15 +154,42 @@ impl Config {
                 }
             }
         }
-        if let Some(local) = &self.alerts.local_sentinel {
-            if !self.sentinels.contains(local) {
+        for (key, path, local) in [
+            ("local_sentinel", &["local_sentinel"][..], &self.local_sentinel),
+            (
+                "alerts.local_sentinel",
+                &["alerts", "local_sentinel"][..],
+                &self.alerts.local_sentinel,
+            ),
+        ] {
+            if let Some(local) = local {
+                if !self.sentinels.contains(local) {
+                    return Err(format!(
+                        "{key}: {local} is not one of `sentinels`{}; give the address of the sentinel beside this watcher exactly as listed there",
+                        at_line(text, path)
+                    ));
+                }
+            }
+        }
+        if let (Some(top), Some(a)) = (&self.local_sentinel, &self.alerts.local_sentinel) {
+            if top != a {
                 return Err(format!(
-                    "alerts.local_sentinel: {local} is not one of `sentinels`{}; give the address of the sentinel beside this watcher exactly as listed there",
+                    "alerts.local_sentinel: {a} differs from local_sentinel {top}{}; they name the same thing (the sentinel beside this watcher): keep one",
                     at_line(text, &["alerts", "local_sentinel"])
                 ));
             }
         }
         Ok(())
+    }
+
+    /// The sentinel beside this watcher: `local_sentinel`, or the older
+    /// spelling `alerts.local_sentinel`. Set, the watchers of a deployment
+    /// agree on who writes routes and who posts to chat; unset, this one
+    /// does both at once.
+    pub fn local(&self) -> Option<&Addr> {
+        self.local_sentinel
+            .as_ref()
+            .or(self.alerts.local_sentinel.as_ref())
     }
 
     /// Reads the sentinel password from where `sentinel_auth` names it, or

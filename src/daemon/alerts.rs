@@ -9,28 +9,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::act::sinks::Sink;
 use crate::addr::Addr;
 use crate::config::Config;
 use crate::decide::fold::{AlertInput, Fold, Incident, Stamp};
+use crate::daemon::peers::{current, Peers};
 use crate::decide::speaker::{designated, Liveness};
 use crate::ops::metrics::METRICS;
 use crate::ops::status::SharedStatus;
 use crate::shutdown::Shutdown;
-use crate::watch::SentinelLink;
-
-/// The latest liveness view and when it was taken (`None`: no poll yet).
-type LivenessView = Option<(Instant, Liveness)>;
 
 /// What the daemon hands the alert task on SIGHUP: the new config and the
-/// sentinel links in use. The fold (open incidents) is kept; sinks, timing,
-/// masters and the live-watcher poller follow the new config.
+/// live-watcher view of the links in use. The fold (open incidents) is kept;
+/// sinks, timing, masters and the speaker rule follow the new config.
 pub(crate) struct Reconfigure {
     pub cfg: Arc<Config>,
-    pub links: Vec<SentinelLink>,
+    pub peers: Peers,
 }
 
 /// The running alert task's two inboxes.
@@ -49,29 +46,14 @@ struct Speaking {
     receiver: String,
     /// This machine's host name: every message names the watcher that sent it.
     host: String,
-    live: watch::Receiver<LivenessView>,
-    /// Dropping it stops this config's `CLIENT LIST` poller.
-    _poller: Option<crate::shutdown::ShutdownTrigger>,
+    /// Which watchers are alive (`daemon::peers`, polled with the links).
+    live: Peers,
 }
 
 impl Speaking {
-    fn new(
-        cfg: &Config,
-        links: &[SentinelLink],
-        http: &reqwest::Client,
-        shutdown: &Shutdown,
-    ) -> Speaking {
-        let local = cfg.alerts.local_sentinel.clone();
+    fn new(cfg: &Config, live: Peers, http: &reqwest::Client) -> Speaking {
+        let local = cfg.local().cloned();
         let sentinels = cfg.sentinels.clone();
-        let (poller, live) = match &local {
-            Some(_) => {
-                let (stop, stopped) = Shutdown::new();
-                let rx =
-                    poll_liveness(links.to_vec(), sentinels.clone(), shutdown.clone(), stopped);
-                (Some(stop), rx)
-            }
-            None => (None, watch::channel(None).1),
-        };
         Speaking {
             // `load_config` read every sink's secrets before this config
             // was accepted; a process's environment does not change since.
@@ -93,7 +75,6 @@ impl Speaking {
             local,
             sentinels,
             live,
-            _poller: poller,
         }
     }
 }
@@ -102,16 +83,15 @@ impl Speaking {
 /// alerts never delay a route write. With no webhooks configured the fold
 /// still runs (a reload may add sinks) and nothing is sent.
 ///
-/// With `alerts.local_sentinel` set, the task also polls `CLIENT LIST` on every
-/// sentinel through `links` (see [`speaker`]) to decide who posts to chat sinks;
-/// the poller ends with the task's `shutdown` or when a reload replaces it.
+/// With `local_sentinel` set, `peers` (the links' `CLIENT LIST` poller, see
+/// [`crate::daemon::peers`]) tells whether this watcher posts to chat sinks.
 ///
 /// **Architecture Invariant:** every task started here ends on `shutdown`
 /// (sink workers end once their sink is dropped and their queue is empty), so
 /// reloads do not leak tasks.
 pub(crate) fn spawn(
     cfg: &Config,
-    links: &[SentinelLink],
+    peers: Peers,
     status: SharedStatus,
     mut shutdown: Shutdown,
 ) -> Alerter {
@@ -128,7 +108,7 @@ pub(crate) fn spawn(
         .with_group_interval(cfg.alerts.group_interval)
         .for_masters(cfg.masters.keys().cloned())
         .for_cluster(&cfg.cluster());
-    let mut speaking = Speaking::new(cfg, links, &http, &shutdown);
+    let mut speaking = Speaking::new(cfg, peers, &http);
     info!(cluster = %cfg.cluster(), explicit = cfg.cluster.is_some(), host = %speaking.host,
         "alerts: incident keys and messages name this deployment and host");
     tokio::spawn(async move {
@@ -146,7 +126,7 @@ pub(crate) fn spawn(
                     fold.set_group_interval(r.cfg.alerts.group_interval);
                     fold.set_masters(Stamp::now(), r.cfg.masters.keys().cloned());
                     fold.set_cluster(&r.cfg.cluster());
-                    speaking = Speaking::new(&r.cfg, &r.links, &http, &shutdown);
+                    speaking = Speaking::new(&r.cfg, r.peers, &http);
                     info!(sinks = speaking.sinks.len(), "alerts reconfigured; open incidents kept");
                 }
                 m = rx.recv() => {
@@ -166,7 +146,7 @@ pub(crate) fn spawn(
             }
             let due = fold.due(Instant::now());
             if !due.is_empty() {
-                let live = current(&speaking.live.borrow());
+                let live = current(&speaking.live);
                 for incident in due {
                     send(
                         &incident,
@@ -193,70 +173,6 @@ pub(crate) fn spawn(
         inbox: tx,
         reconfigure: reconf_tx,
     }
-}
-
-/// The liveness view to decide with now: unknown when none was taken yet or
-/// the last one is stale.
-fn current(view: &LivenessView) -> Liveness {
-    match view {
-        Some((at, l)) if at.elapsed() < crate::decide::speaker::STALE_AFTER => l.clone(),
-        _ => Liveness::Unknown,
-    }
-}
-
-/// Polls `CLIENT LIST` on every sentinel every [`crate::decide::speaker::POLL_EVERY`] and
-/// publishes the liveness verdict. Ends on shutdown. Logs when a watcher is
-/// seen gone or back, and when nothing can be read.
-fn poll_liveness(
-    links: Vec<SentinelLink>,
-    sentinels: Vec<Addr>,
-    mut shutdown: Shutdown,
-    mut replaced: Shutdown,
-) -> watch::Receiver<LivenessView> {
-    let (tx, rx) = watch::channel(None);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::decide::speaker::POLL_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last: Option<Liveness> = None;
-        loop {
-            tokio::select! {
-                _ = shutdown.recv() => break,
-                _ = replaced.recv() => break,
-                _ = tick.tick() => {}
-            }
-            let reads = links.iter().map(|l| async move {
-                match tokio::time::timeout(crate::decide::speaker::POLL_TIMEOUT, l.client_list())
-                    .await
-                {
-                    Ok(Ok(text)) => Some(text),
-                    _ => None,
-                }
-            });
-            let lists = futures::future::join_all(reads).await;
-            let live = crate::decide::speaker::liveness(&sentinels, &lists);
-            if last.as_ref() != Some(&live) {
-                match &live {
-                    Liveness::Known { alive, answered } => {
-                        let gone: Vec<String> = sentinels
-                            .iter()
-                            .map(|s| s.to_string())
-                            .filter(|s| !alive.contains(s))
-                            .collect();
-                        info!(alive = ?alive, gone = ?gone, answered, "watchers seen through CLIENT LIST");
-                    }
-                    Liveness::Unknown => warn!(
-                        "CLIENT LIST unreadable on every sentinel: cannot tell which watchers are alive, \
-                         so this one posts to chat sinks too (needs ACL +client|list)"
-                    ),
-                }
-                last = Some(live.clone());
-            }
-            if tx.send(Some((Instant::now(), live))).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 async fn send(

@@ -31,9 +31,11 @@ use crate::act::ec2::Ec2;
 use crate::act::pacing::Pacer;
 use crate::act::targets::Targets;
 use crate::config::Config;
+use crate::daemon::peers::Peers;
 use crate::daemon::read_job::majority_read;
 use crate::daemon::write_job::{count_write, log_write, WriteJob};
 use crate::decide::fold::AlertInput;
+use crate::decide::speaker;
 use crate::decide::steering::{self, Action, ReadOutcome, Steering, WriteOrder, WriteOutcome};
 use crate::ops::metrics::METRICS;
 use crate::ops::status::{SentinelView, SharedStatus};
@@ -60,6 +62,8 @@ pub(crate) enum Input {
 pub(crate) struct Reload {
     pub cfg: Arc<Config>,
     pub links: Option<Vec<SentinelLink>>,
+    /// The live-watcher view of the links in use (new links, new poller).
+    pub peers: Peers,
     pub ec2: Option<Ec2>,
 }
 
@@ -98,6 +102,9 @@ pub(crate) struct Controller {
     views: HashMap<String, Vec<SentinelView>>,
     /// The switch journal's feed (`try_send` only; off by default).
     journal: crate::daemon::journal::JournalFeed,
+    /// Which watchers of the deployment are alive: this one writes at once
+    /// when it is first ([`speaker::rank`] 0), else as a standby.
+    peers: Peers,
 }
 
 impl Controller {
@@ -131,6 +138,7 @@ impl Controller {
             lost_counted: (0, 0),
             views: HashMap::new(),
             journal: Default::default(),
+            peers: crate::daemon::peers::alone(),
         }
     }
 
@@ -138,6 +146,22 @@ impl Controller {
     pub(crate) fn with_journal(mut self, feed: crate::daemon::journal::JournalFeed) -> Controller {
         self.journal = feed;
         self
+    }
+
+    /// The other watchers (`daemon::peers`); without it this one writes alone.
+    pub(crate) fn with_peers(mut self, peers: Peers) -> Controller {
+        self.peers = peers;
+        self
+    }
+
+    /// How long a write started now waits before it reads and writes what is
+    /// still wrong: zero for the designated writer; for a standby,
+    /// [`speaker::rank`] steps of [`steering::standby_step`].
+    fn standby_wait(&self, cause: steering::Cause) -> Duration {
+        let live = crate::daemon::peers::current(&self.peers);
+        let rank = speaker::rank(self.cfg.local(), &self.cfg.sentinels, &live);
+        METRICS.writer_rank.set(rank as i64);
+        steering::standby_step(&self.cfg, cause) * rank as u32
     }
 
     /// Runs until shutdown; then lets in-flight route writes finish (bounded).
@@ -238,10 +262,16 @@ impl Controller {
                 return;
             }
             Input::Reload(r) => {
-                let Reload { cfg, links, ec2 } = *r;
+                let Reload {
+                    cfg,
+                    links,
+                    peers,
+                    ec2,
+                } = *r;
                 if let Some(links) = links {
                     self.links = Arc::new(links);
                 }
+                self.peers = peers;
                 if let Some(ec2) = ec2 {
                     self.ec2 = ec2;
                 }
@@ -324,13 +354,15 @@ impl Controller {
     }
 
     fn start_write(&mut self, order: WriteOrder) {
+        let standby = self.standby_wait(order.cause);
         self.core
-            .write_started(Instant::now(), &order.master, order.id);
-        let deadline = self.write_deadline();
+            .write_started(Instant::now(), &order.master, order.id, standby);
+        let deadline = self.write_deadline() + standby;
         let job = WriteJob {
             order: order.clone(),
             ec2: self.ec2.clone(),
             targets: self.targets.clone(),
+            standby,
         };
         let tx = self.results_tx.clone();
         supervise(job.run(), deadline, move |r, took| {

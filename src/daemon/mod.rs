@@ -7,6 +7,7 @@ pub(crate) mod alerts;
 pub(crate) mod controller;
 pub(crate) mod inbox;
 pub(crate) mod journal;
+pub(crate) mod peers;
 pub(crate) mod read_job;
 pub(crate) mod write_job;
 
@@ -33,7 +34,7 @@ use crate::watch::{self, SentinelLink};
 /// SIGHUP reloads **in place**: the controller (every master's state, in-flight
 /// writes), the alert task (open incidents) and the HTTP server keep running;
 /// only what changed is swapped — the sentinel links when the sentinel list,
-/// auth or `alerts.local_sentinel` changed, the EC2 client when `aws` changed.
+/// auth or `local_sentinel` changed, the EC2 client when `aws` changed.
 /// An invalid new config is logged and the running one kept. `http.listen` and
 /// `log` take effect at the next restart.
 ///
@@ -54,7 +55,7 @@ pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
     let ec2 = Ec2::for_config(&cfg).await;
     let (tx, rx) = mpsc::channel::<Input>(4096);
     let mut links = Links::start(&cfg).await;
-    let alerter = alerts::spawn(&cfg, &links.links, status.clone(), shutdown.clone());
+    let alerter = alerts::spawn(&cfg, links.peers.clone(), status.clone(), shutdown.clone());
     let controller = Controller::new(
         Arc::new(cfg.clone()),
         ec2,
@@ -63,6 +64,7 @@ pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
         Some(alerter.inbox.clone()),
         status.clone(),
     )
+    .with_peers(links.peers.clone())
     .with_journal(journal::spawn(&cfg.state_dir));
     links.forward(tx.clone());
     let _ = tx.send(Input::Reconcile("start")).await;
@@ -151,6 +153,7 @@ async fn reload(
         .send(Input::Reload(Box::new(Reload {
             cfg: cfg.clone(),
             links: new_links,
+            peers: links.peers.clone(),
             ec2,
         })))
         .await;
@@ -160,7 +163,7 @@ async fn reload(
         .reconfigure
         .send(alerts::Reconfigure {
             cfg,
-            links: links.links.clone(),
+            peers: links.peers.clone(),
         })
         .await;
 }
@@ -180,7 +183,7 @@ fn links_differ(a: &Config, b: &Config) -> bool {
         || auth(a) != auth(b)
         || tls(a)
         || tls(b)
-        || a.alerts.local_sentinel != b.alerts.local_sentinel
+        || a.local() != b.local()
 }
 
 /// The sentinel links of one config: a watcher task per sentinel (pub/sub)
@@ -191,13 +194,16 @@ struct Links {
     stopped: Shutdown,
     /// Watch messages not yet forwarded (see [`Links::forward`]).
     messages: Option<mpsc::Receiver<watch::WatchMsg>>,
+    /// The other watchers, polled through these links while they are open
+    /// (with `local_sentinel` set; otherwise this watcher acts alone).
+    peers: peers::Peers,
 }
 
 impl Links {
     async fn start(cfg: &Config) -> Links {
         let (stop, stopped) = Shutdown::new();
         let (wtx, wrx) = mpsc::channel(4096);
-        let name = watch::connection_name(cfg.alerts.local_sentinel.as_ref());
+        let name = watch::connection_name(cfg.local());
         let links = watch::spawn_watchers(
             &cfg.sentinels,
             cfg.sentinel_auth.as_ref(),
@@ -215,11 +221,16 @@ impl Links {
         if !up.iter().any(|u| *u) {
             error!("no sentinel reachable; routes are left as they are until one answers");
         }
+        let peers = match cfg.local() {
+            Some(_) => peers::poll(links.clone(), cfg.sentinels.clone(), stopped.clone()),
+            None => peers::alone(),
+        };
         Links {
             links,
             stop,
             stopped,
             messages: Some(wrx),
+            peers,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::act::carriers;
 use crate::act::ec2::Ec2;
@@ -22,10 +22,17 @@ const VERIFY_AFTER: [Duration; 3] = [
 
 /// One route write: resolve the target, write every table that needs it in
 /// parallel, read back.
+///
+/// A **standby** write (`standby` > 0: another watcher is the designated
+/// writer, see `decide::speaker::rank`) first waits that long, then reads every
+/// carrier and writes only those still wrong: when the writer did its job, a
+/// standby spends one read and no mutating call; when the writer is dead or cut
+/// off, the standby writes in its place `standby` later.
 pub(crate) struct WriteJob {
     pub order: WriteOrder,
     pub ec2: Ec2,
     pub targets: Targets,
+    pub standby: Duration,
 }
 
 impl WriteJob {
@@ -35,7 +42,6 @@ impl WriteJob {
             .targets
             .resolve(&self.ec2, &o.master, &o.cfg, &o.addr)
             .await;
-        let started = Instant::now();
         let mut outcome = WriteOutcome {
             id: o.id,
             master: o.master.clone(),
@@ -51,6 +57,24 @@ impl WriteJob {
             outcome.latency = o.at.elapsed();
             return outcome;
         };
+        let mut known = o.known.clone();
+        let mut checked = None;
+        if !self.standby.is_zero() {
+            tokio::time::sleep(self.standby).await;
+            let nodes = carriers::write_nodes(&o.cfg, &target, &known);
+            match carriers::read_back(&self.ec2, &o.cfg, &nodes).await {
+                Ok(held) => {
+                    known.extend(held.iter().map(|(c, h)| (c.clone(), h.clone())));
+                    checked = Some(held);
+                }
+                Err(e) => {
+                    warn!(master = %o.master, error = %e, "standby: cannot read the carriers before writing; writing them all (a duplicate write beats a lost one)");
+                    count_standby("unreadable");
+                }
+            }
+        }
+        let started = Instant::now();
+        let o = &WriteOrder { known, ..o.clone() };
         // Every carrier (route tables, secondary IP, Elastic IP, DNS record)
         // that needs it, at once; an unknown one is written (the write's own
         // fallbacks cover a missing route).
@@ -75,6 +99,18 @@ impl WriteJob {
         if outcome.tables.iter().all(|(_, r)| r.is_err()) {
             return outcome;
         }
+        if let Some(held) = checked {
+            if outcome.written() == 0 && outcome.tables.iter().all(|(_, r)| r.is_ok()) {
+                // The designated writer did it: what was just read is the proof.
+                debug!(master = %o.master, "standby: every carrier already right; nothing written");
+                count_standby("already_right");
+                outcome.verified = Some(held);
+                return outcome;
+            }
+            warn!(master = %o.master, addr = %o.addr, written = outcome.written(),
+                "standby: carriers still wrong after the designated writer's turn; written in its place");
+            count_standby("written");
+        }
         let nodes = carriers::write_nodes(&o.cfg, &target, &o.known);
         for (attempt, pause) in VERIFY_AFTER.iter().enumerate() {
             tokio::time::sleep(*pause).await;
@@ -96,6 +132,14 @@ impl WriteJob {
         }
         outcome
     }
+}
+
+/// Counts a standby check in `/metrics` by what it found.
+fn count_standby(result: &'static str) {
+    METRICS
+        .standby_checks
+        .get_or_create(&vec![("result", result.to_owned())])
+        .inc();
 }
 
 /// Counts a finished write in `/metrics`.

@@ -106,28 +106,37 @@ pub(crate) fn liveness(sentinels: &[Addr], lists: &[Option<String>]) -> Liveness
     Liveness::Known { alive, answered }
 }
 
-/// Whether this watcher speaks for chat sinks about an incident.
-///
-/// Without `local_sentinel` every watcher speaks. With it, watchers are taken
-/// in a fixed order — by sentinel address, the same on every watcher and for
-/// every incident — and the first one alive speaks. Gone watchers are skipped;
-/// a watcher whose liveness is unknown counts as possibly gone, so the ones
-/// after it speak too (at-least-once). This watcher is alive to itself
-/// whatever the sentinels say.
+/// Whether this watcher speaks for chat sinks about an incident, and writes
+/// routes at once: it is first among the live watchers ([`rank`] 0).
 pub(crate) fn designated(local: Option<&Addr>, sentinels: &[Addr], live: &Liveness) -> bool {
-    let Some(local) = local else { return true };
+    rank(local, sentinels, live) == 0
+}
+
+/// This watcher's place among the live ones: 0 is the designated writer and
+/// chat speaker; a standby of rank `r` checks a route write `r` steps of
+/// `aws.standby_check_after` after its turn, by reading first.
+///
+/// Without `local_sentinel` every watcher is first. With it, watchers are
+/// taken in a fixed order — by sentinel address, the same on every watcher and
+/// for every master — and those seen alive ahead of this one are counted;
+/// gone watchers are skipped. When the liveness of one ahead is unknown, this
+/// one counts itself first (at-least-once: a duplicate write or post beats a
+/// lost one). This watcher is alive to itself whatever the sentinels say.
+pub(crate) fn rank(local: Option<&Addr>, sentinels: &[Addr], live: &Liveness) -> usize {
+    let Some(local) = local else { return 0 };
+    let mut ahead = 0;
     for w in speaking_order(sentinels) {
         if w == local {
-            return true;
+            return ahead;
         }
         match live.is_alive(w) {
-            Some(true) => return false,
+            Some(true) => ahead += 1,
             Some(false) => continue,
-            None => return true,
+            None => return 0,
         }
     }
-    // Every listed watcher ahead of us is gone (or we are not listed).
-    true
+    // Not listed (the config check refuses it): after every listed one.
+    ahead
 }
 
 /// The configured sentinels by address (numeric IPs first, in numeric order;
@@ -309,6 +318,26 @@ mod tests {
         assert!(designated(Some(&s[1]), &s, &live));
         assert!(designated(Some(&s[2]), &s, &live));
         assert!(!designated(Some(&s[0]), &s, &live));
+    }
+
+    #[test]
+    fn rank_counts_the_live_watchers_ahead_and_skips_the_gone() {
+        let s = addrs();
+        // Order by address: 10.0.0.2 (index 1), 10.0.0.11 (2), 10.0.0.12 (0).
+        let all = all_alive();
+        assert_eq!(rank(Some(&s[1]), &s, &all), 0);
+        assert_eq!(rank(Some(&s[2]), &s, &all), 1);
+        assert_eq!(rank(Some(&s[0]), &s, &all), 2);
+        // The first one gone: every other moves up one step.
+        let l = Some(list_with(&[0, 2]));
+        let first_gone = liveness(&s, &[l.clone(), l.clone(), l]);
+        assert_eq!(rank(Some(&s[2]), &s, &first_gone), 0);
+        assert_eq!(rank(Some(&s[0]), &s, &first_gone), 1);
+        // Nobody can tell: each is first (every watcher writes at once).
+        for w in &s {
+            assert_eq!(rank(Some(w), &s, &Liveness::Unknown), 0);
+        }
+        assert_eq!(rank(None, &s, &all), 0);
     }
 
     #[test]

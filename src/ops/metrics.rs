@@ -171,6 +171,16 @@ pub(crate) struct Metrics {
     pub config_last_reload_success: Gauge<f64, AtomicU64>,
     /// Switch-journal failures (unwritable, corrupt line, full feed), by kind.
     pub journal_errors: Family<Labels, Counter>,
+    /// Standby checks (another watcher is the designated writer), by what
+    /// they found: `already_right`, `written` (in the writer's place),
+    /// `unreadable` (could not read first: written at-least-once).
+    pub standby_checks: Family<Labels, Counter>,
+    /// This watcher's place among the live ones when it last started a write:
+    /// 0 the designated writer, r a standby checking r steps late.
+    pub writer_rank: Gauge,
+    /// Watchers of the deployment seen alive through `CLIENT LIST` (-1: cannot
+    /// tell); absent without `local_sentinel`.
+    pub watchers_alive: Gauge,
     registry: Registry,
 }
 
@@ -206,6 +216,9 @@ impl Metrics {
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success: Gauge::default(),
             journal_errors: Family::default(),
+            standby_checks: Family::default(),
+            writer_rank: Gauge::default(),
+            watchers_alive: Gauge::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -313,6 +326,21 @@ impl Metrics {
             "journal_errors",
             "Switch-journal errors (never a stop), by kind: write, read, corrupt, dropped",
             m.journal_errors.clone(),
+        );
+        r.register(
+            "standby_checks",
+            "Route writes this watcher started as a standby (another is the designated writer), by what its read found: already_right (nothing written), written (in the writer's place), unreadable (written without reading)",
+            m.standby_checks.clone(),
+        );
+        r.register(
+            "writer_rank",
+            "This watcher's place among the live watchers at its last route write: 0 the designated writer, r a standby that checks r steps of aws.standby_check_after late",
+            m.writer_rank.clone(),
+        );
+        r.register(
+            "watchers_alive",
+            "Watchers of the deployment seen alive through CLIENT LIST on a majority of the sentinels that answered (-1: none answered); only with local_sentinel",
+            m.watchers_alive.clone(),
         );
         Metrics { registry: r, ..m }
     }

@@ -116,6 +116,20 @@ pub(crate) fn job_bounds(cfg: &Config) -> (Duration, Duration) {
     )
 }
 
+/// How much later than the designated writer a standby of rank 1 checks a
+/// write (rank r: r steps). The writer hears a switch event when the standby
+/// does, so `aws.standby_check_after` covers its write and read-back; a write
+/// the core decided from its own majority read (drift, a switch not taken on
+/// the fast path) may be found by the writer's read up to one
+/// `reconcile.interval` later than by the standby's, so that is added.
+pub(crate) fn standby_step(cfg: &Config, cause: Cause) -> Duration {
+    let skew = match cause {
+        Cause::SwitchEvent => Duration::ZERO,
+        Cause::Reconcile => cfg.reconcile.interval,
+    };
+    cfg.aws.standby_check_after() + skew
+}
+
 /// Longest a route write may wait for `aws.write_rate` before it starts: every
 /// master's tables paid for at the configured rate, plus a second.
 fn pacing_bound(cfg: &Config) -> Duration {

@@ -845,7 +845,7 @@ fn a_lost_write_result_ends_at_its_deadline_and_a_late_one_is_ignored() {
     let mut s = Sim::started();
     let w = s.feed(100, switch(0, A, B, s.at(100)));
     let first = write_orders(&w).remove(0);
-    s.core.write_started(s.at(100), "m", first.id);
+    s.core.write_started(s.at(100), "m", first.id, Duration::ZERO);
     assert_eq!(s.master().writing.as_deref(), Some("10.0.1.11:6379"));
     // Its WriteDone is lost. The confirming read sees B but must not clear
     // the write (a write in flight reads its own result back).
@@ -906,7 +906,7 @@ fn a_write_waiting_for_the_write_rate_is_not_given_up_before_it_starts() {
     let order = write_orders(&w).remove(0);
     // Held by the pacer past the job's own bound: not lost yet.
     let wait = write_due_ms() + 1_000;
-    s.core.write_started(s.at(100 + wait), "m", order.id);
+    s.core.write_started(s.at(100 + wait), "m", order.id, Duration::ZERO);
     s.tick(100 + wait);
     assert_eq!(s.core.lost_results().1, 0);
     assert_eq!(s.master().writing.as_deref(), Some("10.0.1.11:6379"));
@@ -1153,3 +1153,28 @@ fn a_lower_epoch_of_zero_is_a_re_monitor_even_with_a_sentinel_silent() {
     assert!(epoch_alerts(&a).iter().any(|d| d.contains("re-monitored")));
 }
 mod silent;
+
+#[test]
+fn a_standby_write_is_due_after_its_wait_plus_the_jobs_bound() {
+    let mut s = Sim::started();
+    let w = s.feed(100, switch(0, A, B, s.at(100)));
+    let order = write_orders(&w).remove(0);
+    // A standby of rank 2 with 1 s steps: it reads 2 s after it starts.
+    s.core
+        .write_started(s.at(100), "m", order.id, Duration::from_secs(2));
+    s.tick(100 + write_due_ms() + 1_999);
+    assert_eq!(s.core.lost_results().1, 0, "not lost while it waits to check");
+    s.tick(100 + write_due_ms() + 2_000);
+    assert_eq!(s.core.lost_results().1, 1, "lost once its wait and bound are over");
+}
+
+#[test]
+fn a_standby_checks_a_drift_repair_one_reconcile_interval_later_than_a_switch() {
+    let c = cfg();
+    let step = c.aws.standby_check_after();
+    assert_eq!(standby_step(&c, Cause::SwitchEvent), step);
+    assert_eq!(
+        standby_step(&c, Cause::Reconcile),
+        step + c.reconcile.interval
+    );
+}

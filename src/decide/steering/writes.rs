@@ -51,9 +51,11 @@ impl Steering {
     }
 
     /// The driver started write `id` of `master` (it left the `aws.write_rate`
-    /// line) at `now`: its result is due within the job's bound from now.
-    pub(crate) fn write_started(&mut self, now: Instant, master: &str, id: u64) {
-        let due_after = self.write_due_after;
+    /// line) at `now`, to wait `standby` before it reads and writes (a standby
+    /// watcher's check; zero for the designated writer): its result is due
+    /// within that wait plus the job's bound from now.
+    pub(crate) fn write_started(&mut self, now: Instant, master: &str, id: u64, standby: Duration) {
+        let due_after = self.write_due_after + standby;
         if let Some(f) = self
             .masters
             .get_mut(master)
