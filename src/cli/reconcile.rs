@@ -216,13 +216,13 @@ pub(super) async fn reconcile(cfg: &Config, write: bool) -> anyhow::Result<Vec<M
                 cause: Cause::Reconcile,
                 at: Instant::now(),
                 known,
+                // An operator's command: it has just read, it writes now.
+                check_first: false,
             };
             let job = WriteJob {
                 order,
                 ec2: ec2.clone(),
                 targets: targets.clone(),
-                // An operator's command: it has just read, it writes now.
-                standby: Duration::ZERO,
             };
             record_write(&mut view, &job.run().await);
         }

@@ -155,7 +155,11 @@ impl Config {
             }
         }
         for (key, path, local) in [
-            ("local_sentinel", &["local_sentinel"][..], &self.local_sentinel),
+            (
+                "local_sentinel",
+                &["local_sentinel"][..],
+                &self.local_sentinel,
+            ),
             (
                 "alerts.local_sentinel",
                 &["alerts", "local_sentinel"][..],

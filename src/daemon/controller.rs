@@ -154,14 +154,17 @@ impl Controller {
         self
     }
 
-    /// How long a write started now waits before it reads and writes what is
-    /// still wrong: zero for the designated writer; for a standby,
-    /// [`speaker::rank`] steps of [`steering::standby_step`].
-    fn standby_wait(&self, cause: steering::Cause) -> Duration {
+    /// Tells the core how long this watcher leaves a route write to the
+    /// designated writer: zero when it is first among the live watchers
+    /// ([`speaker::rank`] 0, or alone), else rank steps of
+    /// [`steering::standby_step`]. Called when the live-watcher view changes
+    /// and every second (a view goes stale).
+    fn update_standby(&mut self) {
         let live = crate::daemon::peers::current(&self.peers);
         let rank = speaker::rank(self.cfg.local(), &self.cfg.sentinels, &live);
         METRICS.writer_rank.set(rank as i64);
-        steering::standby_step(&self.cfg, cause) * rank as u32
+        self.core
+            .set_standby(steering::standby_step(&self.cfg) * rank as u32);
     }
 
     /// Runs until shutdown; then lets in-flight route writes finish (bounded).
@@ -193,10 +196,12 @@ impl Controller {
                         self.start_write(order);
                     }
                 }
+                Ok(()) = self.peers.changed() => self.update_standby(),
                 _ = heartbeat.tick() => {
                     // Time alone changes some of `/status` (an unconfirmed
                     // switch grows old): publish at least this often.
                     self.dirty = true;
+                    self.update_standby();
                     crate::ops::notify::heartbeat(&self.status);
                 }
             }
@@ -272,6 +277,7 @@ impl Controller {
                     self.links = Arc::new(links);
                 }
                 self.peers = peers;
+                self.update_standby();
                 if let Some(ec2) = ec2 {
                     self.ec2 = ec2;
                 }
@@ -354,15 +360,13 @@ impl Controller {
     }
 
     fn start_write(&mut self, order: WriteOrder) {
-        let standby = self.standby_wait(order.cause);
         self.core
-            .write_started(Instant::now(), &order.master, order.id, standby);
-        let deadline = self.write_deadline() + standby;
+            .write_started(Instant::now(), &order.master, order.id);
+        let deadline = self.write_deadline();
         let job = WriteJob {
             order: order.clone(),
             ec2: self.ec2.clone(),
             targets: self.targets.clone(),
-            standby,
         };
         let tx = self.results_tx.clone();
         supervise(job.run(), deadline, move |r, took| {

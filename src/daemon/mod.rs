@@ -179,11 +179,7 @@ fn links_differ(a: &Config, b: &Config) -> bool {
     // certificate); links hold the rustls config they were made with, so any
     // TLS config means new links.
     let tls = |c: &Config| c.sentinel_tls.is_some();
-    a.sentinels != b.sentinels
-        || auth(a) != auth(b)
-        || tls(a)
-        || tls(b)
-        || a.local() != b.local()
+    a.sentinels != b.sentinels || auth(a) != auth(b) || tls(a) || tls(b) || a.local() != b.local()
 }
 
 /// The sentinel links of one config: a watcher task per sentinel (pub/sub)

@@ -23,16 +23,15 @@ const VERIFY_AFTER: [Duration; 3] = [
 /// One route write: resolve the target, write every table that needs it in
 /// parallel, read back.
 ///
-/// A **standby** write (`standby` > 0: another watcher is the designated
-/// writer, see `decide::speaker::rank`) first waits that long, then reads every
-/// carrier and writes only those still wrong: when the writer did its job, a
-/// standby spends one read and no mutating call; when the writer is dead or cut
-/// off, the standby writes in its place `standby` later.
+/// A standby's check ([`WriteOrder::check_first`]: another watcher is the
+/// designated writer and its turn is over) first reads every carrier and writes
+/// only those still wrong: when the writer did its job, it costs one read and
+/// no mutating call; when the writer is dead or cut off, the standby writes in
+/// its place.
 pub(crate) struct WriteJob {
     pub order: WriteOrder,
     pub ec2: Ec2,
     pub targets: Targets,
-    pub standby: Duration,
 }
 
 impl WriteJob {
@@ -59,8 +58,7 @@ impl WriteJob {
         };
         let mut known = o.known.clone();
         let mut checked = None;
-        if !self.standby.is_zero() {
-            tokio::time::sleep(self.standby).await;
+        if o.check_first {
             let nodes = carriers::write_nodes(&o.cfg, &target, &known);
             match carriers::read_back(&self.ec2, &o.cfg, &nodes).await {
                 Ok(held) => {

@@ -344,6 +344,9 @@ pub struct FaultProxy {
     /// Added before each forwarded request, in ms (a regional endpoint's
     /// round trip; moto itself still serves one request at a time).
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The `Action` of every mutating request forwarded to moto (anything
+    /// but `Describe*`/`Get*`/`List*`), in order: what reached EC2.
+    pub mutating: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FaultProxy {
@@ -355,11 +358,17 @@ impl FaultProxy {
         let mode = Arc::new(AtomicU8::new(Fault::Pass as u8));
         let faults = Arc::new(AtomicUsize::new(0));
         let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mutating = Arc::new(std::sync::Mutex::new(Vec::new()));
         let client = http_client();
         let up = upstream.to_owned();
-        let (m, f, d) = (mode.clone(), faults.clone(), delay_ms.clone());
+        let (m, f, d, w) = (
+            mode.clone(),
+            faults.clone(),
+            delay_ms.clone(),
+            mutating.clone(),
+        );
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (m, f, client, up) = (m.clone(), f.clone(), client.clone(), up.clone());
+            let (m, f, client, up, w) = (m.clone(), f.clone(), client.clone(), up.clone(), w.clone());
             let delay = Duration::from_millis(d.load(Ordering::SeqCst));
             let now = move || Fault::from_u8(m.load(Ordering::SeqCst));
             async move {
@@ -383,6 +392,14 @@ impl FaultProxy {
                 }
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
+                }
+                let action = text
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("Action="))
+                    .unwrap_or("")
+                    .to_owned();
+                if !action.is_empty() && !["Describe", "Get", "List"].iter().any(|p| action.starts_with(p)) {
+                    w.lock().unwrap().push(action);
                 }
                 let url = format!("{up}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
                 let mut req = client.request(reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(), url);
@@ -411,6 +428,7 @@ impl FaultProxy {
             mode,
             faults,
             delay_ms,
+            mutating,
         }
     }
 

@@ -69,6 +69,9 @@ pub(crate) struct WriteOrder {
     pub at: Instant,
     /// Carriers as last known, so those already right are not written.
     pub known: HashMap<Carrier, Held>,
+    /// A standby's check (another watcher is the designated writer and had
+    /// its turn): read every carrier first, write only those still wrong.
+    pub check_first: bool,
 }
 
 /// Result of one majority read plus route table read.

@@ -106,28 +106,24 @@ pub(crate) const RESULT_GRACE: Duration = Duration::from_secs(5);
 /// supervisor aborts a job that outlives them and reports a failure).
 /// A read: every table read and the sentinels' answers, each bounded by
 /// `aws.call_timeout` (a sentinel read by the command links' own bound), and
-/// slack. A write: the target lookup, up to two writes and three reads back
+/// slack. A write: the target lookup, a standby's read first, up to two writes and three reads back
 /// (each bounded by `aws.call_timeout`), the read-back pauses, and slack.
 pub(crate) fn job_bounds(cfg: &Config) -> (Duration, Duration) {
     let call = cfg.aws.call_timeout();
     (
         call * 2 + Duration::from_secs(10),
-        call * 8 + Duration::from_secs(5),
+        call * 9 + Duration::from_secs(5),
     )
 }
 
 /// How much later than the designated writer a standby of rank 1 checks a
-/// write (rank r: r steps). The writer hears a switch event when the standby
-/// does, so `aws.standby_check_after` covers its write and read-back; a write
-/// the core decided from its own majority read (drift, a switch not taken on
-/// the fast path) may be found by the writer's read up to one
-/// `reconcile.interval` later than by the standby's, so that is added.
-pub(crate) fn standby_step(cfg: &Config, cause: Cause) -> Duration {
-    let skew = match cause {
-        Cause::SwitchEvent => Duration::ZERO,
-        Cause::Reconcile => cfg.reconcile.interval,
-    };
-    cfg.aws.standby_check_after() + skew
+/// write (rank r: r steps): `aws.standby_check_after`. Every watcher hears a
+/// switch event at once, and decides from a majority read of the same moment
+/// (confirmations, reads an event asked for); a drift found by the periodic
+/// read may be found by the writer up to one `reconcile.interval` later, and
+/// then the first standby to look repairs it instead (one write either way).
+pub(crate) fn standby_step(cfg: &Config) -> Duration {
+    cfg.aws.standby_check_after()
 }
 
 /// Longest a route write may wait for `aws.write_rate` before it starts: every
@@ -151,6 +147,18 @@ struct Flight {
     /// When it was handed out (the outcome's latency if it never answers).
     at: Instant,
     /// When the core gives up waiting for its result.
+    due: Instant,
+}
+
+/// A route write this watcher, a standby, leaves to the designated writer for
+/// now: at `due` it reads every carrier and writes only those still wrong
+/// ([`WriteOrder::check_first`]). A newer wish for another address replaces
+/// it (with a new `due`); the same wish keeps its `due`.
+#[derive(Debug, Clone)]
+struct Pending {
+    addr: Addr,
+    cause: Cause,
+    at: Instant,
     due: Instant,
 }
 
@@ -193,6 +201,8 @@ struct MasterState {
     /// The write behind `in_flight`: its id and deadline.
     flight: Option<Flight>,
     queued: Option<(Addr, Cause, Instant)>,
+    /// A standby's write left to the designated writer until its check is due.
+    pending: Option<Pending>,
     /// Read sequence at which the last fast-path write started: reads that began
     /// at or before it do not judge this master.
     changed_seq: u64,
@@ -230,6 +240,7 @@ impl MasterState {
             in_flight: None,
             flight: None,
             queued: None,
+            pending: None,
             changed_seq: 0,
             unconfirmed: None,
             wrong_since: None,
@@ -250,9 +261,10 @@ impl MasterState {
 
     /// Where the VIP is, or is on its way to.
     fn heading_to(&self) -> Option<&Addr> {
-        self.queued
+        self.pending
             .as_ref()
-            .map(|q| &q.0)
+            .map(|p| &p.addr)
+            .or(self.queued.as_ref().map(|q| &q.0))
             .or(self.in_flight.as_ref())
             .or(self.applied.as_ref())
     }
@@ -291,6 +303,10 @@ pub(crate) struct Steering {
     ec2_failures: u32,
     last_read_ok: bool,
     rng: u64,
+    /// How long this watcher leaves a write to the designated writer before it
+    /// checks (zero: it is the designated writer, or alone). Set by the driver
+    /// from the live watchers ([`Steering::set_standby`]).
+    standby: Duration,
 }
 
 impl Steering {
@@ -321,6 +337,33 @@ impl Steering {
             ec2_failures: 0,
             last_read_ok: false,
             rng: seed | 1,
+            standby: Duration::ZERO,
+        }
+    }
+
+    /// How long a write of this watcher waits for the designated writer before
+    /// it checks: zero when it is the designated writer (or alone), else its
+    /// rank times [`standby_step`]. Becoming the writer makes every pending
+    /// check due at once.
+    pub(crate) fn set_standby(&mut self, wait: Duration) {
+        if wait == self.standby {
+            return;
+        }
+        info!(
+            wait_ms = wait.as_millis() as u64,
+            "{}",
+            if wait.is_zero() {
+                "this watcher is the designated writer: it writes routes at once"
+            } else {
+                "this watcher is a standby: it checks each route write after the designated writer's turn"
+            }
+        );
+        self.standby = wait;
+        let clock = self.clock;
+        for st in self.masters.values_mut() {
+            if let Some(p) = st.pending.as_mut() {
+                p.due = p.due.min(clock + wait);
+            }
         }
     }
 
@@ -414,6 +457,7 @@ impl Steering {
             why = Some("majority read result lost");
         }
         self.write_results_lost(now, &mut out);
+        self.pending_due(now, &mut out);
         if now >= self.next_interval_read {
             self.next_interval_read = now + self.interval;
             why = Some("interval");
@@ -472,6 +516,9 @@ impl Steering {
             if let Some(f) = &st.flight {
                 t = t.min(f.due);
             }
+            if let Some(p) = &st.pending {
+                t = t.min(p.due);
+            }
             if let Some(u) = &st.unconfirmed {
                 t = t.min(u.next_read);
                 if !u.alerted {
@@ -493,6 +540,7 @@ impl Steering {
             st.in_flight = None;
             st.flight = None;
             st.queued = None;
+            st.pending = None;
         }
     }
 

@@ -257,6 +257,11 @@ impl Steering {
             Some(Ok(target)) => {
                 let wrong = st.wrong_routes(&target);
                 if wrong.is_empty() {
+                    if st.pending.as_ref().is_some_and(|p| p.addr == addr) {
+                        // The designated writer did it: nothing left to check.
+                        debug!(master = %name, %addr, "standby: the majority read shows the designated writer's routes; no check needed");
+                        st.pending = None;
+                    }
                     if st.applied.as_ref() != Some(&addr) {
                         info!(master = %name, %addr, %target, "VIP route already right in every table");
                     }
@@ -281,6 +286,9 @@ impl Steering {
                         st.failures = 0;
                         st.retry_at = None;
                     }
+                } else if st.pending.as_ref().is_some_and(|p| p.addr == addr) {
+                    debug!(master = %name, %addr, routes = %wrong.join(","),
+                        "standby: routes not moved yet; the designated writer has until the check");
                 } else {
                     warn!(master = %name, %addr, %target, routes = %wrong.join(","),
                         "VIP route drifted from the majority's master; repairing");

@@ -845,7 +845,7 @@ fn a_lost_write_result_ends_at_its_deadline_and_a_late_one_is_ignored() {
     let mut s = Sim::started();
     let w = s.feed(100, switch(0, A, B, s.at(100)));
     let first = write_orders(&w).remove(0);
-    s.core.write_started(s.at(100), "m", first.id, Duration::ZERO);
+    s.core.write_started(s.at(100), "m", first.id);
     assert_eq!(s.master().writing.as_deref(), Some("10.0.1.11:6379"));
     // Its WriteDone is lost. The confirming read sees B but must not clear
     // the write (a write in flight reads its own result back).
@@ -906,7 +906,7 @@ fn a_write_waiting_for_the_write_rate_is_not_given_up_before_it_starts() {
     let order = write_orders(&w).remove(0);
     // Held by the pacer past the job's own bound: not lost yet.
     let wait = write_due_ms() + 1_000;
-    s.core.write_started(s.at(100 + wait), "m", order.id, Duration::ZERO);
+    s.core.write_started(s.at(100 + wait), "m", order.id);
     s.tick(100 + wait);
     assert_eq!(s.core.lost_results().1, 0);
     assert_eq!(s.master().writing.as_deref(), Some("10.0.1.11:6379"));
@@ -1154,27 +1154,72 @@ fn a_lower_epoch_of_zero_is_a_re_monitor_even_with_a_sentinel_silent() {
 }
 mod silent;
 
-#[test]
-fn a_standby_write_is_due_after_its_wait_plus_the_jobs_bound() {
-    let mut s = Sim::started();
-    let w = s.feed(100, switch(0, A, B, s.at(100)));
-    let order = write_orders(&w).remove(0);
-    // A standby of rank 2 with 1 s steps: it reads 2 s after it starts.
-    s.core
-        .write_started(s.at(100), "m", order.id, Duration::from_secs(2));
-    s.tick(100 + write_due_ms() + 1_999);
-    assert_eq!(s.core.lost_results().1, 0, "not lost while it waits to check");
-    s.tick(100 + write_due_ms() + 2_000);
-    assert_eq!(s.core.lost_results().1, 1, "lost once its wait and bound are over");
+fn check_orders(actions: &[Action]) -> Vec<(String, bool)> {
+    write_orders(actions)
+        .into_iter()
+        .map(|o| (o.addr.host.clone(), o.check_first))
+        .collect()
 }
 
 #[test]
-fn a_standby_checks_a_drift_repair_one_reconcile_interval_later_than_a_switch() {
-    let c = cfg();
-    let step = c.aws.standby_check_after();
-    assert_eq!(standby_step(&c, Cause::SwitchEvent), step);
-    assert_eq!(
-        standby_step(&c, Cause::Reconcile),
-        step + c.reconcile.interval
+fn a_standby_leaves_a_switch_to_the_writer_then_checks_it_by_reading_first() {
+    let mut s = Sim::started();
+    s.core.set_standby(Duration::from_secs(2));
+    let a = s.feed(100, switch(0, A, B, s.at(100)));
+    assert!(
+        write_orders(&a).is_empty(),
+        "a standby does not write at once: {a:?}"
     );
+    // The same switch from another sentinel keeps the check where it was.
+    let a = s.feed(1_500, switch(1, A, B, s.at(1_500)));
+    assert!(write_orders(&a).is_empty(), "{a:?}");
+    assert!(check_orders(&s.tick(2_099)).is_empty());
+    assert_eq!(
+        check_orders(&s.tick(2_100)),
+        vec![(B.to_owned(), true)],
+        "its check is due one wait after the switch, and reads first"
+    );
+}
+
+#[test]
+fn a_standby_whose_majority_read_shows_the_writers_routes_needs_no_check() {
+    let mut s = Sim::started();
+    s.core.set_standby(Duration::from_secs(2));
+    s.feed(100, switch(0, A, B, s.at(100)));
+    // The confirmation read: the majority and the tables already on B.
+    let seq = reads(&s.tick(100 + CONFIRM_FIRST.as_millis() as u64))[0];
+    let a = s.feed(
+        800,
+        read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(B)),
+    );
+    assert!(write_orders(&a).is_empty(), "{a:?}");
+    assert!(
+        check_orders(&s.tick(5_000)).is_empty(),
+        "nothing left to check"
+    );
+    assert_eq!(s.master().applied.as_deref(), Some("10.0.1.11:6379"));
+}
+
+#[test]
+fn a_newer_wish_replaces_a_standbys_pending_check_and_becoming_the_writer_makes_it_due() {
+    let mut s = Sim::started();
+    s.core.set_standby(Duration::from_secs(2));
+    s.feed(100, switch(0, A, B, s.at(100)));
+    // B was a mistake: the majority names C (the tables still on A).
+    let seq = reads(&s.tick(100 + CONFIRM_FIRST.as_millis() as u64))[0];
+    let a = s.feed(
+        800,
+        read(seq, vec![view(C, 2), view(C, 2), view(C, 2)], Some(A)),
+    );
+    assert!(write_orders(&a).is_empty(), "{a:?}");
+    // The writer is gone: this watcher is first now, and checks at once.
+    s.core.set_standby(Duration::ZERO);
+    assert_eq!(check_orders(&s.tick(801)), vec![(C.to_owned(), true)]);
+}
+
+#[test]
+fn the_designated_writer_writes_at_once_without_reading_first() {
+    let mut s = Sim::started();
+    let a = s.feed(100, switch(0, A, B, s.at(100)));
+    assert_eq!(check_orders(&a), vec![(B.to_owned(), false)]);
 }

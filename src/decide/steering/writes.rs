@@ -4,20 +4,71 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
-use super::{Action, Cause, Flight, Steering, WriteOrder, WriteOutcome, MAX_RETRY_DELAY};
+use super::{Action, Cause, Flight, Pending, Steering, WriteOrder, WriteOutcome, MAX_RETRY_DELAY};
 use crate::decide::fold::AlertInput;
 use crate::watch::event::Addr;
 
 impl Steering {
-    /// Starts (or queues) a route write for `master` towards `addr`.
+    /// Starts (or queues) a route write for `master` towards `addr` — or, on a
+    /// standby, leaves it to the designated writer until its check is due.
     pub(super) fn dispatch(
         &mut self,
         master: &str,
         addr: Addr,
         cause: Cause,
         at: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let (standby, clock) = (self.standby, self.clock);
+        let Some(st) = self.masters.get_mut(master) else {
+            return;
+        };
+        if !standby.is_zero() {
+            st.wrong_since.get_or_insert(clock);
+            let moving = st.queued.as_ref().map(|q| &q.0).or(st.in_flight.as_ref());
+            match &st.pending {
+                Some(p) if p.addr == addr => {}
+                None if moving == Some(&addr) => {}
+                _ => {
+                    debug!(%master, %addr, wait_ms = standby.as_millis() as u64,
+                        "standby: leaving the write to the designated writer; checking after the wait");
+                    st.pending = Some(Pending {
+                        addr,
+                        cause,
+                        at,
+                        due: clock + standby,
+                    });
+                }
+            }
+            return;
+        }
+        self.start(master, addr, cause, at, false, out);
+    }
+
+    /// Hands every standby check that is due to [`Steering::start`].
+    pub(super) fn pending_due(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let due: Vec<(String, Pending)> = self
+            .masters
+            .iter_mut()
+            .filter(|(_, st)| st.pending.as_ref().is_some_and(|p| now >= p.due))
+            .filter_map(|(name, st)| Some((name.clone(), st.pending.take()?)))
+            .collect();
+        for (master, p) in due {
+            self.start(&master, p.addr, p.cause, p.at, true, out);
+        }
+    }
+
+    /// Starts (or queues behind the one in flight) a route write; `check_first`
+    /// for a standby's check.
+    fn start(
+        &mut self,
+        master: &str,
+        addr: Addr,
+        cause: Cause,
+        at: Instant,
+        check_first: bool,
         out: &mut Vec<Action>,
     ) {
         let Some(st) = self.masters.get_mut(master) else {
@@ -47,15 +98,14 @@ impl Steering {
             cause,
             at,
             known: st.routes.clone(),
+            check_first,
         }));
     }
 
     /// The driver started write `id` of `master` (it left the `aws.write_rate`
-    /// line) at `now`, to wait `standby` before it reads and writes (a standby
-    /// watcher's check; zero for the designated writer): its result is due
-    /// within that wait plus the job's bound from now.
-    pub(crate) fn write_started(&mut self, now: Instant, master: &str, id: u64, standby: Duration) {
-        let due_after = self.write_due_after + standby;
+    /// line) at `now`: its result is due within the job's bound from now.
+    pub(crate) fn write_started(&mut self, now: Instant, master: &str, id: u64) {
+        let due_after = self.write_due_after;
         if let Some(f) = self
             .masters
             .get_mut(master)
@@ -123,6 +173,9 @@ impl Steering {
             }
         }
         if ok {
+            if st.pending.as_ref().is_some_and(|p| p.addr == w.addr) {
+                st.pending = None;
+            }
             st.applied = Some(w.addr.clone());
             st.wrong_since = None;
             st.revert_done(&w.master, &w.addr, out);
@@ -149,7 +202,9 @@ impl Steering {
             }
         }
         if let Some((addr, cause, at)) = st.queued.take() {
-            self.dispatch(&w.master, addr, cause, at, out);
+            // A standby's queued wish has had its wait: it is checked now.
+            let check_first = !self.standby.is_zero();
+            self.start(&w.master, addr, cause, at, check_first, out);
         }
     }
 
