@@ -14,9 +14,16 @@ directly), throttled answers the proxy sent, the daemon's peak RSS. The
 theoretical best under the bucket is (2N - burst) / rate seconds after the
 first write.
 
+--watchers W (default 1) runs W daemons, one per sentinel, each with its
+`local_sentinel` (the designated writer and standbys), all behind the same
+proxy and the same account bucket: the mutating calls that reached the proxy
+(`writes_total`, ReplaceRoute + CreateRoute, throttled ones included) are the
+deployment's, and each watcher's `sentinel_vip_standby_checks_total` says what
+its standby checks found.
+
 Usage: bench/many_masters_bench.py [--masters N] [--limit-rate 20] [--limit-burst 20]
        [--write-rate PER_S,BURST (daemon's aws.write_rate; default = the limit)]
-       [--delay-ms 50] [--bin PATH] [--out DIR] [--tag NAME]
+       [--watchers 1] [--delay-ms 50] [--bin PATH] [--out DIR] [--tag NAME]
 """
 import argparse
 import json
@@ -36,6 +43,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "scripts")]
 from failover_bench import RawEc2  # noqa: E402
 from rig import HOSTS, ROOT, VENV, Rig, free_port, wait_daemon_settled  # noqa: E402  (the one rig: scripts/rig.py)
+
+
+def metric(http, name, labels=None):
+    """The value of `name` (with `labels` in its braces, when given) in the daemon's /metrics; None if absent."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + (("{" ) if labels else " ")) and (labels is None or labels in line):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def start_proxy(procs, upstream, args):
@@ -61,7 +77,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "sentinel-vip"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--tag", default="paced")
-    ap.add_argument("--keep-log", default=None, help="copy the daemon's log here")
+    ap.add_argument("--keep-log", default=None, help="copy the (first) daemon's log here")
+    ap.add_argument("--watchers", type=int, default=1, help="daemons, one per sentinel (local_sentinel set when > 1)")
     args = ap.parse_args()
     n, k = args.masters, args.tables
     rate, burst = (args.write_rate.split(",") if args.write_rate else (args.limit_rate, args.limit_burst))
@@ -98,16 +115,27 @@ def main():
             lines.append(f'  m{i}:\n    vip: {vip}\n    route_tables: [{", ".join(rtbs)}]\n    nodes:\n'
                          f'      "{oip}:{port}": {{ network_interface_id: {eni_old} }}\n'
                          f'      "{nip}:{port}": {{ network_interface_id: {eni_new} }}')
-        http = free_port()
-        lines.append(f"reconcile:\n  interval: 1s\nhttp:\n  listen: 127.0.0.1:{http}\n")
-        cfg = os.path.join(work, "many.yaml")
-        with open(cfg, "w") as f:
-            f.write("\n".join(lines))
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", SENTINEL_VIP_LOG="info",
                    NO_COLOR="1")
-        log = os.path.join(work, "daemon.log")
-        d = rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=log)
-        wait_daemon_settled(http, log)
+        daemons = []  # (process, http port, log)
+        for w in range(args.watchers):
+            http = free_port()
+            local = f'local_sentinel: "{HOSTS[w]}:{sp}"\n' if args.watchers > 1 else ""
+            cfg = os.path.join(work, f"many-{w}.yaml")
+            with open(cfg, "w") as f:
+                f.write("\n".join(lines + [f"reconcile:\n  interval: 1s\nhttp:\n  listen: 127.0.0.1:{http}\n{local}"]))
+            log = os.path.join(work, f"daemon-{w}.log")
+            daemons.append((rig.spawn([args.bin, "run", "--config", cfg], "sentinel-vip", env=env, log=log), http, log))
+        for _, http, log in daemons:
+            wait_daemon_settled(http, log)
+        if args.watchers > 1:
+            # Every watcher sees every other one alive (CLIENT LIST), so one of them is the writer.
+            end = time.time() + 60
+            while not all(metric(http, "sentinel_vip_watchers_alive") == args.watchers for _, http, _ in daemons):
+                if time.time() > end:
+                    sys.exit("the watchers never saw each other alive")
+                time.sleep(0.2)
+        d = daemons[0][0]
         raw = RawEc2(moto)
 
         def right():
@@ -141,10 +169,19 @@ def main():
                 break
             time.sleep(0.1)
         done = time.time() - t0
+        # Standbys check rank x standby_check_after (1 s) after their turn: let the last ones finish.
+        time.sleep(args.watchers)
         stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{proxy}/__stats", timeout=5).read())
         status = open(f"/proc/{d.pid}/status").read()
         rss_kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
         hwm_kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
+        per_watcher = []
+        for _, http, _ in daemons:
+            per_watcher.append({
+                "writer_rank": metric(http, "sentinel_vip_writer_rank"),
+                "standby_checks": {r: metric(http, "sentinel_vip_standby_checks_total", f'result="{r}"') or 0
+                                   for r in ("already_right", "written", "unreadable")},
+            })
     finally:
         rig.close()
     writes = n * k
@@ -160,13 +197,18 @@ def main():
         "first_write_s": first, "last_write_s": last, "writing_s": writing,
         "best_writing_s": best, "writing_over_best": (writing / best) if writing and best else None,
         "throttled": stats["throttled"], "requests": stats["requests"],
+        "watchers": args.watchers,
+        "writes_total": stats["requests"].get("ReplaceRoute", 0) + stats["requests"].get("CreateRoute", 0),
+        "writes_over_routes": (stats["requests"].get("ReplaceRoute", 0) + stats["requests"].get("CreateRoute", 0)) / writes,
+        "per_watcher": per_watcher,
         "rss_mb": rss_kb / 1024, "peak_rss_mb": hwm_kb / 1024, "progress": progress,
     }
     if args.keep_log:
-        shutil.copy(os.path.join(work, "daemon.log"), args.keep_log)
-    md = (f"| {args.tag}: daemon write_rate {float(rate):g}/s burst {burst} | {n} x {k} routes | limit {args.limit_rate:g}/s "
-          f"burst {args.limit_burst} | all right after {done:.2f} s (writes {first:.2f}→{last:.2f} s, "
-          f"best {best:.1f} s) | throttled {stats['throttled']} | RSS {rss_kb / 1024:.1f} MB, peak {hwm_kb / 1024:.1f} MB |")
+        shutil.copy(os.path.join(work, "daemon-0.log"), args.keep_log)
+    md = (f"| {args.tag}: {args.watchers} watcher(s), daemon write_rate {float(rate):g}/s burst {burst} | {n} x {k} routes | "
+          f"limit {args.limit_rate:g}/s burst {args.limit_burst} | all right after {done:.2f} s (writes {first:.2f}→{last:.2f} s, "
+          f"best {best:.1f} s) | writes {result['writes_total']} | throttled {stats['throttled']} | "
+          f"RSS {rss_kb / 1024:.1f} MB, peak {hwm_kb / 1024:.1f} MB |")
     print(md)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"many_masters_{args.tag}.json"), "w") as f:

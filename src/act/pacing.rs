@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Share of `aws.write_rate.per_second` the pacer spends.
-pub(crate) const RATE_MARGIN: f64 = 0.95;
+pub(crate) const RATE_MARGIN: f64 = crate::config::WRITE_RATE_MARGIN;
 /// Share of `aws.write_rate.burst` the pacer holds (at least 1 token).
 pub(crate) const BURST_MARGIN: f64 = 0.9;
 

@@ -46,6 +46,11 @@ pub struct AwsConfig {
     pub standby_check_after: Option<Duration>,
 }
 
+/// Share of `aws.write_rate.per_second` the route-write pacer spends
+/// (`act::pacing`), and so the pace at which a standby expects the designated
+/// writer to get through a line of writes (`decide::steering`).
+pub const WRITE_RATE_MARGIN: f64 = 0.95;
+
 /// `aws.standby_check_after`'s default: long enough for the designated
 /// writer's write and its read-back (tens of ms) and for EC2's eventually
 /// consistent reads to show it, short enough that a dead writer costs about a

@@ -27,6 +27,7 @@ pub use alerts::{
     check_webhook_url, AlertsConfig, SecretProblem, SinkKind, WebhookConfig, WebhookSpec,
 };
 pub use aws::{
+    WRITE_RATE_MARGIN,
     static_target, AllocationId, AwsConfig, DnsRecord, EniId, HostedZoneId, InstanceId, NodeKey,
     RoleArn, RouteTableId, Target, WriteRate,
 };

@@ -126,6 +126,12 @@ pub(crate) fn standby_step(cfg: &Config) -> Duration {
     cfg.aws.standby_check_after()
 }
 
+/// The pace of the designated writer's route-write line: route tables per
+/// second, as its pacer spends `aws.write_rate` (less its margin).
+fn writer_pace(cfg: &Config) -> f64 {
+    (cfg.aws.write_rate.per_second * crate::config::WRITE_RATE_MARGIN).max(0.01)
+}
+
 /// Longest a route write may wait for `aws.write_rate` before it starts: every
 /// master's tables paid for at the configured rate, plus a second.
 fn pacing_bound(cfg: &Config) -> Duration {
@@ -152,13 +158,16 @@ struct Flight {
 
 /// A route write this watcher, a standby, leaves to the designated writer for
 /// now: at `due` it reads every carrier and writes only those still wrong
-/// ([`WriteOrder::check_first`]). A newer wish for another address replaces
-/// it (with a new `due`); the same wish keeps its `due`.
+/// ([`WriteOrder::check_first`]). `slot` is when the writer's own
+/// `aws.write_rate` line should release it (see [`Steering::writer_line`]);
+/// `due` is the standby's wait after that. A newer wish for another address
+/// replaces it (with a new slot); the same wish keeps it.
 #[derive(Debug, Clone)]
 struct Pending {
     addr: Addr,
     cause: Cause,
     at: Instant,
+    slot: Instant,
     due: Instant,
 }
 
@@ -307,6 +316,12 @@ pub(crate) struct Steering {
     /// checks (zero: it is the designated writer, or alone). Set by the driver
     /// from the live watchers ([`Steering::set_standby`]).
     standby: Duration,
+    /// The designated writer's `aws.write_rate` line as a standby models it:
+    /// when it is free again, and its pace (writes per second). Every watcher
+    /// decides the same writes at about the same time, so a standby's check of
+    /// the n-th write of a burst comes after the writer's turn for it, not
+    /// after the first.
+    writer_line: (Instant, f64),
 }
 
 impl Steering {
@@ -338,6 +353,7 @@ impl Steering {
             last_read_ok: false,
             rng: seed | 1,
             standby: Duration::ZERO,
+            writer_line: (now, writer_pace(cfg)),
         }
     }
 
@@ -359,10 +375,9 @@ impl Steering {
             }
         );
         self.standby = wait;
-        let clock = self.clock;
         for st in self.masters.values_mut() {
             if let Some(p) = st.pending.as_mut() {
-                p.due = p.due.min(clock + wait);
+                p.due = p.due.min(p.slot + wait);
             }
         }
     }
@@ -411,6 +426,7 @@ impl Steering {
         self.read_due_after = job_bounds(cfg).0 + RESULT_GRACE;
         self.write_due_after = job_bounds(cfg).1 + RESULT_GRACE;
         self.pacing_due_after = pacing_bound(cfg);
+        self.writer_line.1 = writer_pace(cfg);
         self.next_interval_read = self.next_interval_read.min(now + self.interval);
         let sentinels: Vec<String> = cfg.sentinels.iter().map(|s| s.to_string()).collect();
         if sentinels != self.sentinels {

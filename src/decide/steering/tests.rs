@@ -1223,3 +1223,21 @@ fn the_designated_writer_writes_at_once_without_reading_first() {
     let a = s.feed(100, switch(0, A, B, s.at(100)));
     assert_eq!(check_orders(&a), vec![(B.to_owned(), false)]);
 }
+
+#[test]
+fn a_standbys_checks_follow_the_writers_write_rate_line() {
+    let mut s = Sim::started();
+    s.core.set_standby(Duration::from_secs(1));
+    // Two tables at the default write_rate (5/s, paced at 95 %): each write
+    // takes the writer's line for 2 / 4.75 s = 421 ms.
+    s.feed(100, switch(0, A, B, s.at(100)));
+    // B fails over to C at once: the writer writes C after B in its line.
+    s.feed(200, switch(0, B, C, s.at(200)));
+    let line = 100 + (2.0 / (5.0 * 0.95) * 1000.0) as u64;
+    assert!(check_orders(&s.tick(line + 1_000 - 1)).is_empty());
+    assert_eq!(
+        check_orders(&s.tick(line + 1_000 + 1)),
+        vec![(C.to_owned(), true)],
+        "checked one wait after its place in the writer's line"
+    );
+}

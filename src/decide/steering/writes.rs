@@ -28,17 +28,26 @@ impl Steering {
         if !standby.is_zero() {
             st.wrong_since.get_or_insert(clock);
             let moving = st.queued.as_ref().map(|q| &q.0).or(st.in_flight.as_ref());
-            match &st.pending {
-                Some(p) if p.addr == addr => {}
-                None if moving == Some(&addr) => {}
-                _ => {
-                    debug!(%master, %addr, wait_ms = standby.as_millis() as u64,
-                        "standby: leaving the write to the designated writer; checking after the wait");
+            let needed = match &st.pending {
+                Some(p) => p.addr != addr,
+                None => moving != Some(&addr),
+            };
+            if needed {
+                // Its place in the writer's line: the writer's pacer releases
+                // it about then; the standby looks one wait later.
+                let cost = st.cfg.route_tables.len().max(1) as f64;
+                let (free, pace) = self.writer_line;
+                let slot = free.max(clock);
+                self.writer_line.0 = slot + Duration::from_secs_f64(cost / pace);
+                debug!(%master, %addr, check_in_ms = (slot + standby - clock).as_millis() as u64,
+                    "standby: leaving the write to the designated writer; checking after its turn");
+                if let Some(st) = self.masters.get_mut(master) {
                     st.pending = Some(Pending {
                         addr,
                         cause,
                         at,
-                        due: clock + standby,
+                        slot,
+                        due: slot + standby,
                     });
                 }
             }
