@@ -27,9 +27,8 @@ pub use alerts::{
     check_webhook_url, AlertsConfig, SecretProblem, SinkKind, WebhookConfig, WebhookSpec,
 };
 pub use aws::{
-    WRITE_RATE_MARGIN,
     static_target, AllocationId, AwsConfig, DnsRecord, EniId, HostedZoneId, InstanceId, NodeKey,
-    RoleArn, RouteTableId, Target, WriteRate,
+    RoleArn, RouteTableId, Target, WriteRate, WRITE_RATE_MARGIN,
 };
 pub use secret::{secret_from_env, secret_from_file, Secret, SecretSource};
 pub use sentinels::{SentinelAuth, SentinelTls};

@@ -9,8 +9,13 @@ use std::time::{Duration, Instant};
 
 use super::{eventually, free_port, http_get, Moto, Proc, Redis, Vpc, MASTER, VIP};
 
+/// The daemon binary: the tests' own build, or `SV_BIN` when set (to run the
+/// ignored benchmarks against a release build: `SV_BIN=target/release/sentinel-vip`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_sentinel-vip")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("SV_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sentinel-vip").to_owned())
+    })
 }
 
 /// A sentinel-vip config: every test config is written by [`ConfigYaml::yaml`].
