@@ -137,6 +137,19 @@ fn standby_found_right(log: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_designated_writer_killed_at_the_switch_is_stood_in_for_within_one_step() {
+    stood_in(true).await;
+}
+
+/// The writer alive (its sentinel links up, so the others still rank it
+/// first) but cut off from EC2: the first standby writes after its wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_designated_writer_cut_off_from_ec2_is_stood_in_for_within_one_step() {
+    stood_in(false).await;
+}
+
+/// The designated writer loses EC2 at the switch (and is killed with
+/// SIGKILL when `kill`); the standbys put the routes right.
+async fn stood_in(kill: bool) {
     let rig = Rig::start(2).await;
     // The standbys' path to EC2 (counted), and the writer's own (cut at the switch).
     let shared = FaultProxy::start(&rig.moto.url).await;
@@ -156,7 +169,7 @@ async fn a_designated_writer_killed_at_the_switch_is_stood_in_for_within_one_ste
     all_seen(&daemons).await;
     rig.redis.wait_ready_for_failover(2).await;
     let from: Vec<usize> = daemons.iter().map(|d| d.logs().len()).collect();
-    // The writer can no longer reach EC2, hears the switch, and dies (SIGKILL).
+    // The writer can no longer reach EC2, hears the switch (and dies).
     cut.set(HANG);
     shared.mutating.lock().unwrap().clear();
     let m = rig.redis.failover().await;
@@ -170,7 +183,9 @@ async fn a_designated_writer_killed_at_the_switch_is_stood_in_for_within_one_ste
         },
     )
     .await;
-    daemons[writer].kill();
+    if kill {
+        daemons[writer].kill();
+    }
     rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
     // The standby of rank 1 (or rank 0, once CLIENT LIST shows the writer
     // gone) wrote; its since_event_ms is the failover's cost.
@@ -188,8 +203,9 @@ async fn a_designated_writer_killed_at_the_switch_is_stood_in_for_within_one_ste
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let ms = switch_write_ms(&l)[0];
+    let what = if kill { "killed" } else { "cut off from EC2" };
     eprintln!(
-        "designated writer killed at +switch-master: routes right {ms:.0} ms after the event (standby of rank 1)"
+        "designated writer {what} at +switch-master: routes right {ms:.0} ms after the event (first standby)"
     );
     let bound = STEP + Duration::from_secs(5);
     assert!(
@@ -205,7 +221,7 @@ async fn a_designated_writer_killed_at_the_switch_is_stood_in_for_within_one_ste
     )
     .await;
     let made = calls(&shared);
-    eprintln!("mutating calls that reached EC2 with the writer dead: {made:?}");
+    eprintln!("mutating calls that reached EC2 with the writer {what}: {made:?}");
     dump_standbys(&daemons, &sentinels, &ranks, &from);
     let tables = rig.vpc.tables.len();
     assert!(
