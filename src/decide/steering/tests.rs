@@ -1181,18 +1181,25 @@ fn a_standby_leaves_a_switch_to_the_writer_then_checks_it_by_reading_first() {
     );
 }
 
-#[test]
-fn a_standby_whose_majority_read_shows_the_writers_routes_needs_no_check() {
+/// A standby (2 s wait) hears A → B at 100 ms; its confirmation read answers
+/// at 800 ms with the majority on `majority` and the tables on `tables`.
+fn standby_confirms(majority: &str, tables: &str) -> Sim {
     let mut s = Sim::started();
     s.core.set_standby(Duration::from_secs(2));
     s.feed(100, switch(0, A, B, s.at(100)));
-    // The confirmation read: the majority and the tables already on B.
     let seq = reads(&s.tick(100 + CONFIRM_FIRST.as_millis() as u64))[0];
-    let a = s.feed(
-        800,
-        read(seq, vec![view(B, 2), view(B, 2), view(B, 2)], Some(B)),
+    let v = view(majority, 2);
+    let a = s.feed(800, read(seq, vec![v.clone(), v.clone(), v], Some(tables)));
+    assert!(
+        write_orders(&a).is_empty(),
+        "a standby does not write at once: {a:?}"
     );
-    assert!(write_orders(&a).is_empty(), "{a:?}");
+    s
+}
+
+#[test]
+fn a_standby_whose_majority_read_shows_the_writers_routes_needs_no_check() {
+    let mut s = standby_confirms(B, B);
     assert!(
         check_orders(&s.tick(5_000)).is_empty(),
         "nothing left to check"
@@ -1202,16 +1209,8 @@ fn a_standby_whose_majority_read_shows_the_writers_routes_needs_no_check() {
 
 #[test]
 fn a_newer_wish_replaces_a_standbys_pending_check_and_becoming_the_writer_makes_it_due() {
-    let mut s = Sim::started();
-    s.core.set_standby(Duration::from_secs(2));
-    s.feed(100, switch(0, A, B, s.at(100)));
     // B was a mistake: the majority names C (the tables still on A).
-    let seq = reads(&s.tick(100 + CONFIRM_FIRST.as_millis() as u64))[0];
-    let a = s.feed(
-        800,
-        read(seq, vec![view(C, 2), view(C, 2), view(C, 2)], Some(A)),
-    );
-    assert!(write_orders(&a).is_empty(), "{a:?}");
+    let mut s = standby_confirms(C, A);
     // The writer is gone: this watcher is first now, and checks at once.
     s.core.set_standby(Duration::ZERO);
     assert_eq!(check_orders(&s.tick(801)), vec![(C.to_owned(), true)]);
