@@ -20,11 +20,22 @@ const STEP: Duration = Duration::from_secs(1);
 
 /// The watcher beside sentinel `local`, reaching EC2 through `endpoint`.
 fn watcher(rig: &Rig, endpoint: &str, local: Option<&str>, interval: &str) -> Daemon {
+    watcher_with(rig, endpoint, local, interval, "")
+}
+
+/// [`watcher`] with `extra` config lines.
+fn watcher_with(
+    rig: &Rig,
+    endpoint: &str,
+    local: Option<&str>,
+    interval: &str,
+    extra: &str,
+) -> Daemon {
     let yaml = ConfigYaml {
         endpoint: Some(endpoint.to_owned()),
         extra: local
-            .map(|s| format!("local_sentinel: \"{s}\"\n"))
-            .unwrap_or_default(),
+            .map(|s| format!("local_sentinel: \"{s}\"\n{extra}"))
+            .unwrap_or_else(|| extra.to_owned()),
         ..rig.config_yaml(interval)
     }
     .yaml();
@@ -77,18 +88,35 @@ async fn three_watchers_spend_one_write_per_route_table_per_failover() {
     let rig = Rig::start(2).await;
     let proxy = FaultProxy::start(&rig.moto.url).await;
     let sentinels = rig.redis.sentinel_addrs();
+    let http: Vec<u16> = sentinels.iter().map(|_| free_port()).collect();
     let daemons: Vec<Daemon> = sentinels
         .iter()
-        .map(|s| watcher(&rig, &proxy.url, Some(s), "30s"))
+        .zip(&http)
+        .map(|(s, h)| {
+            let listen = format!("http:\n  listen: 127.0.0.1:{h}\n");
+            watcher_with(&rig, &proxy.url, Some(s), "30s", &listen)
+        })
         .collect();
     rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
     all_seen(&daemons).await;
+    // `/status` says who is who: ranks 0, 1, 2 in the order of the addresses.
+    let ranks = order(&sentinels);
+    for (rank, &i) in ranks.iter().enumerate() {
+        eventually(
+            &format!("{} to show writer_rank {rank}", sentinels[i]),
+            WITHIN,
+            || async {
+                let st = status(http[i]).await?;
+                (st["writer_rank"].as_u64() == Some(rank as u64)).then_some(())
+            },
+        )
+        .await;
+    }
     rig.redis.wait_ready_for_failover(2).await;
     let from: Vec<usize> = daemons.iter().map(|d| d.logs().len()).collect();
     proxy.mutating.lock().unwrap().clear();
     let m = rig.redis.failover().await;
     rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
-    let ranks = order(&sentinels);
     let writer = ranks[0];
     // Each standby finds the writer's routes: in its confirmation read, or in
     // its own check (rank x 1 s after the switch).

@@ -57,6 +57,13 @@ pub(super) fn print_daemon_status(s: &serde_json::Value) {
         get(s, "last_reconcile_ms"),
         get(s, "incidents_open"),
     );
+    match s.get("writer_rank").and_then(|r| r.as_u64()) {
+        Some(0) => println!("designated writer: this watcher writes routes at once"),
+        Some(r) => println!(
+            "standby (rank {r}): the designated writer writes; this watcher checks after it"
+        ),
+        None => {}
+    }
     let empty = Vec::new();
     for m in s
         .get("masters")
@@ -80,6 +87,9 @@ pub(super) fn print_daemon_status(s: &serde_json::Value) {
                 .map(|e| format!(", last error: {e}"))
                 .unwrap_or_default()
         );
+        if let Some(c) = m.get("standby_check").and_then(|c| c.as_str()) {
+            println!("  standby check: {c}");
+        }
         for v in m
             .get("sentinels")
             .and_then(|v| v.as_array())

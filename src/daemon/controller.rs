@@ -105,6 +105,8 @@ pub(crate) struct Controller {
     /// Which watchers of the deployment are alive: this one writes at once
     /// when it is first ([`speaker::rank`] 0), else as a standby.
     peers: Peers,
+    /// The rank last shown in `/status` (None: no `local_sentinel`).
+    writer_rank: Option<usize>,
 }
 
 impl Controller {
@@ -139,6 +141,7 @@ impl Controller {
             views: HashMap::new(),
             journal: Default::default(),
             peers: crate::daemon::peers::alone(),
+            writer_rank: None,
         }
     }
 
@@ -163,6 +166,11 @@ impl Controller {
         let live = crate::daemon::peers::current(&self.peers);
         let rank = speaker::rank(self.cfg.local(), &self.cfg.sentinels, &live);
         METRICS.writer_rank.set(rank as i64);
+        let shown = self.cfg.local().map(|_| rank);
+        if self.writer_rank != shown {
+            self.writer_rank = shown;
+            self.status.update(|s| s.writer_rank = shown);
+        }
         self.core
             .set_standby(steering::standby_step(&self.cfg) * rank as u32);
     }

@@ -35,6 +35,9 @@ pub(crate) struct MasterStatus {
     pub applied: Option<String>,
     /// A route write in flight towards this master.
     pub writing: Option<String>,
+    /// On a standby: the address whose write it leaves to the designated
+    /// writer, and when (from now, ms) it checks it by reading.
+    pub standby_check: Option<String>,
     pub no_majority: bool,
     /// The VIP was moved on a `+switch-master` that no majority read has
     /// confirmed yet: the address it was moved to.
@@ -73,6 +76,9 @@ pub(crate) struct Status {
     /// read, or `+odown` since): set by the alert task from its fold.
     pub masters_down: Vec<String>,
     pub incidents_open: usize,
+    /// With `local_sentinel`: this watcher's place among the live ones (0: the
+    /// designated writer; r: a standby); None when it writes alone.
+    pub writer_rank: Option<usize>,
     /// Last time the controller loop went round (for the watchdog and /healthz).
     #[serde(skip)]
     pub heartbeat: Option<Instant>,

@@ -598,6 +598,13 @@ impl Steering {
                 config_epoch: st.majority.as_ref().map(|(_, e)| *e),
                 applied: st.applied.as_ref().map(|a| a.to_string()),
                 writing: st.in_flight.as_ref().map(|a| a.to_string()),
+                standby_check: st.pending.as_ref().map(|p| {
+                    format!(
+                        "{} in {} ms",
+                        p.addr,
+                        p.due.saturating_duration_since(now).as_millis()
+                    )
+                }),
                 no_majority: st.no_majority,
                 unconfirmed: st.unconfirmed.as_ref().map(|u| u.addr.to_string()),
                 unconfirmed_too_long: st
