@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 /// Share of `aws.write_rate.per_second` the pacer spends.
 pub(crate) const RATE_MARGIN: f64 = crate::config::WRITE_RATE_MARGIN;
 /// Share of `aws.write_rate.burst` the pacer holds (at least 1 token).
-pub(crate) const BURST_MARGIN: f64 = 0.9;
+pub(crate) const BURST_MARGIN: f64 = crate::config::WRITE_BURST_MARGIN;
 
 /// The token bucket and the line of route writes waiting for it.
 #[derive(Debug)]

@@ -51,6 +51,10 @@ pub struct AwsConfig {
 /// writer to get through a line of writes (`decide::steering`).
 pub const WRITE_RATE_MARGIN: f64 = 0.95;
 
+/// Share of `aws.write_rate.burst` the route-write pacer holds (at least 1
+/// token), and so the burst a standby expects the designated writer to send.
+pub const WRITE_BURST_MARGIN: f64 = 0.9;
+
 /// `aws.standby_check_after`'s default: long enough for the designated
 /// writer's write and its read-back (tens of ms) and for EC2's eventually
 /// consistent reads to show it, short enough that a dead writer costs about a

@@ -28,7 +28,7 @@ pub use alerts::{
 };
 pub use aws::{
     static_target, AllocationId, AwsConfig, DnsRecord, EniId, HostedZoneId, InstanceId, NodeKey,
-    RoleArn, RouteTableId, Target, WriteRate, WRITE_RATE_MARGIN,
+    RoleArn, RouteTableId, Target, WriteRate, WRITE_BURST_MARGIN, WRITE_RATE_MARGIN,
 };
 pub use secret::{secret_from_env, secret_from_file, Secret, SecretSource};
 pub use sentinels::{SentinelAuth, SentinelTls};

@@ -159,12 +159,12 @@ impl Controller {
 
     /// Tells the core how long this watcher leaves a route write to the
     /// designated writer: zero when it is first among the live watchers
-    /// ([`speaker::rank`] 0, or alone), else rank steps of
+    /// ([`speaker::write_rank`] 0, or alone), else rank steps of
     /// [`steering::standby_step`]. Called when the live-watcher view changes
     /// and every second (a view goes stale).
     fn update_standby(&mut self) {
         let live = crate::daemon::peers::current(&self.peers);
-        let rank = speaker::rank(self.cfg.local(), &self.cfg.sentinels, &live);
+        let rank = speaker::write_rank(self.cfg.local(), &self.cfg.sentinels, &live);
         METRICS.writer_rank.set(rank as i64);
         let shown = self.cfg.local().map(|_| rank);
         if self.writer_rank != shown {
@@ -177,6 +177,7 @@ impl Controller {
 
     /// Runs until shutdown; then lets in-flight route writes finish (bounded).
     pub(crate) async fn run(mut self, mut shutdown: Shutdown) {
+        self.update_standby();
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         loop {
             let wake = tokio::time::Instant::from_std(self.core.poll_timeout());
@@ -285,7 +286,6 @@ impl Controller {
                     self.links = Arc::new(links);
                 }
                 self.peers = peers;
-                self.update_standby();
                 if let Some(ec2) = ec2 {
                     self.ec2 = ec2;
                 }
@@ -301,6 +301,7 @@ impl Controller {
                     }
                 }
                 self.cfg = cfg;
+                self.update_standby();
                 let actions = self.core.reconfigure(now, &self.cfg);
                 self.act(actions);
                 self.publish_status();

@@ -74,7 +74,7 @@ pub(crate) fn poll(links: Vec<SentinelLink>, sentinels: Vec<Addr>, mut stopped: 
                         METRICS.watchers_alive.set(-1);
                         warn!(
                             "CLIENT LIST unreadable on every sentinel: cannot tell which watchers are alive, \
-                             so this one writes routes and posts to chat sinks at once too (needs ACL +client|list)"
+                             so this one posts to chat sinks too, and writes in its place by address (needs ACL +client|list)"
                         )
                     }
                 }

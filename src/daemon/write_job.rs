@@ -66,8 +66,17 @@ impl WriteJob {
                     checked = Some(held);
                 }
                 Err(e) => {
-                    warn!(master = %o.master, error = %e, "standby: cannot read the carriers before writing; writing them all (a duplicate write beats a lost one)");
+                    // Not written blind: EC2 in trouble gets no extra writes
+                    // from every standby. A failed write is retried through a
+                    // fresh majority read, and checked again after the wait.
+                    warn!(master = %o.master, error = %e, "standby: cannot read the carriers to check the designated writer's work; nothing written, retrying");
                     count_standby("unreadable");
+                    outcome.tables = carriers(&o.cfg)
+                        .into_iter()
+                        .map(|c| (c, Err(e.clone())))
+                        .collect();
+                    outcome.latency = o.at.elapsed();
+                    return outcome;
                 }
             }
         }

@@ -139,6 +139,26 @@ pub(crate) fn rank(local: Option<&Addr>, sentinels: &[Addr], live: &Liveness) ->
     ahead
 }
 
+/// This watcher's place in the route-writing order: like [`rank`], except
+/// that a watcher ahead whose liveness is unknown (no `CLIENT LIST` answered
+/// yet after a start or reload, none answers, or the view is stale) counts as
+/// alive. That is safe for writes, unlike for chat: a standby always checks
+/// after its wait and writes what is still wrong, so a wrong guess costs one
+/// wait, while counting itself first would make every watcher write.
+pub(crate) fn write_rank(local: Option<&Addr>, sentinels: &[Addr], live: &Liveness) -> usize {
+    let Some(local) = local else { return 0 };
+    let mut ahead = 0;
+    for w in speaking_order(sentinels) {
+        if w == local {
+            return ahead;
+        }
+        if live.is_alive(w) != Some(false) {
+            ahead += 1;
+        }
+    }
+    ahead
+}
+
 /// The configured sentinels by address (numeric IPs first, in numeric order;
 /// then hostnames; then port): the same on every watcher whatever order its
 /// list is written in.
@@ -333,11 +353,19 @@ mod tests {
         let first_gone = liveness(&s, &[l.clone(), l.clone(), l]);
         assert_eq!(rank(Some(&s[2]), &s, &first_gone), 0);
         assert_eq!(rank(Some(&s[0]), &s, &first_gone), 1);
-        // Nobody can tell: each is first (every watcher writes at once).
+        // Nobody can tell: for chat each is first (at-least-once) ...
         for w in &s {
             assert_eq!(rank(Some(w), &s, &Liveness::Unknown), 0);
         }
         assert_eq!(rank(None, &s, &all), 0);
+        // ... but for writes each keeps its place (standbys check anyway).
+        let places: Vec<usize> = s
+            .iter()
+            .map(|w| write_rank(Some(w), &s, &Liveness::Unknown))
+            .collect();
+        assert_eq!(places, vec![2, 0, 1]);
+        assert_eq!(write_rank(Some(&s[0]), &s, &first_gone), 1);
+        assert_eq!(write_rank(None, &s, &Liveness::Unknown), 0);
     }
 
     #[test]

@@ -173,10 +173,10 @@ pub(crate) struct Metrics {
     pub journal_errors: Family<Labels, Counter>,
     /// Standby checks (another watcher is the designated writer), by what
     /// they found: `already_right`, `written` (in the writer's place),
-    /// `unreadable` (could not read first: written at-least-once).
+    /// `unreadable` (could not read: nothing written, retried).
     pub standby_checks: Family<Labels, Counter>,
-    /// This watcher's place among the live ones when it last started a write:
-    /// 0 the designated writer, r a standby checking r steps late.
+    /// This watcher's place in the route-writing order now: 0 the designated
+    /// writer, r a standby checking r steps late.
     pub writer_rank: Gauge,
     /// Watchers of the deployment seen alive through `CLIENT LIST` (-1: cannot
     /// tell); absent without `local_sentinel`.
@@ -329,12 +329,12 @@ impl Metrics {
         );
         r.register(
             "standby_checks",
-            "Route writes this watcher started as a standby (another is the designated writer), by what its read found: already_right (nothing written), written (in the writer's place), unreadable (written without reading)",
+            "Route writes this watcher checked as a standby (another is the designated writer), by what its read found: already_right (nothing written), written (in the writer's place), unreadable (the read failed: nothing written, retried)",
             m.standby_checks.clone(),
         );
         r.register(
             "writer_rank",
-            "This watcher's place among the live watchers at its last route write: 0 the designated writer, r a standby that checks r steps of aws.standby_check_after late",
+            "This watcher's place in the route-writing order (updated every second): 0 the designated writer, r a standby that checks r steps of aws.standby_check_after late",
             m.writer_rank.clone(),
         );
         r.register(

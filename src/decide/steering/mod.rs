@@ -54,6 +54,7 @@
 //! - `reads.rs`: the read scheduler and judging a majority read, master by master.
 
 mod events;
+mod line;
 mod messages;
 mod reads;
 #[cfg(test)]
@@ -126,12 +127,6 @@ pub(crate) fn standby_step(cfg: &Config) -> Duration {
     cfg.aws.standby_check_after()
 }
 
-/// The pace of the designated writer's route-write line: route tables per
-/// second, as its pacer spends `aws.write_rate` (less its margin).
-fn writer_pace(cfg: &Config) -> f64 {
-    (cfg.aws.write_rate.per_second * crate::config::WRITE_RATE_MARGIN).max(0.01)
-}
-
 /// Longest a route write may wait for `aws.write_rate` before it starts: every
 /// master's tables paid for at the configured rate, plus a second.
 fn pacing_bound(cfg: &Config) -> Duration {
@@ -159,7 +154,7 @@ struct Flight {
 /// A route write this watcher, a standby, leaves to the designated writer for
 /// now: at `due` it reads every carrier and writes only those still wrong
 /// ([`WriteOrder::check_first`]). `slot` is when the writer's own
-/// `aws.write_rate` line should release it (see [`Steering::writer_line`]);
+/// `aws.write_rate` line should release it (see [`line::WriterLine`]);
 /// `due` is the standby's wait after that. A newer wish for another address
 /// replaces it (with a new slot); the same wish keeps it.
 #[derive(Debug, Clone)]
@@ -316,12 +311,9 @@ pub(crate) struct Steering {
     /// checks (zero: it is the designated writer, or alone). Set by the driver
     /// from the live watchers ([`Steering::set_standby`]).
     standby: Duration,
-    /// The designated writer's `aws.write_rate` line as a standby models it:
-    /// when it is free again, and its pace (writes per second). Every watcher
-    /// decides the same writes at about the same time, so a standby's check of
-    /// the n-th write of a burst comes after the writer's turn for it, not
-    /// after the first.
-    writer_line: (Instant, f64),
+    /// The designated writer's `aws.write_rate` line as a standby models it
+    /// ([`line::WriterLine`]).
+    writer_line: line::WriterLine,
 }
 
 impl Steering {
@@ -353,14 +345,16 @@ impl Steering {
             last_read_ok: false,
             rng: seed | 1,
             standby: Duration::ZERO,
-            writer_line: (now, writer_pace(cfg)),
+            writer_line: line::WriterLine::new(cfg, now),
         }
     }
 
     /// How long a write of this watcher waits for the designated writer before
     /// it checks: zero when it is the designated writer (or alone), else its
-    /// rank times [`standby_step`]. Becoming the writer makes every pending
-    /// check due at once.
+    /// rank times [`standby_step`], after the write's place in the writer's
+    /// line. Becoming the writer (or moving up) makes each pending check due
+    /// at its place in the line plus the new wait: the line still paces them,
+    /// as this watcher's own pacer would.
     pub(crate) fn set_standby(&mut self, wait: Duration) {
         if wait == self.standby {
             return;
@@ -426,7 +420,7 @@ impl Steering {
         self.read_due_after = job_bounds(cfg).0 + RESULT_GRACE;
         self.write_due_after = job_bounds(cfg).1 + RESULT_GRACE;
         self.pacing_due_after = pacing_bound(cfg);
-        self.writer_line.1 = writer_pace(cfg);
+        self.writer_line.set_budget(cfg);
         self.next_interval_read = self.next_interval_read.min(now + self.interval);
         let sentinels: Vec<String> = cfg.sentinels.iter().map(|s| s.to_string()).collect();
         if sentinels != self.sentinels {

@@ -244,6 +244,12 @@ impl Steering {
         let Some(st) = self.masters.get_mut(name) else {
             return true;
         };
+        if let Some(p) = st.pending.take_if(|p| p.addr != addr) {
+            // A standby's wish the majority refutes (a switch the writer did
+            // not act on, or reverted): never checked, never written.
+            info!(master = %name, wish = %p.addr, majority = %addr,
+                "standby: the majority names another master; the write left to the designated writer is dropped");
+        }
         if let Some(flying) = st.in_flight.clone() {
             // The write reads its own result back; only a different
             // wish needs queueing.

@@ -1224,19 +1224,28 @@ fn the_designated_writer_writes_at_once_without_reading_first() {
 }
 
 #[test]
-fn a_standbys_checks_follow_the_writers_write_rate_line() {
+fn a_newer_switch_replaces_a_standbys_pending_check_and_waits_its_own_turn() {
     let mut s = Sim::started();
     s.core.set_standby(Duration::from_secs(1));
-    // Two tables at the default write_rate (5/s, paced at 95 %): each write
-    // takes the writer's line for 2 / 4.75 s = 421 ms.
     s.feed(100, switch(0, A, B, s.at(100)));
-    // B fails over to C at once: the writer writes C after B in its line.
+    // B fails over to C at once; the writer's burst (default write_rate:
+    // 180 tokens held) takes both at once: C is checked 1 s after its switch.
     s.feed(200, switch(0, B, C, s.at(200)));
-    let line = 100 + (2.0 / (5.0 * 0.95) * 1000.0) as u64;
-    assert!(check_orders(&s.tick(line + 1_000 - 1)).is_empty());
-    assert_eq!(
-        check_orders(&s.tick(line + 1_000 + 1)),
-        vec![(C.to_owned(), true)],
-        "checked one wait after its place in the writer's line"
+    assert!(
+        check_orders(&s.tick(1_199)).is_empty(),
+        "B's check is gone, C's not due"
     );
+    assert_eq!(check_orders(&s.tick(1_200)), vec![(C.to_owned(), true)]);
+}
+
+#[test]
+fn a_standbys_wish_the_majority_refutes_is_dropped_not_written() {
+    // A switch to B that the writer did not act on: the majority stays on A,
+    // and so do the tables.
+    let mut s = standby_confirms(A, A);
+    assert!(
+        check_orders(&s.tick(10_000)).is_empty(),
+        "never checked, never written"
+    );
+    assert_eq!(s.master().applied.as_deref(), Some("10.0.1.10:6379"));
 }

@@ -35,10 +35,8 @@ impl Steering {
             if needed {
                 // Its place in the writer's line: the writer's pacer releases
                 // it about then; the standby looks one wait later.
-                let cost = st.cfg.route_tables.len().max(1) as f64;
-                let (free, pace) = self.writer_line;
-                let slot = free.max(clock);
-                self.writer_line.0 = slot + Duration::from_secs_f64(cost / pace);
+                let cost = st.cfg.route_tables.len();
+                let slot = self.writer_line.slot(clock, cost);
                 debug!(%master, %addr, check_in_ms = (slot + standby - clock).as_millis() as u64,
                     "standby: leaving the write to the designated writer; checking after its turn");
                 if let Some(st) = self.masters.get_mut(master) {
