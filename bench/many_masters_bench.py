@@ -14,6 +14,9 @@ directly), throttled answers the proxy sent, the daemon's peak RSS. The
 theoretical best under the bucket is (2N - burst) / rate seconds after the
 first write.
 
+--kill-writer kills the designated writer (SIGKILL) right after the switch:
+the standbys must move every route.
+
 --watchers W (default 1) runs W daemons, one per sentinel, each with its
 `local_sentinel` (the designated writer and standbys), all behind the same
 proxy and the same account bucket: the mutating calls that reached the proxy
@@ -79,6 +82,8 @@ def main():
     ap.add_argument("--tag", default="paced")
     ap.add_argument("--keep-log", default=None, help="copy the (first) daemon's log here")
     ap.add_argument("--watchers", type=int, default=1, help="daemons, one per sentinel (local_sentinel set when > 1)")
+    ap.add_argument("--kill-writer", action="store_true",
+                    help="with --watchers > 1: SIGKILL the designated writer (the first sentinel's watcher) right after the switch")
     args = ap.parse_args()
     n, k = args.masters, args.tables
     rate, burst = (args.write_rate.split(",") if args.write_rate else (args.limit_rate, args.limit_burst))
@@ -160,6 +165,8 @@ def main():
         for t in threads:
             t.join()
         switched = time.time() - t0
+        if args.kill_writer:
+            daemons[0][0].kill()
         progress = []
         deadline = time.time() + 300
         while time.time() < deadline:
@@ -172,11 +179,12 @@ def main():
         # Standbys check rank x standby_check_after (1 s) after their turn: let the last ones finish.
         time.sleep(args.watchers)
         stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{proxy}/__stats", timeout=5).read())
+        d = daemons[-1][0] if args.kill_writer else d
         status = open(f"/proc/{d.pid}/status").read()
         rss_kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
         hwm_kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
         per_watcher = []
-        for _, http, _ in daemons:
+        for _, http, _ in daemons[1:] if args.kill_writer else daemons:
             per_watcher.append({
                 "writer_rank": metric(http, "sentinel_vip_writer_rank"),
                 "standby_checks": {r: metric(http, "sentinel_vip_standby_checks_total", f'result="{r}"') or 0
@@ -197,7 +205,7 @@ def main():
         "first_write_s": first, "last_write_s": last, "writing_s": writing,
         "best_writing_s": best, "writing_over_best": (writing / best) if writing and best else None,
         "throttled": stats["throttled"], "requests": stats["requests"],
-        "watchers": args.watchers,
+        "watchers": args.watchers, "writer_killed_at_switch": args.kill_writer,
         "writes_total": stats["requests"].get("ReplaceRoute", 0) + stats["requests"].get("CreateRoute", 0),
         "writes_over_routes": (stats["requests"].get("ReplaceRoute", 0) + stats["requests"].get("CreateRoute", 0)) / writes,
         "per_watcher": per_watcher,

@@ -357,12 +357,6 @@ impl Controller {
 
     /// Hands a route write to the pacer; starts whatever it releases.
     fn pace_write(&mut self, order: WriteOrder) {
-        if order.check_first {
-            // A standby's check was paced by the core (its place in the
-            // designated writer's line): it starts now.
-            self.start_write(order);
-            return;
-        }
         let master = order.master.clone();
         let tables = order.cfg.route_tables.len();
         let released = self.pacer.offer(Instant::now(), &master, tables, order);
