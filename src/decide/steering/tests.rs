@@ -1249,3 +1249,24 @@ fn a_standbys_wish_the_majority_refutes_is_dropped_not_written() {
     );
     assert_eq!(s.master().applied.as_deref(), Some("10.0.1.10:6379"));
 }
+
+#[test]
+fn a_standbys_check_due_while_its_last_one_runs_waits_for_it_and_still_reads_first() {
+    let mut s = Sim::started();
+    s.core.set_standby(Duration::from_secs(1));
+    s.feed(100, switch(0, A, B, s.at(100)));
+    let b = s.tick(1_100);
+    assert_eq!(check_orders(&b), vec![(B.to_owned(), true)]);
+    // B fails over to C while B's check still runs.
+    s.feed(1_200, switch(0, B, C, s.at(1_200)));
+    assert!(
+        check_orders(&s.tick(2_200)).is_empty(),
+        "queued behind B's check"
+    );
+    let c = s.complete(2_300, &b, true);
+    assert_eq!(
+        check_orders(&c),
+        vec![(C.to_owned(), true)],
+        "C is checked, not written blind"
+    );
+}
