@@ -112,8 +112,6 @@ pub(crate) struct Controller {
     since_slice: usize,
     /// The switch journal's feed (`try_send` only; off by default).
     journal: crate::daemon::journal::JournalFeed,
-    /// The runtime the jobs run on (the process's), wherever the loop runs.
-    jobs: tokio::runtime::Handle,
 }
 
 impl Controller {
@@ -149,7 +147,6 @@ impl Controller {
             judged_read: None,
             since_slice: 0,
             journal: Default::default(),
-            jobs: tokio::runtime::Handle::current(),
         }
     }
 
@@ -157,40 +154,6 @@ impl Controller {
     pub(crate) fn with_journal(mut self, feed: crate::daemon::journal::JournalFeed) -> Controller {
         self.journal = feed;
         self
-    }
-
-    /// Runs the loop on a thread of its own (a current-thread runtime) until
-    /// shutdown; the jobs it starts run on the runtime it was created on.
-    /// The returned receiver answers once the loop has ended (`Err`: it
-    /// panicked or could not start).
-    ///
-    /// Why a thread: on the runtime's workers the loop waited behind
-    /// whatever other task held them (a majority read parsing 1,000
-    /// masters' answers, the alert task folding a backlog, `/metrics`),
-    /// and a sentinel event with it; on 2 cores that was the tail of the
-    /// storm bench's input delay. On its own thread it waits only for a
-    /// core.
-    pub(crate) fn spawn_on_own_thread(
-        self,
-        shutdown: Shutdown,
-    ) -> std::io::Result<tokio::sync::oneshot::Receiver<Result<(), String>>> {
-        let (done, ended) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("controller".into())
-            .spawn(move || {
-                let r = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start the controller's runtime: {e}"))
-                    .and_then(|rt| {
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            rt.block_on(self.run(shutdown))
-                        }))
-                        .map_err(|_| "the controller panicked".to_owned())
-                    });
-                let _ = done.send(r);
-            })?;
-        Ok(ended)
     }
 
     /// Runs until shutdown; then lets in-flight route writes finish (bounded).
@@ -414,7 +377,7 @@ impl Controller {
             targets: self.targets.clone(),
         };
         let tx = self.results_tx.clone();
-        supervise(&self.jobs, job.run(), deadline, move |r, took| {
+        supervise(job.run(), deadline, move |r, took| {
             let outcome = r.unwrap_or_else(|why| {
                 error!(master = %order.master, addr = %order.addr, %why, "route write task did not finish");
                 WriteOutcome::failed(&order, why, took)
@@ -433,7 +396,6 @@ impl Controller {
         let deadline = self.read_deadline();
         let sentinels = self.cfg.sentinels.clone();
         supervise(
-            &self.jobs,
             async move { majority_read(seq, &links, &ec2, &cfg, &targets).await },
             deadline,
             move |r, took| {
@@ -500,7 +462,7 @@ impl Controller {
         let targets = self.targets.clone();
         let warming = self.warming.clone();
         let cfg = self.cfg.clone();
-        self.jobs.spawn(async move {
+        tokio::spawn(async move {
             for name in discovery {
                 let Some(m) = cfg.masters.get(&name) else {
                     continue;
@@ -603,15 +565,15 @@ fn sentinel_views(
 /// Runs `fut` as a task and calls `report` exactly once with its result, or
 /// with why it has none (panicked, or still running after `deadline`: then it
 /// is aborted).
-fn supervise<T, F, R>(jobs: &tokio::runtime::Handle, fut: F, deadline: Duration, report: R)
+fn supervise<T, F, R>(fut: F, deadline: Duration, report: R)
 where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
     R: FnOnce(Result<T, String>, Duration) + Send + 'static,
 {
     let started = Instant::now();
-    let mut handle = jobs.spawn(fut);
-    jobs.spawn(async move {
+    let mut handle = tokio::spawn(fut);
+    tokio::spawn(async move {
         let r = match tokio::time::timeout(deadline, &mut handle).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if e.is_panic() => Err("the task panicked".to_owned()),
@@ -694,53 +656,5 @@ mod tests {
         }
         stop.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
-    }
-
-    #[test]
-    fn the_loop_runs_while_every_worker_of_the_runtime_is_held() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let cfg = Arc::new(many_masters(10));
-        let (tx, rx) = mpsc::channel(16);
-        let status = SharedStatus::new(3);
-        let (stop, shutdown) = Shutdown::new();
-        let controller = rt.block_on(async {
-            let ec2 = Ec2::for_config(&cfg).await;
-            Controller::new(cfg.clone(), ec2, Vec::new(), rx, None, status.clone())
-        });
-        let ended = controller
-            .spawn_on_own_thread(shutdown)
-            .expect("the controller's thread starts");
-        // A task that holds the runtime's only worker until released (a
-        // job parsing a huge answer, say).
-        let (held_tx, held) = std::sync::mpsc::channel();
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        rt.spawn(async move {
-            let _ = held_tx.send(());
-            let _ = released.recv();
-        });
-        held.recv().expect("the worker is held");
-        tx.blocking_send(Input::Watch(WatchMsg::Connected(0)))
-            .expect("inbox open");
-        let started = Instant::now();
-        while status.get().sentinels_connected == 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "the loop waited for the runtime's held worker"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = release.send(());
-        stop.trigger();
-        let ended =
-            rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), ended).await });
-        assert!(
-            matches!(ended, Ok(Ok(Ok(())))),
-            "the loop ends on shutdown: {ended:?}"
-        );
-        rt.shutdown_timeout(Duration::from_secs(1));
     }
 }

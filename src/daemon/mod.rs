@@ -66,7 +66,7 @@ pub(crate) async fn run(path: PathBuf, mut cfg: Config) -> anyhow::Result<()> {
     .with_journal(journal::spawn(&cfg.state_dir));
     links.forward(tx.clone());
     let _ = tx.send(Input::Reconcile("start")).await;
-    let mut handle = controller.spawn_on_own_thread(shutdown.clone())?;
+    let mut handle = tokio::spawn(controller.run(shutdown.clone()));
     tokio::spawn(crate::ops::notify::watch_ready(
         status.clone(),
         shutdown.clone(),
