@@ -21,8 +21,12 @@ socket, its parser, the forwarder, the controller's inbox, the decision core,
 the alert task's inbox.
 
 Reads and writes in flight: just before the burst, --switch masters move to a
-new address on all three sentinels (SENTINEL REMOVE + MONITOR), so the read that
-runs through the burst dispatches that many route writes.
+new address on all three sentinels (SENTINEL REMOVE + MONITOR, in pipelines of
+10 masters: one pipeline of 100 held each sentinel's event loop for over 2 s and
+TILTed all three for 30 s), and a SIGHUP (config unchanged) at the burst's start
+makes the daemon read the majority at once, so the writes that read dispatches
+run during the burst (route_writes_during_burst: those finished within it;
+sentinels_tilted: +tilt in the sentinels' logs).
 
 Measured (from the daemon's own /metrics, before and after):
 - events_per_s: events published / the burst's wall time (and received, from
@@ -48,6 +52,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +80,11 @@ def buckets(text, name):
     for le, n in re.findall(rf'^{name}_bucket\{{le="([^"]+)"\}} (\d+)', text, re.M):
         out[float("inf") if le == "+Inf" else float(le)] = int(n)
     return out
+
+
+def hist_count(text, name):
+    m = re.search(rf"^{name}_count (\d+)", text, re.M)
+    return int(m.group(1)) if m else 0
 
 
 def counter_sum(text, name, label_filter=""):
@@ -165,19 +175,28 @@ def main():
         dropped0 = counter_sum(before, "sentinel_vip_alerts_inbox_dropped")
 
         # Reads and writes in flight: --switch masters move on every sentinel.
+        # In pipelines of 10 masters: Sentinel rewrites and fsyncs its config
+        # (1,000 masters long) at every MONITOR/REMOVE/SET, and one pipeline
+        # of 100 masters held its event loop for over 2 s: all three entered
+        # TILT for 30 s, so no majority (and no write) during the burst.
         def switch(r):
-            p = r.pipeline(transaction=False)
-            for i in range(args.switch):
-                ip, port = new(i)
-                p.execute_command("SENTINEL", "REMOVE", f"m{i}")
-                p.execute_command("SENTINEL", "MONITOR", f"m{i}", ip, port, 2)
-                p.execute_command("SENTINEL", "SET", f"m{i}", "down-after-milliseconds", 3600000)
-            p.execute()
+            for lo in range(0, args.switch, 10):
+                p = r.pipeline(transaction=False)
+                for i in range(lo, min(lo + 10, args.switch)):
+                    ip, port = new(i)
+                    p.execute_command("SENTINEL", "REMOVE", f"m{i}")
+                    p.execute_command("SENTINEL", "MONITOR", f"m{i}", ip, port, 2)
+                    p.execute_command("SENTINEL", "SET", f"m{i}", "down-after-milliseconds", 3600000)
+                p.execute()
         threads = [threading.Thread(target=switch, args=(r,)) for r in sentinels]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        writes0 = hist_count(metrics(http), "sentinel_vip_route_update_seconds")
+        # A SIGHUP (config unchanged) starts a majority read at once: it sees
+        # the switch, and its route writes fall inside the burst.
+        d.send_signal(signal.SIGHUP)
         # The storm: +sdown/-sdown for every master in turn, in 10 slices over 1 s.
         pub = redis.Redis(host=PUBLISHER, port=sp, socket_timeout=60)
         slices = 10
@@ -197,6 +216,7 @@ def main():
             if pause > 0:
                 time.sleep(pause)
         burst_s = time.time() - t0
+        writes_in_burst = hist_count(metrics(http), "sentinel_vip_route_update_seconds") - writes0
         # Every event received and handled, every route right.
         deadline = time.time() + 120
         right = 0
@@ -214,6 +234,7 @@ def main():
                 break
             time.sleep(0.5)
         settled_s = time.time() - t0
+        tilts = sum(open(os.path.join(work, f"sentinel-{k}.log")).read().count("+tilt") for k in range(len(HOSTS)))
         after = metrics(http)
         load_after = os.getloadavg()[0]
         status = open(f"/proc/{d.pid}/status").read()
@@ -246,6 +267,8 @@ def main():
         "all_routes_right": right == n,
         "settled_s": round(settled_s, 2),
         "reconciles": st.get("reconciles"),
+        "sentinels_tilted": tilts,
+        "route_writes_during_burst": writes_in_burst,
         "alerts_inbox_dropped": int(counter_sum(after, "sentinel_vip_alerts_inbox_dropped") - dropped0),
         "p99_input_ms_is": "upper bound of the sentinel_vip_input_delay_seconds bucket holding the 99th percentile "
                            "(an event's arrival at its watcher -> the decision core handling it)",
@@ -256,7 +279,9 @@ def main():
         "method": "in-rig run: the daemon binary against 3 real sentinels monitoring N masters and moto "
                   "(1 route table per master, reconcile every --interval); the burst is PUBLISHed on a plain redis-server "
                   "configured as a 4th sentinel endpoint (run does not check ROLE); --switch masters re-monitored "
-                  "at a new address on every sentinel just before the burst, so reads and writes are in flight",
+                  "at a new address on every sentinel (in pipelines of 10 masters) just before the burst, and a "
+                  "SIGHUP at its start starts a majority read, so reads and writes are in flight; "
+                  "route_writes_during_burst counts the route writes that finished within the burst",
         "build_profile": args.profile,
         "interval": args.interval,
         "command": "bench/storm_bench.py --masters %d --switch %d --events %d --interval %s --bin %s --profile %r" % (
