@@ -131,16 +131,10 @@ pub(crate) fn spawn(
                 }
                 m = rx.recv() => {
                     let Some(m) = m else { break };
-                    let at = Stamp::now();
-                    match &m {
-                        AlertInput::Event { sentinel, event } => fold.on_event(at, *sentinel, event),
-                        AlertInput::Route(r) => fold.on_route(at, r),
-                        AlertInput::RouteVerified { master, addr, target } => fold.on_route_verified(at, master, addr, target),
-                        AlertInput::Majority { master, ok, detail } => fold.on_majority(at, master, *ok, detail),
-                        AlertInput::Ec2 { ok, detail } => fold.on_ec2(at, !*ok, detail),
-                        AlertInput::SentinelRefused { sentinel, ok, detail } => fold.on_sentinel_refused(at, sentinel, !*ok, detail),
-                        AlertInput::MasterRead(r) => fold.on_master_read(at, r),
-                        AlertInput::Condition { master, condition, bad, detail } => fold.on_failure_condition(at, master, *condition, *bad, detail),
+                    // What waits behind it is folded too before the timers
+                    // and the status below, which walk every open incident.
+                    for m in crate::daemon::inbox::batch(&mut rx, m) {
+                        fold.on_input(Stamp::now(), &m);
                     }
                 }
             }

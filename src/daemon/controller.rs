@@ -52,11 +52,20 @@ pub(crate) enum Input {
     Watch(WatchMsg),
     /// Read the majority now (start-up, SIGHUP, on demand).
     Reconcile(&'static str),
-    ReadDone(Box<ReadOutcome>),
+    /// A majority read and each sentinel's answers as `/status` shows them
+    /// (formatted by the job, off the loop).
+    ReadDone(Box<ReadOutcome>, Views),
     WriteDone(Box<WriteOutcome>),
     /// SIGHUP: a new config, and new links / EC2 client where those changed.
     Reload(Box<Reload>),
 }
+
+/// Per master, each sentinel's answer at a majority read (`/status`).
+pub(crate) type Views = HashMap<String, Vec<SentinelView>>;
+
+/// Sentinel events served between two slices of a majority read being
+/// judged when the inbox stays busy (the judging is not starved by a storm).
+const INPUTS_PER_SLICE: usize = 16;
 
 /// What changes on a reload; `None` keeps what runs.
 pub(crate) struct Reload {
@@ -99,7 +108,12 @@ pub(crate) struct Controller {
     /// The core's lost-result counts already added to the metric.
     lost_counted: (u64, u64),
     /// Per master, each sentinel's answer at the last majority read (`/status`).
-    views: HashMap<String, Vec<SentinelView>>,
+    views: Views,
+    /// The read being judged: how long it took and how many sentinels
+    /// answered, for the metrics told once it is judged.
+    judged_read: Option<(Duration, usize)>,
+    /// Inbox inputs served since the last slice of a read being judged.
+    since_slice: usize,
     /// The switch journal's feed (`try_send` only; off by default).
     journal: crate::daemon::journal::JournalFeed,
     /// Which watchers of the deployment are alive: this one writes at once
@@ -139,6 +153,8 @@ impl Controller {
             published: Instant::now(),
             lost_counted: (0, 0),
             views: HashMap::new(),
+            judged_read: None,
+            since_slice: 0,
             journal: Default::default(),
             peers: crate::daemon::peers::alone(),
             writer_rank: None,
@@ -189,10 +205,18 @@ impl Controller {
                 _ = shutdown.recv() => break,
                 // Results first: a storm in the inbox never delays them.
                 Some(done) = self.results.recv() => self.handle(done),
+                // A read of many masters is judged a slice at a time, the
+                // inbox served in between (and at least every
+                // INPUTS_PER_SLICE inputs a slice, storm or not).
+                _ = std::future::ready(()), if self.core.judging() && self.since_slice >= INPUTS_PER_SLICE => self.judge_more(),
                 input = self.inbox.recv() => match input {
-                    Some(i) => self.handle(i),
+                    Some(i) => {
+                        self.since_slice += 1;
+                        self.handle(i)
+                    }
                     None => break,
                 },
+                _ = std::future::ready(()), if self.core.judging() => self.judge_more(),
                 _ = tokio::time::sleep_until(wake) => {
                     let actions = self.core.handle_timeout(Instant::now());
                     self.act(actions);
@@ -263,16 +287,17 @@ impl Controller {
                 steering::Input::Watch(msg)
             }
             Input::Reconcile(why) => steering::Input::ReadRequested(why),
-            Input::ReadDone(o) => {
+            Input::ReadDone(o, views) => {
                 self.journal.read(&o);
-                let (took, answering) = (o.took, o.sentinels_answering);
                 // A late or duplicated read is ignored by the core: its views too.
                 if self.core.awaits_read(o.seq) {
-                    self.views = sentinel_views(&self.cfg.sentinels, &o.answers);
+                    self.views = views;
+                    self.judged_read = Some((o.took, o.sentinels_answering));
                 }
                 let actions = self.core.handle(now, steering::Input::ReadDone(o));
-                self.after_read(took, answering);
                 self.act(actions);
+                self.read_judged();
+                self.dirty = true;
                 return;
             }
             Input::Reload(r) => {
@@ -320,6 +345,25 @@ impl Controller {
         let actions = self.core.handle(now, input);
         self.act(actions);
         self.dirty = true;
+    }
+
+    /// Judges the next slice of the read being judged.
+    fn judge_more(&mut self) {
+        self.since_slice = 0;
+        let actions = self.core.judge_more(Instant::now());
+        self.act(actions);
+        self.read_judged();
+        self.dirty = true;
+    }
+
+    /// Once the core has judged the read in full: its metrics and status.
+    fn read_judged(&mut self) {
+        if self.core.judging() {
+            return;
+        }
+        if let Some((took, answering)) = self.judged_read.take() {
+            self.after_read(took, answering);
+        }
     }
 
     /// Adds what the core gave up on since the last call to the metric.
@@ -395,6 +439,7 @@ impl Controller {
         let targets = self.targets.clone();
         let tx = self.results_tx.clone();
         let deadline = self.read_deadline();
+        let sentinels = self.cfg.sentinels.clone();
         supervise(
             async move { majority_read(seq, &links, &ec2, &cfg, &targets).await },
             deadline,
@@ -403,8 +448,9 @@ impl Controller {
                     error!(seq, %why, "majority read task did not finish");
                     ReadOutcome::failed(seq, why, took)
                 });
+                let views = sentinel_views(&sentinels, &outcome.answers);
                 // Fails only when the controller is gone (shutdown).
-                let _ = tx.send(Input::ReadDone(Box::new(outcome)));
+                let _ = tx.send(Input::ReadDone(Box::new(outcome), views));
             },
         );
     }
@@ -431,12 +477,6 @@ impl Controller {
             .inc();
         if ok {
             METRICS.reconcile_last_success.set(now_unix());
-        }
-        for (name, down) in self.core.no_majority() {
-            METRICS
-                .no_majority
-                .get_or_create(&vec![("master", name.to_owned())])
-                .set(i64::from(down));
         }
         self.status.update(|s| {
             s.reconciles += 1;
@@ -511,6 +551,10 @@ impl Controller {
                 .switch_unconfirmed
                 .get_or_create(&label)
                 .set(i64::from(m.unconfirmed.is_some()));
+            METRICS
+                .no_majority
+                .get_or_create(&label)
+                .set(i64::from(m.no_majority));
         }
         let connected = self.core.connected_count();
         let refused = self.core.refused();

@@ -174,8 +174,12 @@ fn keepalive() -> fred::socket2::TcpKeepalive {
 /// Events a subscriber connection buffers between the socket and the watcher
 /// task (fred's broadcast channel; its default, 32, overflowed at the first
 /// burst of a few thousand `+sdown`/`-sdown` a second: the overflow is
-/// skipped, counted as lag and answered with a majority read).
-const SUBSCRIBER_BUFFER: usize = 1024;
+/// skipped, counted as lag and answered with a majority read). 4,096 holds
+/// ~0.7 s of the storm bench's 6,000 events a second while the watcher task
+/// waits for a core (1,024 held 0.17 s, and a loaded 2-core machine lost
+/// four events in five); it costs ~0.8 MB per sentinel (168-byte messages,
+/// every slot allocated up front).
+const SUBSCRIBER_BUFFER: usize = 4096;
 
 fn client(addr: &Addr, auth: Option<&SentinelAuth>) -> SentinelClient {
     client_with(
@@ -537,6 +541,17 @@ mod tests {
         for c in NEEDED_COMMANDS {
             assert!(rule.contains(c.rule), "{}", c.rule);
         }
+    }
+
+    #[test]
+    fn a_subscriber_buffers_most_of_a_second_of_an_event_storm() {
+        let sub = client_with(&Addr::new("127.0.0.1", 1), None, SUBSCRIBER_BUFFER);
+        let held = sub.perf_config().broadcast_channel_capacity;
+        // The storm bench: 6,000 events in one second from one endpoint.
+        assert!(
+            held * 10 >= 6_000 * 6,
+            "{held} events: under 0.6 s of a storm"
+        );
     }
 
     #[test]

@@ -173,6 +173,35 @@ const FORMER_SETTLES: Duration = Duration::from_secs(60);
 const REMEMBER_CLOSED: Duration = Duration::from_secs(600);
 
 impl Fold {
+    /// Folds one input from the controller, whatever its kind.
+    pub fn on_input(&mut self, at: Stamp, input: &AlertInput) {
+        match input {
+            AlertInput::Event { sentinel, event } => self.on_event(at, *sentinel, event),
+            AlertInput::Route(r) => self.on_route(at, r),
+            AlertInput::RouteVerified {
+                master,
+                addr,
+                target,
+            } => self.on_route_verified(at, master, addr, target),
+            AlertInput::Majority { master, ok, detail } => {
+                self.on_majority(at, master, *ok, detail)
+            }
+            AlertInput::Ec2 { ok, detail } => self.on_ec2(at, !*ok, detail),
+            AlertInput::SentinelRefused {
+                sentinel,
+                ok,
+                detail,
+            } => self.on_sentinel_refused(at, sentinel, !*ok, detail),
+            AlertInput::MasterRead(r) => self.on_master_read(at, r),
+            AlertInput::Condition {
+                master,
+                condition,
+                bad,
+                detail,
+            } => self.on_failure_condition(at, master, *condition, *bad, detail),
+        }
+    }
+
     /// A fold that folds every master's events (see [`Fold::for_masters`]).
     pub fn new(group_wait: Duration, repeat_interval: Duration) -> Fold {
         Fold {

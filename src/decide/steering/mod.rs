@@ -51,7 +51,8 @@
 //! - `messages.rs`: what goes in and out ([`Input`], [`Action`] and their payloads);
 //! - `events.rs`: the sentinels' links and events, the `+switch-master` fast path;
 //! - `writes.rs`: one route write per master, its outcome, the retry schedule;
-//! - `reads.rs`: the read scheduler and judging a majority read, master by master.
+//! - `reads.rs`: the read scheduler and judging a majority read, master by
+//!   master, a slice of masters per step ([`Steering::judge_more`]).
 
 mod events;
 mod line;
@@ -63,6 +64,7 @@ mod writes;
 
 pub(crate) use messages::{Action, Cause, Input, ReadOutcome, WriteOrder, WriteOutcome};
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -72,7 +74,7 @@ use crate::config::{Config, MasterConfig};
 use crate::decide::fold::AlertInput;
 use crate::decide::plan::{carriers, Carrier, Held};
 use crate::ops::status::{MasterStatus, TableStatus};
-use crate::watch::event::Addr;
+use crate::watch::event::{Addr, Event};
 use crate::watch::{WatchMsg, REFUSED_PREFIX};
 
 use reads::missing_text;
@@ -283,6 +285,16 @@ pub(crate) struct Steering {
     seq: u64,
     /// The majority read in progress: its sequence number and deadline.
     read_running: Option<(u64, Instant)>,
+    /// A finished read still being judged, a slice of masters at a time
+    /// ([`Steering::judge_more`]); no other read starts until it is done.
+    judging: Option<Box<reads::Judging>>,
+    /// [`Steering::poll_timeout`]'s answer, kept until an input may change a
+    /// deadline: the loop asks before every input, and computing it walks
+    /// every master.
+    next_timeout: Cell<Option<Instant>>,
+    /// How often `next_timeout` was computed (tests).
+    #[cfg(test)]
+    timeouts_computed: Cell<u64>,
     /// Last id given to a route write.
     write_seq: u64,
     /// The core's deadlines for a read's and a write's result once started
@@ -329,6 +341,10 @@ impl Steering {
                 .collect(),
             seq: 0,
             read_running: None,
+            judging: None,
+            next_timeout: Cell::new(None),
+            #[cfg(test)]
+            timeouts_computed: Cell::new(0),
             write_seq: 0,
             read_due_after: job_bounds(cfg).0 + RESULT_GRACE,
             write_due_after: job_bounds(cfg).1 + RESULT_GRACE,
@@ -383,6 +399,15 @@ impl Steering {
 
     pub(crate) fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
         self.clock = self.clock.max(now);
+        // Only a `+switch-master` among the sentinels' events can start a
+        // write or a read (a deadline); the others (a storm of `+sdown`, say)
+        // keep the next timeout as it was.
+        if !matches!(
+            &input,
+            Input::Watch(WatchMsg::Event { event, .. }) if !matches!(event, Event::SwitchMaster { .. })
+        ) {
+            self.timers_changed();
+        }
         let mut out = Vec::new();
         match input {
             Input::Watch(WatchMsg::Event {
@@ -415,6 +440,7 @@ impl Steering {
     /// running now was started under the old config and does not judge.
     pub(crate) fn reconfigure(&mut self, now: Instant, cfg: &Config) -> Vec<Action> {
         self.clock = self.clock.max(now);
+        self.timers_changed();
         let mut out = Vec::new();
         self.interval = cfg.reconcile.interval;
         self.read_due_after = job_bounds(cfg).0 + RESULT_GRACE;
@@ -461,6 +487,7 @@ impl Steering {
     /// the unconfirmed-switch alert).
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
         self.clock = self.clock.max(now);
+        self.timers_changed();
         let mut out = Vec::new();
         let mut why = None;
         if self.read_result_lost(now) {
@@ -510,8 +537,42 @@ impl Steering {
         out
     }
 
+    /// Whether a finished majority read is still being judged: call
+    /// [`Steering::judge_more`] (between other inputs) until it is not.
+    pub(crate) fn judging(&self) -> bool {
+        self.judging.is_some()
+    }
+
+    /// Judges the next slice of masters of the read being judged (nothing
+    /// when none is). The driver calls it between inputs, so that a read of
+    /// 1,000 masters never holds the sentinels' events for long.
+    pub(crate) fn judge_more(&mut self, now: Instant) -> Vec<Action> {
+        self.clock = self.clock.max(now);
+        self.timers_changed();
+        let mut out = Vec::new();
+        self.judge_slice(now, &mut out);
+        out
+    }
+
+    /// Something may have moved a deadline: [`Steering::poll_timeout`]
+    /// computes it again.
+    fn timers_changed(&self) {
+        self.next_timeout.set(None);
+    }
+
     /// When [`Steering::handle_timeout`] must next be called.
     pub(crate) fn poll_timeout(&self) -> Instant {
+        if let Some(t) = self.next_timeout.get() {
+            return t;
+        }
+        #[cfg(test)]
+        self.timeouts_computed.set(self.timeouts_computed.get() + 1);
+        let t = self.compute_timeout();
+        self.next_timeout.set(Some(t));
+        t
+    }
+
+    fn compute_timeout(&self) -> Instant {
         let mut t = self.next_interval_read;
         if let Some((_, due)) = self.read_running {
             t = t.min(due);
@@ -546,6 +607,7 @@ impl Steering {
 
     /// Marks the in-flight write of `master` as done without an outcome (shutdown).
     pub(crate) fn forget_write(&mut self, master: &str) {
+        self.timers_changed();
         if let Some(st) = self.masters.get_mut(master) {
             st.in_flight = None;
             st.flight = None;
@@ -572,13 +634,6 @@ impl Steering {
 
     pub(crate) fn last_read_ok(&self) -> bool {
         self.last_read_ok
-    }
-
-    /// Masters whose VIP has no majority behind it, for metrics.
-    pub(crate) fn no_majority(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.masters
-            .iter()
-            .map(|(n, st)| (n.as_str(), st.no_majority))
     }
 
     /// The per-master part of `/status`, at `now`.

@@ -22,7 +22,7 @@ use crate::watch::event::Addr;
 impl Steering {
     /// Starts a majority read unless one is running (then one more follows it).
     pub(super) fn request_read(&mut self, why: &'static str, out: &mut Vec<Action>) {
-        if self.read_running.is_some() {
+        if self.read_running.is_some() || self.judging.is_some() {
             self.read_pending.get_or_insert(why);
             return;
         }
@@ -67,24 +67,44 @@ impl Steering {
                 return;
             }
         }
-        let mut ok = self.judge_ec2(now, &o, out);
-        let mut again = false;
+        let ok = self.judge_ec2(now, &o, out);
+        let mut left: Vec<String> = self.masters.keys().cloned().collect();
+        left.reverse();
+        self.judging = Some(Box::new(Judging {
+            outcome: o,
+            left,
+            ok,
+            again: false,
+        }));
+        self.judge_slice(now, out);
+    }
+
+    /// Judges the next [`JUDGE_SLICE`] masters of the read being judged; the
+    /// last slice ends the read (its verdict, the read that follows it).
+    pub(super) fn judge_slice(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(mut j) = self.judging.take() else {
+            return;
+        };
         let configured = self.configured();
-        let names: Vec<String> = self.masters.keys().cloned().collect();
-        for name in names {
-            match self.judge_master(now, &name, &o, configured, out) {
+        for _ in 0..JUDGE_SLICE {
+            let Some(name) = j.left.pop() else { break };
+            match self.judge_master(now, &name, &j.outcome, configured, out) {
                 Judged::Ok => {}
-                Judged::Failed => ok = false,
-                Judged::ReadAgain => again = true,
+                Judged::Failed => j.ok = false,
+                Judged::ReadAgain => j.again = true,
                 Judged::RecheckAt(at) => {
-                    ok = false;
+                    j.ok = false;
                     self.read_soon(at, "config-epoch went back");
                 }
             }
         }
-        self.last_read_ok = ok;
+        if !j.left.is_empty() {
+            self.judging = Some(j);
+            return;
+        }
+        self.last_read_ok = j.ok;
         let pending = self.read_pending.take();
-        if again {
+        if j.again {
             self.request_read("follow-up", out);
         } else if let Some(why) = pending {
             self.request_read(why, out);
@@ -680,6 +700,26 @@ impl MasterState {
             }));
         }
     }
+}
+
+/// Masters judged per step of a finished majority read. Judging one master
+/// costs microseconds, but 1,000 of them in one go held the loop for
+/// milliseconds (debug: ~15 ms) while sentinel events waited in the inbox;
+/// the driver serves its inbox between slices.
+pub(crate) const JUDGE_SLICE: usize = 64;
+
+/// A finished majority read being judged, [`JUDGE_SLICE`] masters at a time.
+/// Events and results handled between two slices see the masters judged so
+/// far; a master switched by the fast path meanwhile is not judged by this
+/// read (`changed_seq`: it predates the switch) but by a follow-up read.
+pub(super) struct Judging {
+    outcome: ReadOutcome,
+    /// Masters still to judge, the next one last.
+    left: Vec<String>,
+    /// No master failed so far (EC2 included).
+    ok: bool,
+    /// Some master needs a fresh read.
+    again: bool,
 }
 
 /// What the epoch rule made of a majority's config-epoch.

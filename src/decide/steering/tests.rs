@@ -8,6 +8,7 @@ use crate::watch::event::Event;
 use crate::watch::{MasterView, SentinelId, WatchMsg};
 
 mod reach;
+mod storm;
 
 const A: &str = "10.0.1.10";
 const B: &str = "10.0.1.11";

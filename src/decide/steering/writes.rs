@@ -112,6 +112,7 @@ impl Steering {
     /// The driver started write `id` of `master` (it left the `aws.write_rate`
     /// line) at `now`: its result is due within the job's bound from now.
     pub(crate) fn write_started(&mut self, now: Instant, master: &str, id: u64) {
+        self.timers_changed();
         let due_after = self.write_due_after;
         if let Some(f) = self
             .masters
