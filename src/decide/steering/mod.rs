@@ -385,6 +385,7 @@ impl Steering {
             }
         );
         self.standby = wait;
+        self.timers_changed();
         for st in self.masters.values_mut() {
             if let Some(p) = st.pending.as_mut() {
                 p.due = p.due.min(p.slot + wait);

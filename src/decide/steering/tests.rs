@@ -1271,3 +1271,16 @@ fn a_standbys_check_due_while_its_last_one_runs_waits_for_it_and_still_reads_fir
         "C is checked, not written blind"
     );
 }
+
+#[test]
+fn becoming_the_writer_moves_the_cores_next_wake_up_to_the_pending_check() {
+    let mut s = Sim::started();
+    s.core.set_standby(Duration::from_secs(2));
+    s.feed(100, switch(0, A, B, s.at(100)));
+    assert!(s.core.poll_timeout() <= s.at(2_100));
+    assert!(s.core.poll_timeout() > s.at(100));
+    // The writer is seen gone: the check is due at its place in the line
+    // now, and the cached wake-up follows.
+    s.core.set_standby(Duration::ZERO);
+    assert_eq!(s.core.poll_timeout(), s.at(100));
+}
