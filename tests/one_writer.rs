@@ -258,6 +258,54 @@ async fn stood_in(kill: bool) {
     );
 }
 
+/// A standby restarted at the `+switch-master` (its start read may find the
+/// routes still on the old master): until it has seen the others in `CLIENT
+/// LIST` it keeps its place by address, so it leaves the write to the writer
+/// instead of writing as a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_restarted_at_the_switch_leaves_the_write_to_the_writer() {
+    let rig = Rig::start(2).await;
+    let proxy = FaultProxy::start(&rig.moto.url).await;
+    let sentinels = rig.redis.sentinel_addrs();
+    let mut daemons: Vec<Daemon> = sentinels
+        .iter()
+        .map(|s| watcher(&rig, &proxy.url, Some(s), "30s"))
+        .collect();
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[0], WITHIN).await;
+    all_seen(&daemons).await;
+    rig.redis.wait_ready_for_failover(2).await;
+    let ranks = order(&sentinels);
+    let restarted = ranks[1];
+    proxy.mutating.lock().unwrap().clear();
+    let m = rig.redis.failover().await;
+    daemons[restarted].kill();
+    let from = daemons[restarted].logs().len();
+    daemons[restarted].spawn();
+    rig.vpc.wait_all_point_at(&rig.vpc.enis[m], WITHIN).await;
+    // Its first majority read after the start has judged the master.
+    eventually(
+        "the restarted standby to find the routes right",
+        WITHIN,
+        || async {
+            let l = log_since(&daemons[restarted], from);
+            (standby_found_right(&l) || l.contains("VIP route already right in every table"))
+                .then_some(())
+        },
+    )
+    .await;
+    let l = log_since(&daemons[restarted], from);
+    let wrote = l.lines().any(|line| {
+        line.contains("VIP route updated and verified") && !line.contains(" written=0 ")
+    });
+    assert!(
+        !l.contains("written in its place") && !wrote,
+        "the restarted standby wrote over the designated writer:\n{l}"
+    );
+    let made = calls(&proxy);
+    eprintln!("mutating calls with a standby restarted at the switch: {made:?}");
+    assert!(made.len() <= rig.vpc.tables.len() + 1, "{made:?}");
+}
+
 /// Figures for docs/performance.md: per failover, the mutating calls and the
 /// designated writer's `since_event_ms` with 1 watcher, 3 watchers as before
 /// this change (no `local_sentinel`: each writes alone) and 3 watchers with
