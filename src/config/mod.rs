@@ -436,7 +436,7 @@ fn non_empty_masters<'de, D: serde::Deserializer<'de>>(
     Ok(v)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MasterConfig {
     /// The VIP route's CIDR; goes with `route_tables` (and only with them).

@@ -38,7 +38,7 @@ use crate::decide::fold::AlertInput;
 use crate::decide::speaker;
 use crate::decide::steering::{self, Action, ReadOutcome, Steering, WriteOrder, WriteOutcome};
 use crate::ops::metrics::METRICS;
-use crate::ops::status::{SentinelView, SharedStatus};
+use crate::ops::status::{MasterStatus, SentinelView, SharedStatus};
 use crate::shutdown::Shutdown;
 use crate::watch::{SentinelLink, WatchMsg};
 
@@ -121,6 +121,14 @@ pub(crate) struct Controller {
     peers: Peers,
     /// The rank last shown in `/status` (None: no `local_sentinel`).
     writer_rank: Option<usize>,
+    /// Per master, the gauges last set (route_ok, switch_unconfirmed,
+    /// no_majority): set again only when they change.
+    gauges: HashMap<String, (bool, bool, bool)>,
+    /// How many masters `/status` lists now (a reload that changes the
+    /// masters makes the next publish a full one), and where the next slice
+    /// of a many-master publish starts.
+    status_listed: usize,
+    status_cursor: usize,
 }
 
 impl Controller {
@@ -158,6 +166,9 @@ impl Controller {
             journal: Default::default(),
             peers: crate::daemon::peers::alone(),
             writer_rank: None,
+            gauges: HashMap::new(),
+            status_listed: usize::MAX,
+            status_cursor: 0,
         }
     }
 
@@ -218,10 +229,12 @@ impl Controller {
                 },
                 _ = std::future::ready(()), if self.core.judging() => self.judge_more(),
                 _ = tokio::time::sleep_until(wake) => {
-                    let actions = self.core.handle_timeout(Instant::now());
+                    let t0 = Instant::now();
+                    let actions = self.core.handle_timeout(t0);
                     self.act(actions);
                     self.count_lost();
                     self.dirty = true;
+                    busy("timers", t0);
                 }
                 _ = tokio::time::sleep_until(publish_at), if self.dirty => self.publish_status(),
                 _ = tokio::time::sleep_until(pace_wake), if paced.is_some() => {
@@ -267,6 +280,12 @@ impl Controller {
 
     fn handle(&mut self, input: Input) {
         let now = Instant::now();
+        let kind = input_kind(&input);
+        self.handle_input(now, input);
+        busy(kind, now);
+    }
+
+    fn handle_input(&mut self, now: Instant, input: Input) {
         let input = match input {
             Input::Watch(msg) => {
                 if let WatchMsg::Event {
@@ -326,6 +345,10 @@ impl Controller {
                     }
                 }
                 self.cfg = cfg;
+                // The reload removes the series of removed masters: every
+                // gauge is set again at the next publish.
+                self.gauges.clear();
+                self.status_listed = usize::MAX;
                 self.update_standby();
                 let actions = self.core.reconfigure(now, &self.cfg);
                 self.act(actions);
@@ -349,6 +372,12 @@ impl Controller {
 
     /// Judges the next slice of the read being judged.
     fn judge_more(&mut self) {
+        let t0 = Instant::now();
+        self.judge_slice();
+        busy("judging a slice of a majority read", t0);
+    }
+
+    fn judge_slice(&mut self) {
         self.since_slice = 0;
         let actions = self.core.judge_more(Instant::now());
         self.act(actions);
@@ -532,20 +561,53 @@ impl Controller {
     /// Rebuilds `/status`'s masters and the per-master gauges from the core:
     /// O(masters), so called at most every [`PUBLISH_EVERY`] (and on reload).
     fn publish_status(&mut self) {
+        let t0 = Instant::now();
         self.dirty = false;
+        self.publish_status_now();
+        busy("publishing /status", t0);
+    }
+
+    fn publish_status_now(&mut self) {
         self.published = Instant::now();
-        let mut masters = self.core.status(self.published);
-        for m in &mut masters {
+        let now = self.published;
+        let count = self.core.master_count();
+        // Every master at once up to STATUS_SLICE of them (and after a
+        // reload); beyond, a slice per publish plus every master being acted
+        // on: with 1,000 masters, rebuilding all of them held the loop for
+        // 10-28 ms every 100 ms (release build), and every sentinel event
+        // behind it waited as long.
+        let full = count <= STATUS_SLICE || self.status_listed != count;
+        let mut updates: Vec<(usize, MasterStatus)> = if full {
+            self.status_cursor = 0;
+            self.dirty = false;
+            self.core.status(now).into_iter().enumerate().collect()
+        } else {
+            let end = (self.status_cursor + STATUS_SLICE).min(count);
+            let mut at: Vec<usize> = (self.status_cursor..end).collect();
+            at.extend(self.core.busy_masters(STATUS_SLICE));
+            at.sort_unstable();
+            at.dedup();
+            self.status_cursor = if end >= count { 0 } else { end };
+            // Clean once a whole round has been published.
+            self.dirty = self.status_cursor != 0;
+            self.core.status_at(now, &at)
+        };
+        let built = now.elapsed();
+        for (_, m) in &mut updates {
             m.sentinels = self.views.get(&m.name).cloned().unwrap_or_default();
             m.target = self.expected_target(&m.name, m.majority.as_deref());
-        }
-        self.journal.status(&masters);
-        for m in &masters {
-            let label = vec![("master", m.name.clone())];
             let right = m.last_error.is_none()
                 && !m.no_majority
                 && m.majority.is_some()
                 && m.applied == m.majority;
+            let gauges = (right, m.unconfirmed.is_some(), m.no_majority);
+            // Each series set when it changes only (three label allocations
+            // and lookups per master otherwise).
+            if self.gauges.get(&m.name) == Some(&gauges) {
+                continue;
+            }
+            self.gauges.insert(m.name.clone(), gauges);
+            let label = vec![("master", m.name.clone())];
             METRICS.route_ok.get_or_create(&label).set(i64::from(right));
             METRICS
                 .switch_unconfirmed
@@ -556,13 +618,45 @@ impl Controller {
                 .get_or_create(&label)
                 .set(i64::from(m.no_majority));
         }
+        let filled = now.elapsed();
         let connected = self.core.connected_count();
         let refused = self.core.refused();
-        self.status.update(|s| {
-            s.sentinels_connected = connected;
-            s.sentinels_refused = refused;
-            s.masters = masters;
-        });
+        let mut old = Vec::new();
+        let n = updates.len();
+        if full {
+            let masters: Vec<MasterStatus> = updates.into_iter().map(|(_, m)| m).collect();
+            self.journal.status(&masters);
+            self.status_listed = masters.len();
+            self.status.update(|s| {
+                s.sentinels_connected = connected;
+                s.sentinels_refused = refused;
+                old = std::mem::replace(&mut s.masters, masters);
+            });
+        } else {
+            let changed: Vec<MasterStatus> = updates.iter().map(|(_, m)| m.clone()).collect();
+            self.journal.status(&changed);
+            self.status.update(|s| {
+                s.sentinels_connected = connected;
+                s.sentinels_refused = refused;
+                for (i, m) in updates {
+                    if let Some(slot) = s.masters.get_mut(i) {
+                        old.push(std::mem::replace(slot, m));
+                    }
+                }
+            });
+        }
+        // What was replaced is freed outside the lock.
+        drop(old);
+        if now.elapsed() >= BUSY_WARN {
+            debug!(
+                masters = n,
+                full,
+                built_ms = built.as_secs_f64() * 1e3,
+                filled_ms = filled.as_secs_f64() * 1e3,
+                total_ms = now.elapsed().as_secs_f64() * 1e3,
+                "a slow /status publish"
+            );
+        }
     }
 }
 
@@ -640,6 +734,37 @@ pub(crate) fn now_unix() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Masters whose `/status` is rebuilt per publish when there are more (plus
+/// every master being acted on); a whole round of 1,000 takes 8 publishes.
+const STATUS_SLICE: usize = 128;
+
+/// One step of the loop that held it longer than this is logged: every
+/// sentinel event behind it waited as long.
+const BUSY_WARN: Duration = Duration::from_millis(10);
+
+/// Logs a step of the loop that held it for longer than [`BUSY_WARN`].
+fn busy(what: &str, since: Instant) {
+    let took = since.elapsed();
+    if took >= BUSY_WARN {
+        warn!(
+            step = what,
+            took_ms = took.as_secs_f64() * 1e3,
+            "the decision loop was busy: sentinel events waited behind this step"
+        );
+    }
+}
+
+/// What an input is, for [`busy`].
+fn input_kind(input: &Input) -> &'static str {
+    match input {
+        Input::Watch(_) => "a sentinel event or link change",
+        Input::Reconcile(_) => "a read request",
+        Input::ReadDone(..) => "a majority read's result",
+        Input::WriteDone(_) => "a route write's result",
+        Input::Reload(_) => "a config reload",
+    }
 }
 
 #[cfg(test)]

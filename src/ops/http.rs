@@ -50,9 +50,11 @@ async fn metrics(headers: HeaderMap) -> impl IntoResponse {
 
 async fn healthz(State(s): State<SharedStatus>) -> impl IntoResponse {
     let alive = s
-        .get()
-        .heartbeat
-        .is_some_and(|h| h.elapsed() < Duration::from_secs(5));
+        .with(|st| {
+            st.heartbeat
+                .is_some_and(|h| h.elapsed() < Duration::from_secs(5))
+        })
+        .unwrap_or(false);
     if alive {
         (StatusCode::OK, "ok\n")
     } else {
@@ -61,13 +63,15 @@ async fn healthz(State(s): State<SharedStatus>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<SharedStatus>) -> impl IntoResponse {
-    let st = s.get();
-    let code = if st.ready() {
+    let (ready, summary) = s
+        .with(|st| (st.ready(), st.summary()))
+        .unwrap_or((false, "status unavailable".into()));
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, format!("{}\n", st.summary()))
+    (code, format!("{summary}\n"))
 }
 
 async fn status_json(State(s): State<SharedStatus>) -> impl IntoResponse {

@@ -25,14 +25,20 @@ pub(crate) async fn watch_ready(status: SharedStatus, mut shutdown: Shutdown) {
             _ = shutdown.recv() => return,
             _ = every.tick() => {}
         }
-        let s = status.get();
-        let alive = s.heartbeat.is_some_and(|h| h.elapsed() < HEARTBEAT_STALE);
-        if !ready && s.reconciles > 0 && s.sentinels_connected > 0 {
+        let Some((alive, can_be_ready, line)) = status.with(|s| {
+            (
+                s.heartbeat.is_some_and(|h| h.elapsed() < HEARTBEAT_STALE),
+                s.reconciles > 0 && s.sentinels_connected > 0,
+                s.summary(),
+            )
+        }) else {
+            continue;
+        };
+        if !ready && can_be_ready {
             ready = true;
             let _ = sd_notify::notify(false, &[NotifyState::Ready]);
-            tracing::info!(summary = %s.summary(), "ready");
+            tracing::info!(summary = %line, "ready");
         }
-        let line = s.summary();
         let _ = sd_notify::notify(false, &[NotifyState::Status(&line)]);
         if watchdog.is_some() && alive {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);

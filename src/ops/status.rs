@@ -153,6 +153,13 @@ impl SharedStatus {
         }
     }
 
+    /// Reads the status in place (no copy of every master): what the
+    /// once-a-second readers need, without holding the controller's
+    /// `update` up for the time of a clone.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&Status) -> R) -> Option<R> {
+        self.0.read().ok().map(|s| f(&s))
+    }
+
     pub(crate) fn get(&self) -> Status {
         self.0.read().map(|s| s.clone()).unwrap_or_default()
     }

@@ -1284,3 +1284,32 @@ fn becoming_the_writer_moves_the_cores_next_wake_up_to_the_pending_check() {
     s.core.set_standby(Duration::ZERO);
     assert_eq!(s.core.poll_timeout(), s.at(100));
 }
+
+#[test]
+fn a_slice_of_the_status_is_the_status_of_those_masters_and_busy_ones_are_named() {
+    let mut s = Sim::started();
+    let now = s.at(10);
+    let all = s.core.status(now);
+    let slice = s.core.status_at(now, &[0, 0]);
+    assert_eq!(slice.len(), 1, "a position named twice is built once");
+    assert_eq!(slice[0].0, 0);
+    assert_eq!(
+        serde_json::to_string(&slice[0].1).unwrap(),
+        serde_json::to_string(&all[0]).unwrap()
+    );
+    assert!(s.core.status_at(now, &[5]).is_empty(), "no such master");
+    assert!(
+        s.core.busy_masters(8).is_empty(),
+        "settled: nothing to refresh each time"
+    );
+    s.feed(100, switch(0, A, B, s.at(100)));
+    assert_eq!(
+        s.core.busy_masters(8),
+        vec![0],
+        "a write in flight is refreshed at every publish"
+    );
+    assert!(
+        s.core.busy_masters(0).is_empty(),
+        "at most as many as asked"
+    );
+}
