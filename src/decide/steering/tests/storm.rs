@@ -138,14 +138,7 @@ fn a_read_of_a_thousand_masters_is_judged_a_slice_at_a_time() {
 
 #[test]
 fn a_switch_between_slices_is_not_judged_by_the_older_read() {
-    let cfg = many_cfg();
-    let t0 = Instant::now();
-    let mut core = Steering::new(&cfg, t0, 7);
-    core.handle(t0, Input::ReadRequested("start"));
-    core.handle(t0, many_read(&cfg, 1));
-    while core.judging() {
-        core.judge_more(t0);
-    }
+    let (cfg, t0, mut core) = settled_core();
     core.handle(t0, Input::ReadRequested("interval"));
     core.handle(t0, many_read(&cfg, 2));
     assert!(core.judging());
@@ -179,14 +172,7 @@ fn a_switch_between_slices_is_not_judged_by_the_older_read() {
 
 #[test]
 fn an_event_other_than_a_switch_keeps_the_next_timeout() {
-    let cfg = many_cfg();
-    let t0 = Instant::now();
-    let mut core = Steering::new(&cfg, t0, 7);
-    core.handle(t0, Input::ReadRequested("start"));
-    core.handle(t0, many_read(&cfg, 1));
-    while core.judging() {
-        core.judge_more(t0);
-    }
+    let (cfg, t0, mut core) = settled_core();
     let due = core.poll_timeout();
     let computed = core.timeouts_computed.get();
     for i in 0..100 {
@@ -220,4 +206,18 @@ fn an_event_other_than_a_switch_keeps_the_next_timeout() {
     assert!(core.poll_timeout() == t0 + CONFIRM_FIRST);
     core.forget_write("m7");
     assert!(core.timeouts_computed.get() > computed + 1);
+}
+
+/// A core for [`many_cfg`] whose first majority read (routes right) is
+/// judged in full.
+fn settled_core() -> (Config, Instant, Steering) {
+    let cfg = many_cfg();
+    let t0 = Instant::now();
+    let mut core = Steering::new(&cfg, t0, 7);
+    core.handle(t0, Input::ReadRequested("start"));
+    core.handle(t0, many_read(&cfg, 1));
+    while core.judging() {
+        core.judge_more(t0);
+    }
+    (cfg, t0, core)
 }
