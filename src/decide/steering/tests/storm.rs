@@ -172,7 +172,7 @@ fn a_switch_between_slices_is_not_judged_by_the_older_read() {
 
 #[test]
 fn an_event_other_than_a_switch_keeps_the_next_timeout() {
-    let (cfg, t0, mut core) = settled_core();
+    let (_, t0, mut core) = settled_core();
     let due = core.poll_timeout();
     let computed = core.timeouts_computed.get();
     for i in 0..100 {
