@@ -32,6 +32,32 @@ fn failed_over(hooks: &Receiver) -> Vec<String> {
         .collect()
 }
 
+/// Waits until every replica of `master` has its link to it up and is not
+/// syncing: a master killed or paused while a replica still loads the last
+/// failover's full sync leaves Sentinel no good replica to promote (it
+/// retries, but the test would wait for the killed master forever).
+async fn wait_replicas_linked(rig: &Rig, master: usize) {
+    eventually(
+        "every replica linked to the master and in sync",
+        WITHIN,
+        || async {
+            (0..rig.redis.hosts.len())
+                .filter(|i| *i != master && rig.redis.servers.get(*i).is_some_and(|s| s.is_some()))
+                .all(|i| {
+                    let info = cli(
+                        &rig.redis.hosts[i],
+                        rig.redis.redis_port,
+                        &["INFO", "replication"],
+                    );
+                    info.contains("master_link_status:up")
+                        && info.contains("master_sync_in_progress:0")
+                })
+                .then_some(())
+        },
+    )
+    .await
+}
+
 /// Waits until sentinels agree on a master other than `old`; returns it.
 async fn new_master(rig: &Rig, old: usize) -> usize {
     eventually(
@@ -70,12 +96,14 @@ async fn mixed_failovers_in_a_row_keep_the_vip_on_the_majoritys_master_and_alert
         let next = match i % 3 {
             0 => rig.redis.failover().await,
             1 => {
+                wait_replicas_linked(&rig, master).await;
                 rig.redis.kill_server(master);
                 let m = new_master(&rig, master).await;
                 rig.redis.restart_server(master);
                 m
             }
             _ => {
+                wait_replicas_linked(&rig, master).await;
                 rig.redis.pause_server(master, true);
                 let m = new_master(&rig, master).await;
                 rig.redis.pause_server(master, false);
