@@ -428,11 +428,7 @@ impl Fold {
             self.note_former(master, &addr, "+sdown", "still down, now a replica");
             return;
         }
-        let existing = self.incidents.values_mut().find(|i| {
-            i.master == master
-                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
-        });
-        if let Some(i) = existing {
+        if let Some(i) = self.instance_incident(master, &addr, false) {
             i.events += 1;
             if i.state == State::Resolved {
                 // Back down within the group's window: a flap.
@@ -480,11 +476,7 @@ impl Fold {
         }
         let damped = !self.group_interval.is_zero();
         let mut drop_key = None;
-        if let Some(i) = self.incidents.values_mut().find(|i| {
-            i.master == master
-                && i.state == State::Firing
-                && matches!(&i.kind, Kind::InstanceDown { instance: x, .. } if *x == addr)
-        }) {
+        if let Some(i) = self.instance_incident(master, &addr, true) {
             i.events += 1;
             if i.sent.is_none() && !damped {
                 // Down for less than group_wait: never told, forget it.

@@ -112,12 +112,7 @@ impl Fold {
             self.instance_up(at, &r.master, "replica", addr);
         }
         for addr in &r.replicas_down {
-            let open = self.incidents.values().any(|i| {
-                i.master == r.master
-                    && i.state == State::Firing
-                    && matches!(&i.kind, Kind::InstanceDown { instance, .. } if instance == addr)
-            });
-            if !open {
+            if self.instance_incident(&r.master, addr, true).is_none() {
                 self.instance_down(at, &r.master, "replica", addr.clone());
             }
         }

@@ -368,6 +368,21 @@ impl Fold {
             .count()
     }
 
+    /// `master`'s instance-down incident for `addr` (only a firing one when
+    /// `firing_only`).
+    fn instance_incident(
+        &mut self,
+        master: &str,
+        addr: &str,
+        firing_only: bool,
+    ) -> Option<&mut Incident> {
+        self.incidents.values_mut().find(|i| {
+            i.master == master
+                && (!firing_only || i.state == State::Firing)
+                && matches!(&i.kind, Kind::InstanceDown { instance, .. } if instance == addr)
+        })
+    }
+
     fn open_master_incident(
         &mut self,
         master: &str,
