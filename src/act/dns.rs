@@ -12,7 +12,7 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
 
-use crate::act::ec2::{count_call, Ec2, Interface};
+use crate::act::ec2::{checked, Ec2, Interface};
 use crate::config::DnsRecord;
 use crate::decide::facts::{Ec2Error, ErrorClass};
 use crate::decide::plan::Held;
@@ -43,8 +43,7 @@ impl Ec2 {
             .max_items(10)
             .send()
             .await;
-        count_call("ListResourceRecordSets", r.is_ok());
-        let out = r.map_err(|e| Ec2Error::from_sdk("ListResourceRecordSets", subject(d), e))?;
+        let out = checked("ListResourceRecordSets", || subject(d), r)?;
         let values: Vec<IpAddr> = out
             .resource_record_sets()
             .iter()
@@ -78,8 +77,7 @@ impl Ec2 {
             .id(d.zone_id.as_str())
             .send()
             .await;
-        count_call("GetHostedZone", r.is_ok());
-        let out = r.map_err(|e| Ec2Error::from_sdk("GetHostedZone", subject(d), e))?;
+        let out = checked("GetHostedZone", || subject(d), r)?;
         Ok(out
             .hosted_zone()
             .map(|z| format!("{} ({})", d.zone_id, z.name()))
@@ -137,8 +135,7 @@ impl Ec2 {
             .change_batch(built)
             .send()
             .await;
-        count_call("ChangeResourceRecordSets", r.is_ok());
-        let out = r.map_err(|e| Ec2Error::from_sdk("ChangeResourceRecordSets", subject(d), e))?;
+        let out = checked("ChangeResourceRecordSets", || subject(d), r)?;
         tracing::debug!(record = %d.name, %value, change = ?out.change_info().map(|c| (c.id(), c.status().as_str())),
             "Route 53 record upserted");
         Ok(())

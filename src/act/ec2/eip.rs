@@ -2,7 +2,7 @@
 //! `AllowReassociation` to the master's ENI; read back as DescribeAddresses'
 //! association.
 
-use super::{count_call, Ec2};
+use super::{checked, Ec2};
 use crate::config::{AllocationId, Target};
 use crate::decide::facts::{Ec2Error, ErrorClass};
 use crate::decide::plan::{Held, Holder};
@@ -16,10 +16,7 @@ impl Ec2 {
             .allocation_ids(alloc.as_str())
             .send()
             .await;
-        count_call("DescribeAddresses", r.is_ok());
-        let out = r.map_err(|e| {
-            Ec2Error::from_sdk("DescribeAddresses", format!("Elastic IP {alloc}"), e)
-        })?;
+        let out = checked("DescribeAddresses", || format!("Elastic IP {alloc}"), r)?;
         let a = out
             .addresses()
             .iter()
@@ -59,13 +56,11 @@ impl Ec2 {
             Target::Instance(i) => req.instance_id(i.as_str()),
         };
         let r = req.send().await;
-        count_call("AssociateAddress", r.is_ok());
-        r.map(|_| ()).map_err(|e| {
-            Ec2Error::from_sdk(
-                "AssociateAddress",
-                format!("Elastic IP {alloc} -> {target}"),
-                e,
-            )
-        })
+        checked(
+            "AssociateAddress",
+            || format!("Elastic IP {alloc} -> {target}"),
+            r,
+        )
+        .map(|_| ())
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use aws_sdk_ec2::types::Filter;
 
-use super::{count_call, Ec2};
+use super::{checked, Ec2};
 use crate::config::Target;
 use crate::decide::facts::{Ec2Error, ErrorClass};
 use crate::decide::plan::Holder;
@@ -68,10 +68,7 @@ impl Ec2 {
                     .network_interface_ids(e.as_str())
                     .send()
                     .await;
-                count_call("DescribeNetworkInterfaces", r.is_ok());
-                let out = r.map_err(|err| {
-                    Ec2Error::from_sdk("DescribeNetworkInterfaces", format!("ENI {e}"), err)
-                })?;
+                let out = checked("DescribeNetworkInterfaces", || format!("ENI {e}"), r)?;
                 out.network_interfaces()
                     .iter()
                     .find_map(Interface::from_eni)
@@ -83,10 +80,7 @@ impl Ec2 {
                     .instance_ids(i.as_str())
                     .send()
                     .await;
-                count_call("DescribeInstances", r.is_ok());
-                let out = r.map_err(|err| {
-                    Ec2Error::from_sdk("DescribeInstances", format!("instance {i}"), err)
-                })?;
+                let out = checked("DescribeInstances", || format!("instance {i}"), r)?;
                 out.reservations()
                     .iter()
                     .flat_map(|r| r.instances())
@@ -138,10 +132,11 @@ impl Ec2 {
             .filters(Filter::builder().name(by).values(ip.to_string()).build())
             .send()
             .await;
-        count_call("DescribeNetworkInterfaces", r.is_ok());
-        let out = r.map_err(|e| {
-            Ec2Error::from_sdk("DescribeNetworkInterfaces", format!("private IP {ip}"), e)
-        })?;
+        let out = checked(
+            "DescribeNetworkInterfaces",
+            || format!("private IP {ip}"),
+            r,
+        )?;
         let found: Vec<Interface> = out
             .network_interfaces()
             .iter()

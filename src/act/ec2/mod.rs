@@ -36,6 +36,23 @@ pub use eni::Interface;
 pub use errors::classify;
 pub use read::FoundInterface;
 
+/// One EC2 (or Route 53) call's answer: counted in `/metrics` by operation
+/// and result, and an SDK error turned into an [`Ec2Error`] naming the
+/// operation and `subject` (built only when it failed).
+pub(crate) fn checked<T, E, R, S>(
+    operation: &'static str,
+    subject: impl FnOnce() -> S,
+    r: Result<T, aws_sdk_ec2::error::SdkError<E, R>>,
+) -> Result<T, crate::decide::facts::Ec2Error>
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+    S: Into<String>,
+{
+    count_call(operation, r.is_ok());
+    r.map_err(|e| crate::decide::facts::Ec2Error::from_sdk(operation, subject(), e))
+}
+
 pub(crate) fn count_call(operation: &'static str, ok: bool) {
     crate::ops::metrics::METRICS
         .ec2_calls

@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{Filter, RouteState};
 use aws_sdk_ec2::Client;
 use ipnet::IpNet;
 
-use super::{count_call, Ec2};
+use super::{checked, Ec2};
 use crate::config::{EniId, InstanceId, RoleArn, RouteTableId, Target};
 use crate::decide::facts::{Ec2Error, ErrorClass, TableRead, TableReads};
 use crate::decide::plan::CurrentRoute;
@@ -79,23 +79,20 @@ impl Ec2 {
                 .route_table_ids(t.as_str())
                 .send()
                 .await;
-            count_call("DescribeRouteTables", r.is_ok());
-            let owner = r
-                .map_err(|e| Ec2Error::from_sdk("DescribeRouteTables", subject.clone(), e))
-                .and_then(|out| {
-                    out.route_tables()
-                        .iter()
-                        .find(|rt| rt.route_table_id() == Some(t.as_str()))
-                        .and_then(|rt| rt.owner_id())
-                        .map(str::to_owned)
-                        .ok_or_else(|| Ec2Error {
-                            operation: "DescribeRouteTables",
-                            subject,
-                            class: ErrorClass::NotFound,
-                            code: None,
-                            message: "no OwnerId in the answer".into(),
-                        })
-                });
+            let owner = checked("DescribeRouteTables", || subject.clone(), r).and_then(|out| {
+                out.route_tables()
+                    .iter()
+                    .find(|rt| rt.route_table_id() == Some(t.as_str()))
+                    .and_then(|rt| rt.owner_id())
+                    .map(str::to_owned)
+                    .ok_or_else(|| Ec2Error {
+                        operation: "DescribeRouteTables",
+                        subject,
+                        class: ErrorClass::NotFound,
+                        code: None,
+                        message: "no OwnerId in the answer".into(),
+                    })
+            });
             (t.clone(), owner)
         }))
         .await
@@ -170,10 +167,7 @@ impl Ec2 {
                     .send();
                 let mut tables = Vec::new();
                 while let Some(page) = pages.next().await {
-                    count_call("DescribeRouteTables", page.is_ok());
-                    let page = page.map_err(|e| {
-                        Ec2Error::from_sdk("DescribeRouteTables", subject.clone(), e)
-                    })?;
+                    let page = checked("DescribeRouteTables", || subject.clone(), page)?;
                     tables.extend(page.route_tables.unwrap_or_default());
                 }
                 Ok::<_, Ec2Error>(tables)
@@ -210,9 +204,7 @@ impl Ec2 {
             .route_table_ids(id.as_str())
             .send()
             .await;
-        count_call("DescribeRouteTables", r.is_ok());
-        let found = r
-            .map_err(|e| Ec2Error::from_sdk("DescribeRouteTables", subject.clone(), e))?
+        let found = checked("DescribeRouteTables", || subject.clone(), r)?
             .route_tables
             .unwrap_or_default()
             .iter()
@@ -266,8 +258,7 @@ impl Ec2 {
             format!("private IP {ip} in {}", vpcs.join(", "))
         };
         let r = req.send().await;
-        count_call("DescribeNetworkInterfaces", r.is_ok());
-        let out = r.map_err(|e| Ec2Error::from_sdk("DescribeNetworkInterfaces", subject, e))?;
+        let out = checked("DescribeNetworkInterfaces", || subject, r)?;
         Ok(out
             .network_interfaces()
             .iter()

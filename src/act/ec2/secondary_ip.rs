@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use aws_sdk_ec2::types::Filter;
 
-use super::{count_call, Ec2};
+use super::{checked, Ec2};
 use crate::config::Target;
 use crate::decide::facts::{Ec2Error, ErrorClass};
 use crate::decide::plan::{Held, Holder};
@@ -50,10 +50,11 @@ impl Ec2 {
                 )
                 .send()
                 .await;
-            count_call("DescribeNetworkInterfaces", r.is_ok());
-            let out = r.map_err(|e| {
-                Ec2Error::from_sdk("DescribeNetworkInterfaces", format!("secondary IP {ip}"), e)
-            })?;
+            let out = checked(
+                "DescribeNetworkInterfaces",
+                || format!("secondary IP {ip}"),
+                r,
+            )?;
             let s = ip.to_string();
             Ok(out
                 .network_interfaces()
@@ -104,14 +105,12 @@ impl Ec2 {
                 .allow_reassignment(true)
                 .send()
                 .await;
-            count_call("AssignPrivateIpAddresses", r.is_ok());
-            r.map(|_| ()).map_err(|e| {
-                Ec2Error::from_sdk(
-                    "AssignPrivateIpAddresses",
-                    format!("secondary IP {ip} -> {eni}"),
-                    e,
-                )
-            })
+            checked(
+                "AssignPrivateIpAddresses",
+                || format!("secondary IP {ip} -> {eni}"),
+                r,
+            )
+            .map(|_| ())
         };
         let unassign = futures::future::join_all(others.iter().map(|old| async move {
             let r = self
@@ -121,14 +120,12 @@ impl Ec2 {
                 .private_ip_addresses(ip.to_string())
                 .send()
                 .await;
-            count_call("UnassignPrivateIpAddresses", r.is_ok());
-            r.map(|_| ()).map_err(|e| {
-                Ec2Error::from_sdk(
-                    "UnassignPrivateIpAddresses",
-                    format!("secondary IP {ip} on {old}"),
-                    e,
-                )
-            })
+            checked(
+                "UnassignPrivateIpAddresses",
+                || format!("secondary IP {ip} on {old}"),
+                r,
+            )
+            .map(|_| ())
         }));
         let (assigned, unassigned) = tokio::join!(assign, unassign);
         assigned?;

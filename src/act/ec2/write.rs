@@ -6,7 +6,7 @@ use aws_sdk_ec2::operation::create_route::builders::CreateRouteFluentBuilder;
 use aws_sdk_ec2::operation::replace_route::builders::ReplaceRouteFluentBuilder;
 use ipnet::IpNet;
 
-use super::{count_call, Ec2};
+use super::{checked, Ec2};
 use crate::config::{RouteTableId, Target};
 use crate::decide::facts::Ec2Error;
 
@@ -112,9 +112,7 @@ impl Ec2 {
         target: &Target,
     ) -> Result<(), Ec2Error> {
         let r = self.replace_request(table, cidr, target).send().await;
-        count_call("ReplaceRoute", r.is_ok());
-        r.map(|_| ())
-            .map_err(|e| Ec2Error::from_sdk("ReplaceRoute", write_subject(table, cidr, target), e))
+        checked("ReplaceRoute", || write_subject(table, cidr, target), r).map(|_| ())
     }
 
     async fn create_route(
@@ -124,9 +122,7 @@ impl Ec2 {
         target: &Target,
     ) -> Result<(), Ec2Error> {
         let r = self.create_request(table, cidr, target).send().await;
-        count_call("CreateRoute", r.is_ok());
-        r.map(|_| ())
-            .map_err(|e| Ec2Error::from_sdk("CreateRoute", write_subject(table, cidr, target), e))
+        checked("CreateRoute", || write_subject(table, cidr, target), r).map(|_| ())
     }
 
     /// Harmless permission probe: a DryRun ReplaceRoute to the route's *current*
