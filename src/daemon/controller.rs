@@ -633,8 +633,7 @@ impl Controller {
                 old = std::mem::replace(&mut s.masters, masters);
             });
         } else {
-            let changed: Vec<MasterStatus> = updates.iter().map(|(_, m)| m.clone()).collect();
-            self.journal.status(&changed);
+            self.journal.status(updates.iter().map(|(_, m)| m));
             self.status.update(|s| {
                 s.sentinels_connected = connected;
                 s.sentinels_refused = refused;

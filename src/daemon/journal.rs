@@ -155,7 +155,7 @@ impl JournalFeed {
 
     /// The status the controller publishes: where each master's VIP is
     /// verified. Only a change is offered.
-    pub(crate) fn status(&self, masters: &[MasterStatus]) {
+    pub(crate) fn status<'a>(&self, masters: impl IntoIterator<Item = &'a MasterStatus>) {
         if self.tx.is_none() {
             return;
         }
