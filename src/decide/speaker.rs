@@ -106,37 +106,23 @@ pub(crate) fn liveness(sentinels: &[Addr], lists: &[Option<String>]) -> Liveness
     Liveness::Known { alive, answered }
 }
 
-/// Whether this watcher speaks for chat sinks about an incident, and writes
-/// routes at once: it is first among the live watchers ([`rank`] 0).
+/// Whether this watcher speaks for chat sinks about an incident: it is first
+/// among the live watchers ([`rank`] 0).
 pub(crate) fn designated(local: Option<&Addr>, sentinels: &[Addr], live: &Liveness) -> bool {
     rank(local, sentinels, live) == 0
 }
 
-/// This watcher's place among the live ones: 0 is the designated writer and
-/// chat speaker; a standby of rank `r` checks a route write `r` steps of
-/// `aws.standby_check_after` after its turn, by reading first.
+/// This watcher's place among the live ones for chat: 0 speaks. (Route
+/// writes use [`write_rank`], which differs only for an unknown liveness.)
 ///
 /// Without `local_sentinel` every watcher is first. With it, watchers are
 /// taken in a fixed order — by sentinel address, the same on every watcher and
 /// for every master — and those seen alive ahead of this one are counted;
 /// gone watchers are skipped. When the liveness of one ahead is unknown, this
-/// one counts itself first (at-least-once: a duplicate write or post beats a
-/// lost one). This watcher is alive to itself whatever the sentinels say.
+/// one counts itself first (at-least-once: a duplicate post beats a lost
+/// one). This watcher is alive to itself whatever the sentinels say.
 pub(crate) fn rank(local: Option<&Addr>, sentinels: &[Addr], live: &Liveness) -> usize {
-    let Some(local) = local else { return 0 };
-    let mut ahead = 0;
-    for w in speaking_order(sentinels) {
-        if w == local {
-            return ahead;
-        }
-        match live.is_alive(w) {
-            Some(true) => ahead += 1,
-            Some(false) => continue,
-            None => return 0,
-        }
-    }
-    // Not listed (the config check refuses it): after every listed one.
-    ahead
+    ahead_of(local, sentinels, live, false)
 }
 
 /// This watcher's place in the route-writing order: like [`rank`], except
@@ -146,14 +132,29 @@ pub(crate) fn rank(local: Option<&Addr>, sentinels: &[Addr], live: &Liveness) ->
 /// after its wait and writes what is still wrong, so a wrong guess costs one
 /// wait, while counting itself first would make every watcher write.
 pub(crate) fn write_rank(local: Option<&Addr>, sentinels: &[Addr], live: &Liveness) -> usize {
+    ahead_of(local, sentinels, live, true)
+}
+
+/// The live watchers ahead of `local` in the order; one whose liveness is
+/// unknown counts as alive when `unknown_is_alive`, else makes `local` first.
+/// Gone watchers are skipped; a `local` that is not listed comes after all.
+fn ahead_of(
+    local: Option<&Addr>,
+    sentinels: &[Addr],
+    live: &Liveness,
+    unknown_is_alive: bool,
+) -> usize {
     let Some(local) = local else { return 0 };
     let mut ahead = 0;
     for w in speaking_order(sentinels) {
         if w == local {
             return ahead;
         }
-        if live.is_alive(w) != Some(false) {
-            ahead += 1;
+        match live.is_alive(w) {
+            Some(true) => ahead += 1,
+            Some(false) => {}
+            None if unknown_is_alive => ahead += 1,
+            None => return 0,
         }
     }
     ahead
