@@ -138,16 +138,9 @@ async fn dns_record_alone_holds_the_eni_private_ip_at_start_failover_and_drift()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_kinds_move_together_and_show_in_status() {
     let rig = Rig::start(2).await;
-    let enis = rig.vpc.enis.clone();
-    let (vpc_id, _) = rig.vpc.vpc_and_subnet().await;
-    let zone = Zone::create(&rig.moto.url, &vpc_id).await;
-    let ips = rig.vpc.eni_ips().await;
-    let alloc = rig.vpc.allocate_eip().await;
+    let (enis, zone, ips, alloc) = four_kinds(&rig).await;
     // Every kind wrong at start.
-    rig.vpc.set_route(0, &enis[2]).await;
-    rig.vpc.assign_ip(&enis[1], SECONDARY_IP).await;
-    rig.vpc.associate_eip(&alloc, &enis[2]).await;
-    zone.set(RECORD, &ips[1]).await;
+    put_kinds(&rig, &zone, &alloc, &ips, 0, [2, 1, 2, 1]).await;
     let http = free_port();
     let mut c = rig.config_yaml("2s");
     c.master_extra = format!(
@@ -219,10 +212,7 @@ async fn all_four_kinds_move_together_and_show_in_status() {
     );
     // Drift by hand, every kind at once.
     let o = (m + 1) % 3;
-    rig.vpc.set_route(1, &enis[o]).await;
-    rig.vpc.assign_ip(&enis[o], SECONDARY_IP).await;
-    rig.vpc.associate_eip(&alloc, &enis[o]).await;
-    zone.set(RECORD, &ips[o]).await;
+    put_kinds(&rig, &zone, &alloc, &ips, 1, [o; 4]).await;
     all_on(m).await;
     let logs = daemon.logs();
     assert!(!logs.contains("panicked"), "{logs}");
@@ -233,15 +223,8 @@ async fn all_four_kinds_move_together_and_show_in_status() {
 async fn check_reconcile_and_iam_policy_cover_every_kind() {
     use std::process::Command;
     let rig = Rig::start(1).await;
-    let enis = rig.vpc.enis.clone();
-    let (vpc_id, _) = rig.vpc.vpc_and_subnet().await;
-    let zone = Zone::create(&rig.moto.url, &vpc_id).await;
-    let ips = rig.vpc.eni_ips().await;
-    let alloc = rig.vpc.allocate_eip().await;
-    rig.vpc.set_route(0, &enis[2]).await;
-    rig.vpc.assign_ip(&enis[2], SECONDARY_IP).await;
-    rig.vpc.associate_eip(&alloc, &enis[2]).await;
-    zone.set(RECORD, &ips[2]).await;
+    let (enis, zone, ips, alloc) = four_kinds(&rig).await;
+    put_kinds(&rig, &zone, &alloc, &ips, 0, [2; 4]).await;
     let yaml = config(
         &rig,
         true,
@@ -391,11 +374,7 @@ async fn all_four_kinds_at_50ms_api_latency() {
     const FAILOVERS: usize = 6;
     let rig = Rig::start(2).await;
     let proxy = FaultProxy::start(&rig.moto.url).await;
-    let enis = rig.vpc.enis.clone();
-    let (vpc_id, _) = rig.vpc.vpc_and_subnet().await;
-    let zone = Zone::create(&rig.moto.url, &vpc_id).await;
-    let ips = rig.vpc.eni_ips().await;
-    let alloc = rig.vpc.allocate_eip().await;
+    let (enis, zone, ips, alloc) = four_kinds(&rig).await;
     let mut c = ConfigYaml::rig(&rig.redis, &proxy.url, &rig.vpc, "2s");
     c.master_extra = format!(
         "    secondary_ip: {SECONDARY_IP}\n    elastic_ip: {alloc}\n    dns: {{ zone_id: {}, name: {RECORD} }}\n",
@@ -448,4 +427,33 @@ async fn all_four_kinds_at_50ms_api_latency() {
         "{per_delay:?}"
     );
     assert!(slow <= bound, "{slow:.1} ms > {bound:.1} ms");
+}
+
+/// The other kinds beside the rig's route tables: its ENIs, a hosted zone in
+/// its VPC, the ENIs' private IPs and an Elastic IP.
+async fn four_kinds(rig: &Rig) -> (Vec<String>, Zone, Vec<String>, String) {
+    let enis = rig.vpc.enis.clone();
+    let (vpc_id, _) = rig.vpc.vpc_and_subnet().await;
+    let zone = Zone::create(&rig.moto.url, &vpc_id).await;
+    let ips = rig.vpc.eni_ips().await;
+    let alloc = rig.vpc.allocate_eip().await;
+    (enis, zone, ips, alloc)
+}
+
+/// Puts every kind on a node by hand: route table `table`'s VIP route on node
+/// `on[0]`'s ENI, the secondary IP on `on[1]`'s, the Elastic IP on `on[2]`'s,
+/// the record on `on[3]`'s private IP.
+async fn put_kinds(
+    rig: &Rig,
+    zone: &Zone,
+    alloc: &str,
+    ips: &[String],
+    table: usize,
+    on: [usize; 4],
+) {
+    let enis = &rig.vpc.enis;
+    rig.vpc.set_route(table, &enis[on[0]]).await;
+    rig.vpc.assign_ip(&enis[on[1]], SECONDARY_IP).await;
+    rig.vpc.associate_eip(alloc, &enis[on[2]]).await;
+    zone.set(RECORD, &ips[on[3]]).await;
 }
